@@ -1,0 +1,167 @@
+"""The DuckDB warehouse: locked down, written only through write-audit-publish.
+
+Why not Dagster's stock DuckDB IO manager: it deletes then inserts in separate steps,
+so an empty or failed write leaves a money table empty while the run reports success
+(see FIELD_NOTES). Here every derived table is built under a staging name, audited,
+and swapped in with its siblings inside one transaction; a failed audit or an
+unexpectedly empty frame leaves the published tables exactly as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+#: Every table the pipeline may write. Table names never come from data.
+TABLES = frozenset(
+    {
+        # append-only archive and bookkeeping
+        "landing_files", "landing_lines", "callback_checked", "ledger_source_rows",
+        # callbacks
+        "callbacks_quarantine", "callback_events", "provider_state", "ingest_accounting",
+        # intents and controls
+        "intents", "intents_quarantine", "policy_decisions", "review_queue",
+        # ledger
+        "ledger_postings_quarantine", "ledger_entries", "ledger_accounts", "ledger_balances",
+        "daily_balances", "ledger_findings", "ledger_watermark",
+        # settlements, deliveries, routing
+        "settlements", "settlements_quarantine", "deliveries", "deliveries_quarantine",
+        "webhook_health", "replay_queue", "routing_decisions",
+        # reconciliation and evidence
+        "reconciliation_breaks", "intent_timeline", "data_contract_results", "check_results",
+        "packets", "run_summary",
+    }
+)
+
+
+class IntegrityError(RuntimeError):
+    """A blocking invariant failed; nothing was published."""
+
+    def __init__(self, table: str, violations: list[str]):
+        self.table = table
+        self.violations = violations
+        shown = "; ".join(violations[:5]) + (f" (+{len(violations) - 5} more)" if len(violations) > 5 else "")
+        super().__init__(f"{table}: {len(violations)} integrity violation(s): {shown}")
+
+
+Audit = Callable[[duckdb.DuckDBPyConnection, Mapping[str, str]], list[str]]
+
+
+def _table(name: str) -> str:
+    if name not in TABLES:
+        raise ValueError(f"table {name!r} is not in the warehouse allowlist")
+    return name
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    home: Path
+
+    @property
+    def path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection that cannot touch the file system or attach databases.
+
+        Frames reach it through ``register``; files are read by Python, never by SQL,
+        because ids and refs inside the data are untrusted strings.
+        """
+        self.home.mkdir(parents=True, exist_ok=True)
+        spill = self.home / ".duckdb_tmp"
+        spill.mkdir(exist_ok=True)
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"no warehouse at {self.path}: run `zentra run` first")
+        con = duckdb.connect(str(self.path), read_only=read_only, config={})
+        con.execute("LOAD icu")
+        con.execute("SET TimeZone = 'UTC'")
+        # Order matters: directories first, then shut the door, then lock the settings.
+        con.execute("SET allowed_directories = $dirs", {"dirs": [str(spill)]})
+        con.execute("SET temp_directory = $dir", {"dir": str(spill)})
+        con.execute("SET autoload_known_extensions = false")
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # --- reads -----------------------------------------------------------------
+    @staticmethod
+    def exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+        return bool(
+            con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = $t AND schema_name = 'main'",
+                {"t": _table(table)},
+            ).fetchone()[0]
+        )
+
+    @classmethod
+    def read(cls, con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | None:
+        if not cls.exists(con, table):
+            return None
+        return con.sql(f'SELECT * FROM "{_table(table)}"').pl()
+
+    # --- writes ----------------------------------------------------------------
+    @staticmethod
+    def append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
+        """Append rows to an archive table, creating it from the frame's schema once."""
+        name = _table(table)
+        con.register("_append_frame", frame)
+        try:
+            con.execute(f'CREATE TABLE IF NOT EXISTS "{name}" AS SELECT * FROM _append_frame LIMIT 0')
+            con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM _append_frame')
+        finally:
+            con.unregister("_append_frame")
+        return frame.height
+
+    @staticmethod
+    def publish(
+        con: duckdb.DuckDBPyConnection,
+        frames: Mapping[str, pl.DataFrame],
+        *,
+        audit: Audit | None = None,
+        allow_empty: frozenset[str] | set[str] = frozenset(),
+    ) -> dict[str, int]:
+        """Write-audit-publish several tables as one unit.
+
+        1. write each frame to ``_stage_<table>``; 2. run ``audit`` against the staged
+        names (a mapping table -> staging name) and refuse on any violation; 3. swap all
+        staged tables in one transaction. A frame that is empty without being listed in
+        ``allow_empty`` is refused: an empty money table is a symptom, not a result.
+        """
+        names = {table: _table(table) for table in frames}
+        empty = [t for t, f in frames.items() if f.height == 0 and t not in allow_empty]
+        if empty:
+            raise IntegrityError(",".join(sorted(empty)), ["unexpectedly empty input: refusing to publish"])
+        staged = {t: f"_stage_{n}" for t, n in names.items()}
+        try:
+            for table, frame in frames.items():
+                con.register("_publish_frame", frame)
+                try:
+                    con.execute(f'CREATE OR REPLACE TABLE "{staged[table]}" AS SELECT * FROM _publish_frame')
+                finally:
+                    con.unregister("_publish_frame")
+            violations = audit(con, staged) if audit else []
+            if violations:
+                raise IntegrityError(",".join(sorted(frames)), violations)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table in frames:
+                    con.execute(f'DROP TABLE IF EXISTS "{names[table]}"')
+                    con.execute(f'ALTER TABLE "{staged[table]}" RENAME TO "{names[table]}"')
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            for stage in staged.values():
+                con.execute(f'DROP TABLE IF EXISTS "{stage}"')
+        return {t: f.height for t, f in frames.items()}

@@ -1,0 +1,84 @@
+"""Convergence: duplicate, replayed and out-of-order callbacks become one state.
+
+Input is the verdict of every callback line (``callback_checked``); output is a
+function of the *set* of lines only, never of their order, so any permutation or
+duplication of the same deliveries gives the same bytes:
+
+* copies of one event (same tenant, provider, event_id and content) collapse;
+* one event_id with two contents is a conflict: every copy is quarantined, none wins;
+* per provider_ref, the remaining event with the highest sequence is the state
+  (ties broken by event_id so the answer never depends on arrival order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from zentra_pipelines.domain import errors
+from zentra_pipelines.domain.dedupe import quarantine_rows, split_conflicts
+
+EVENT_KEY = ["tenant_id", "provider", "event_id"]
+STATE_KEY = ["tenant_id", "provider", "provider_ref"]
+
+QUARANTINE_COLUMNS = ["tenant_id", "source_file", "line_no", "error_code", "detail", "received_at", "file_sha256"]
+STATE_COLUMNS = [
+    "tenant_id", "provider", "provider_ref", "intent_id", "type", "amount_minor", "currency", "sequence",
+    "event_id", "occurred_at", "received_at", "events_seen",
+]
+
+
+@dataclass(frozen=True)
+class Convergence:
+    events: pl.DataFrame  # one row per accepted line (duplicates included, `copies` counted)
+    quarantine: pl.DataFrame  # one row per quarantined line
+    state: pl.DataFrame  # provider_state: one row per (tenant, provider, provider_ref)
+    conflicts: pl.DataFrame  # (tenant_id, provider, event_id, intent_id, provider_ref, contents)
+
+
+def converge(checked: pl.DataFrame) -> Convergence:
+    ok = checked.filter(pl.col("error_code").is_null())
+    split = split_conflicts(ok, EVENT_KEY)
+    accepted = split.accepted
+    conflicts = (
+        split.conflict_lines.group_by(EVENT_KEY)
+        .agg(
+            pl.col("intent_id").min(),
+            pl.col("provider_ref").min(),
+            pl.col("contents").first(),
+            pl.len().alias("copies"),
+            pl.col("received_at").min().alias("first_received_at"),
+        )
+        .sort(EVENT_KEY)
+    )
+    quarantine = pl.concat(
+        [
+            checked.filter(pl.col("error_code").is_not_null()).select(QUARANTINE_COLUMNS),
+            quarantine_rows(
+                split.conflict_lines,
+                errors.EVENT_CONFLICT,
+                pl.format("event_id {} arrived with {} different contents; no copy wins", "event_id", "contents"),
+                QUARANTINE_COLUMNS,
+            ),
+        ],
+        how="vertical_relaxed",
+    ).sort("source_file", "line_no", "file_sha256")
+
+    events = accepted.with_columns(
+        pl.len().over(EVENT_KEY).alias("copies"),
+        pl.col("received_at").min().over(EVENT_KEY).alias("first_received_at"),
+    ).sort("source_file", "line_no", "file_sha256")
+
+    unique_events = accepted.group_by(EVENT_KEY).agg(
+        pl.col("intent_id", "type", "amount_minor", "currency", "sequence", "occurred_at").first(),
+        pl.col("received_at").min(),
+    )
+    state = (
+        unique_events.sort(STATE_KEY + ["sequence", "event_id"], descending=[False, False, False, True, False])
+        .with_columns(pl.len().over(STATE_KEY).alias("events_seen"))
+        .unique(subset=STATE_KEY, keep="first", maintain_order=True)
+        .select(STATE_COLUMNS)
+        .sort(STATE_KEY)
+    )
+    return Convergence(events=events, quarantine=quarantine, state=state, conflicts=conflicts)

@@ -1,0 +1,91 @@
+"""Landing → warehouse: archive every new file once, byte-exact, then verify callbacks.
+
+A file's identity is its content hash: re-running over the same landing folder adds
+nothing, and a grown folder only adds its new files. Archive and bookkeeping rows are
+appended in one transaction so a crash never leaves half a file archived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from zentra_pipelines.adapters import landing
+from zentra_pipelines.adapters.sql_files import load_sql
+from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
+
+#: Standard Webhooks tolerance, applied on both sides of received_at.
+MAX_SKEW_MS = 300_000
+
+FILES_SCHEMA = {
+    "source": pl.String, "source_file": pl.String, "file_sha256": pl.String,
+    "bytes": pl.Int64, "lines": pl.Int64, "duplicate_of": pl.String,
+}
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    new_files: int
+    new_lines: int
+    skipped_files: int
+
+
+def ensure_archive(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(load_sql("create_archive"))
+
+
+def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> ArchiveResult:
+    """Append every not-yet-seen landing file (by sha256) to landing_files/landing_lines."""
+    ensure_archive(con)
+    known = dict(con.execute("SELECT file_sha256, source_file FROM landing_files").fetchall())
+    new_files = new_lines = skipped = 0
+    for source in landing.SOURCES:
+        for file in landing.list_files(landing_dir, source):
+            if file.sha256 in known:
+                skipped += 1
+                continue
+            lines = landing.frame_lines(file).with_columns(source=pl.lit(source))
+            record = pl.DataFrame(
+                [(source, file.source_file, file.sha256, file.size, lines.height, None)],
+                schema=FILES_SCHEMA, orient="row",
+            )
+            con.execute("BEGIN TRANSACTION")
+            try:
+                Warehouse.append(con, "landing_lines", lines)
+                Warehouse.append(con, "landing_files", record)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+            known[file.sha256] = file.source_file
+            new_files += 1
+            new_lines += lines.height
+    return ArchiveResult(new_files, new_lines, skipped)
+
+
+def verify_new_callbacks(con: duckdb.DuckDBPyConnection, webhook_keys: pl.DataFrame) -> int:
+    """Verify callback lines not verified before; append one judged row per line.
+
+    The verdict is kept as evidence of what was checked at receipt, so a later secret
+    rotation never re-judges history.
+    """
+    ensure_archive(con)
+    con.execute(load_sql("select_pending_callbacks"))
+    con.register("webhook_secrets", webhook_keys)
+    con.register("iso_currencies", pl.DataFrame({"currency": sorted(currency_exponents())}))
+    try:
+        judged = con.sql(
+            load_sql("verify_callbacks"),
+            params={"identifier": IDENTIFIER_PATTERN.strip("^$"), "max_skew_ms": MAX_SKEW_MS},
+        ).pl()
+    finally:
+        con.unregister("webhook_secrets")
+        con.unregister("iso_currencies")
+        con.execute("DROP VIEW IF EXISTS callback_lines_new")
+    if judged.height:
+        Warehouse.append(con, "callback_checked", judged)
+    return judged.height

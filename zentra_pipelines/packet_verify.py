@@ -1,0 +1,363 @@
+"""Offline verification of an audit packet (``zentra packet verify FILE [--pubkey PEM]``).
+
+Checks, in order: the zip is readable and every member name is a plain relative path;
+the members are exactly manifest.json, manifest.sig, SHA256SUMS, signing_key.pub.pem
+and the manifest's ``files``; the Ed25519 signature over manifest.json's exact bytes
+(with the given public key, or else the embedded one, which the verdict says); every
+listed file's size and SHA-256; SHA256SUMS; the RFC 6962 Merkle root; the chain to the
+previous version when it sits beside the file. A hostile file never raises: the verdict
+is ``ok=False`` with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from zentra_pipelines.domain import evidence as ev
+
+MAX_MEMBER_BYTES = 512 * 1024 * 1024
+MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
+MAX_META_BYTES = 16 * 1024 * 1024  # manifest.json, SHA256SUMS
+MAX_PEM_BYTES = 64 * 1024
+MAX_MEMBERS = 10_000
+_CHUNK = 1024 * 1024
+_VERSION_FILE_RE = re.compile(r"^v([1-9][0-9]{0,8})\.zip$")
+_SUMS_LINE_RE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str
+    manifest: dict | None = None
+
+    def __bool__(self) -> bool:  # `if verify_packet(p):` reads naturally
+        return self.ok
+
+
+class _Reject(Exception):
+    """Internal: a failed check, carrying the verdict's reason."""
+
+
+def _fail(reason: str) -> _Reject:
+    return _Reject(reason)
+
+
+def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+    if info.file_size > cap:
+        raise _fail(f"member {info.filename} is {info.file_size} bytes, over the {cap} cap")
+    with zf.open(info) as fh:
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise _fail(f"member {info.filename} inflates past the {cap} byte cap")
+    return data
+
+
+def _stream_hashes(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, bytes, int]:
+    """(sha256 hex, RFC 6962 leaf hash, size) of one member, read in chunks under the cap."""
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise _fail(f"member {info.filename} is {info.file_size} bytes, over the size cap")
+    plain = hashlib.sha256()
+    leaf = hashlib.sha256(b"\x00")
+    size = 0
+    with zf.open(info) as fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_MEMBER_BYTES:
+                raise _fail(f"member {info.filename} inflates past the size cap")
+            plain.update(chunk)
+            leaf.update(chunk)
+    return plain.hexdigest(), leaf.digest(), size
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _fail(f"manifest.json repeats the key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise _fail(f"manifest.json holds the non-JSON number {name}")
+
+
+def _parse_manifest(raw: bytes) -> dict:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _fail("manifest.json is not UTF-8") from None
+    try:
+        manifest = json.loads(
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
+        )
+    except (ValueError, RecursionError):
+        raise _fail("manifest.json is not valid JSON") from None
+    if not isinstance(manifest, dict):
+        raise _fail("manifest.json is not a JSON object")
+    return manifest
+
+
+def _check_manifest_shape(m: dict) -> list[dict]:
+    if m.get("packet_format") != ev.PACKET_FORMAT:
+        raise _fail(f"packet_format is {m.get('packet_format')!r}, want {ev.PACKET_FORMAT!r}")
+    if not ev.is_valid_tenant_id(m.get("tenant_id")):
+        raise _fail("manifest tenant_id is not a valid identifier")
+    if not ev.is_valid_period(m.get("period")):
+        raise _fail("manifest period is not a YYYY-MM-DD day")
+    version = m.get("version")
+    if type(version) is not int or version < 1:
+        raise _fail("manifest version is not an integer >= 1")
+    sup = m.get("supersedes")
+    if version == 1 and sup is not None:
+        raise _fail("version 1 must not supersede anything")
+    if version > 1 and not ev.is_hex_sha256(sup):
+        raise _fail(f"version {version} lacks a valid supersedes hash")
+    if not ev.is_hex_sha256(m.get("merkle_root")):
+        raise _fail("manifest merkle_root is not a SHA-256 hex digest")
+    merkle = m.get("merkle")
+    if merkle is not None and merkle != ev.MERKLE_DESCRIPTION:
+        raise _fail(f"unsupported merkle scheme {merkle!r}")
+    if not ev.is_key_id(m.get("key_id")):
+        raise _fail("manifest key_id is not 'ed25519:<sha256 hex>'")
+    if m.get("key_kind") not in ev.KEY_KINDS:
+        raise _fail("manifest key_kind is neither 'configured' nor 'development'")
+    files = m.get("files")
+    if not isinstance(files, list):
+        raise _fail("manifest files is not a list")
+    paths: list[str] = []
+    for entry in files:
+        if not isinstance(entry, dict):
+            raise _fail("a manifest files entry is not an object")
+        path = entry.get("path")
+        if not ev.is_safe_member_name(path):
+            raise _fail(f"manifest lists an unsafe path {path!r}")
+        if path in ev.META_MEMBERS:
+            raise _fail(f"manifest files must not list {path}")
+        if not ev.is_hex_sha256(entry.get("sha256")):
+            raise _fail(f"manifest sha256 of {path} is not a hex digest")
+        size = entry.get("bytes")
+        if type(size) is not int or size < 0:
+            raise _fail(f"manifest bytes of {path} is not a non-negative integer")
+        rows = entry.get("rows")
+        if rows is not None and (type(rows) is not int or rows < 0):
+            raise _fail(f"manifest rows of {path} is not null or a non-negative integer")
+        paths.append(path)
+    if len(set(paths)) != len(paths):
+        raise _fail("manifest files lists a path twice")
+    if paths != sorted(paths):
+        raise _fail("manifest files are not in path order")
+    return files
+
+
+def _load_public_key(pem: bytes, what: str) -> tuple[Ed25519PublicKey, str]:
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except Exception:
+        raise _fail(f"{what} is not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise _fail(f"{what} is not an Ed25519 public key")
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return key, ev.key_id_for_raw_public_key(raw)
+
+
+def _parse_sums(raw: bytes) -> dict[str, str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _fail("SHA256SUMS is not UTF-8") from None
+    if text and not text.endswith("\n"):
+        raise _fail("SHA256SUMS does not end with a newline")
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        m = _SUMS_LINE_RE.fullmatch(line)
+        if m is None:
+            raise _fail(f"SHA256SUMS line {n} is not '<sha256>  <path>'")
+        digest, path = m.group(1), m.group(2)
+        if path in out:
+            raise _fail(f"SHA256SUMS lists {path} twice")
+        out[path] = digest
+    return out
+
+
+def _manifest_sha256_of(zip_path: Path) -> str:
+    with zipfile.ZipFile(zip_path) as zf:
+        try:
+            info = zf.getinfo(ev.MANIFEST_NAME)
+        except KeyError:
+            raise _fail(f"{zip_path.name} has no manifest.json") from None
+        return hashlib.sha256(_read_capped(zf, info, MAX_META_BYTES)).hexdigest()
+
+
+def _verify(path: Path, pubkey_pem: bytes | None) -> Verdict:
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(f"{path} is not a file")
+    if pubkey_pem is not None:
+        given_key, given_id = _load_public_key(pubkey_pem, "the given public key")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        raise _fail(f"not a readable zip: {exc}") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise _fail(f"{len(infos)} members, over the {MAX_MEMBERS} cap")
+        by_name: dict[str, zipfile.ZipInfo] = {}
+        total = 0
+        for info in infos:
+            name = info.filename
+            if not ev.is_safe_member_name(name):
+                raise _fail(f"unsafe member name {name!r}")
+            if name in by_name:
+                raise _fail(f"member {name} appears twice")
+            if info.flag_bits & 0x1:
+                raise _fail(f"member {name} is encrypted")
+            if info.file_size > MAX_MEMBER_BYTES:
+                raise _fail(f"member {name} is {info.file_size} bytes, over the size cap")
+            total += info.file_size
+            by_name[name] = info
+        if total > MAX_TOTAL_BYTES:
+            raise _fail("members add up past the total size cap")
+        for required in (ev.MANIFEST_NAME, ev.SIGNATURE_NAME, ev.SUMS_NAME, ev.PUBKEY_NAME):
+            if required not in by_name:
+                raise _fail(f"{required} is missing")
+
+        manifest_raw = _read_capped(zf, by_name[ev.MANIFEST_NAME], MAX_META_BYTES)
+        manifest = _parse_manifest(manifest_raw)
+        files = _check_manifest_shape(manifest)
+
+        expected = {ev.MANIFEST_NAME, ev.SIGNATURE_NAME, ev.SUMS_NAME, ev.PUBKEY_NAME}
+        expected.update(f["path"] for f in files)
+        present = set(by_name)
+        if present != expected:
+            parts = []
+            if expected - present:
+                parts.append("missing " + ", ".join(sorted(expected - present)))
+            if present - expected:
+                parts.append("unexpected " + ", ".join(sorted(present - expected)))
+            raise _fail("member set differs from the manifest: " + "; ".join(parts))
+
+        # -- signature
+        signature = _read_capped(zf, by_name[ev.SIGNATURE_NAME], 1024)
+        if len(signature) != 64:
+            raise _fail(f"manifest.sig is {len(signature)} bytes, not a raw 64-byte signature")
+        embedded_pem = _read_capped(zf, by_name[ev.PUBKEY_NAME], MAX_PEM_BYTES)
+        embedded_key, embedded_id = _load_public_key(embedded_pem, "signing_key.pub.pem")
+        if pubkey_pem is not None:
+            key, key_id, source = given_key, given_id, "given key"
+        else:
+            key, key_id, source = embedded_key, embedded_id, "embedded key"
+        try:
+            key.verify(signature, manifest_raw)
+        except InvalidSignature:
+            raise _fail(f"signature does not verify with the {source} {key_id}") from None
+        if embedded_id != key_id:
+            raise _fail(
+                f"signing_key.pub.pem ({embedded_id}) is not the given key ({key_id})"
+            )
+        if manifest["key_id"] != key_id:
+            raise _fail(f"manifest key_id {manifest['key_id']} is not the signing key {key_id}")
+
+        # -- every member's digest, files' sizes, Merkle leaves
+        digests: dict[str, str] = {ev.MANIFEST_NAME: hashlib.sha256(manifest_raw).hexdigest()}
+        leaves: list[bytes] = []
+        for entry in files:
+            p = entry["path"]
+            digest, leaf, size = _stream_hashes(zf, by_name[p])
+            if size != entry["bytes"]:
+                raise _fail(f"{p} is {size} bytes, manifest says {entry['bytes']}")
+            if digest != entry["sha256"]:
+                raise _fail(f"{p} does not match its sha256 in the manifest")
+            digests[p] = digest
+            leaves.append(leaf)
+        if ev.PUBKEY_NAME not in digests:
+            digests[ev.PUBKEY_NAME] = hashlib.sha256(embedded_pem).hexdigest()
+
+        sums = _parse_sums(_read_capped(zf, by_name[ev.SUMS_NAME], MAX_META_BYTES))
+        if set(sums) != set(digests):
+            raise _fail(
+                "SHA256SUMS does not cover exactly every member but manifest.sig and itself"
+            )
+        for p, digest in sums.items():
+            if digests[p] != digest:
+                raise _fail(f"SHA256SUMS line for {p} does not match the file")
+
+        root = ev.merkle_root_from_leaf_hashes(leaves).hex()
+        if root != manifest["merkle_root"]:
+            raise _fail(f"merkle root recomputes to {root}, manifest says {manifest['merkle_root']}")
+
+    # -- where it sits: file name, folder, chain
+    version = manifest["version"]
+    notes: list[str] = []
+    m = _VERSION_FILE_RE.fullmatch(path.name)
+    if m is not None:
+        if int(m.group(1)) != version:
+            raise _fail(f"file is named {path.name} but the manifest says version {version}")
+        if ev.is_valid_period(path.parent.name):
+            if path.parent.name != manifest["period"]:
+                raise _fail(
+                    f"file sits under {path.parent.name} but the manifest period is "
+                    f"{manifest['period']}"
+                )
+            if path.parent.parent.parent.name == "packets" and (
+                path.parent.parent.name != manifest["tenant_id"]
+            ):
+                raise _fail(
+                    f"file sits under tenant {path.parent.parent.name} but the manifest "
+                    f"tenant is {manifest['tenant_id']}"
+                )
+        if version > 1:
+            prev = path.with_name(f"v{version - 1}.zip")
+            if prev.is_file():
+                try:
+                    prev_sha = _manifest_sha256_of(prev)
+                except _Reject:
+                    raise
+                except Exception as exc:
+                    raise _fail(f"previous version {prev.name} is unreadable: {exc}") from None
+                if prev_sha != manifest["supersedes"]:
+                    raise _fail(
+                        f"chain broken: supersedes {manifest['supersedes']} but "
+                        f"{prev.name}'s manifest.json hashes to {prev_sha}"
+                    )
+                notes.append(f"chain to {prev.name} checked")
+            else:
+                notes.append(f"{prev.name} not beside it, chain not checked")
+    elif version > 1:
+        notes.append("chain not checked (file not named v<N>.zip)")
+
+    signed_by = "given key" if pubkey_pem is not None else "embedded key"
+    reason = (
+        f"OK {manifest['tenant_id']} {manifest['period']} v{version}: "
+        f"{len(files)} files intact, merkle root {manifest['merkle_root']}, "
+        f"signed by {signed_by} {key_id} ({manifest['key_kind']})"
+    )
+    if notes:
+        reason += "; " + "; ".join(notes)
+    return Verdict(True, reason, manifest)
+
+
+def verify_packet(path: Path, pubkey_pem: bytes | None = None) -> Verdict:
+    """Verify an audit packet. Never raises on a hostile or broken file."""
+    try:
+        return _verify(Path(path), pubkey_pem)
+    except _Reject as exc:
+        return Verdict(False, str(exc), None)
+    except Exception as exc:  # a hostile file must not crash the verifier
+        detail = str(exc).replace("\n", " ")[:300]
+        return Verdict(False, f"unreadable packet: {type(exc).__name__}: {detail}", None)
