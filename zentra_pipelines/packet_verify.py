@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,9 @@ def _verify(path: Path, pubkey_pem: bytes | None) -> Verdict:
                 raise _fail(f"member {name} appears twice")
             if info.flag_bits & 0x1:
                 raise _fail(f"member {name} is encrypted")
+            mode = info.external_attr >> 16
+            if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # a symlink would escape on unzip
+                raise _fail(f"member {name} is not a regular file")
             if info.file_size > MAX_MEMBER_BYTES:
                 raise _fail(f"member {name} is {info.file_size} bytes, over the size cap")
             total += info.file_size
@@ -361,3 +365,32 @@ def verify_packet(path: Path, pubkey_pem: bytes | None = None) -> Verdict:
     except Exception as exc:  # a hostile file must not crash the verifier
         detail = str(exc).replace("\n", " ")[:300]
         return Verdict(False, f"unreadable packet: {type(exc).__name__}: {detail}", None)
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    """``zentra packet verify FILE [--pubkey PEM]``: one-line verdict on stdout.
+
+    Exit 0 when intact and correctly signed, 1 when a check fails, 2 for bad usage
+    (or a --pubkey file that cannot be read).
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="zentra packet verify")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--pubkey", type=Path, default=None, help="PEM Ed25519 public key")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 2 if exc.code else 0
+    pem = None
+    if args.pubkey is not None:
+        try:
+            pem = args.pubkey.read_bytes()[: MAX_PEM_BYTES + 1]
+        except OSError as exc:
+            print(f"FAIL cannot read --pubkey {args.pubkey}: {exc.strerror}", file=sys.stderr)
+            return 2
+    verdict = verify_packet(args.file, pem)
+    line = verdict.reason if verdict.ok else f"FAIL {args.file}: {verdict.reason}"
+    print(line.replace("\n", " "))
+    return 0 if verdict.ok else 1

@@ -1,0 +1,215 @@
+"""Reconciliation: intent ↔ ledger ↔ provider ↔ settlement, exact integer amounts.
+
+Breaks are recomputed from scratch every run from the current state, so a late
+callback that completes a story resolves its break on the next run. Each break carries
+both sides' amounts, a reason in words, when it was first observable, its age against
+``as_of`` (the newest timestamp in the data, never the wall clock), an owner and a status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+MISSING_IN_LEDGER = "missing_in_ledger"
+MISSING_AT_PROVIDER = "missing_at_provider"
+AMOUNT_MISMATCH = "amount_mismatch"
+CURRENCY_MISMATCH = "currency_mismatch"
+DUPLICATE_JOURNAL = "duplicate_journal"
+SETTLEMENT_MISMATCH = "settlement_mismatch"
+CALLBACK_CONFLICT = "callback_conflict"
+UNKNOWN_INTENT = "unknown_intent"
+
+#: Who works each kind of break.
+OWNERS = {
+    MISSING_IN_LEDGER: "ledger_ops",
+    DUPLICATE_JOURNAL: "ledger_ops",
+    MISSING_AT_PROVIDER: "provider_ops",
+    CALLBACK_CONFLICT: "provider_ops",
+    UNKNOWN_INTENT: "provider_ops",
+    AMOUNT_MISMATCH: "finance_recon",
+    CURRENCY_MISMATCH: "finance_recon",
+    SETTLEMENT_MISMATCH: "finance_recon",
+}
+FAILED_TYPES = ["payment.failed", "payout.failed"]
+
+BREAK_SCHEMA = {
+    "tenant_id": pl.String, "intent_id": pl.String, "provider_ref": pl.String, "break_type": pl.String,
+    "ledger_amount_minor": pl.Int64, "provider_amount_minor": pl.Int64, "currency": pl.String,
+    "reason": pl.String, "first_seen": pl.Datetime("us"), "day": pl.Date,
+}
+BREAK_COLUMNS = list(BREAK_SCHEMA) + ["age_days", "owner", "status"]
+
+
+def _shape(frame: pl.DataFrame, break_type: str) -> pl.DataFrame:
+    """Project one kind of break onto the common schema (absent columns become null)."""
+    frame = frame.with_columns(break_type=pl.lit(break_type))
+    return frame.select(
+        [(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in BREAK_SCHEMA.items()]
+    )
+
+
+def reconcile(
+    intents: pl.DataFrame,  # tenant_id, intent_id, amount_minor, currency, ledger_currency, created_at
+    ledger: pl.DataFrame,  # intent_ledger_view: tenant_id, intent_id, ledger_amount_minor, ledger_currency, first_posted_at, released
+    duplicate_journals: pl.DataFrame,  # tenant_id, intent_id, idempotency_key, journal_ids, amount_minor, currency
+    provider_state: pl.DataFrame,  # contract provider_state (+ received_at)
+    first_callbacks: pl.DataFrame,  # tenant_id, intent_id, first_received_at (accepted callbacks)
+    callback_conflicts: pl.DataFrame,  # tenant_id, provider, event_id, intent_id, provider_ref, first_received_at
+    settlements: pl.DataFrame,  # tenant_id, provider, provider_ref, currency, gross_minor, settled_at
+    settlement_conflicts: pl.DataFrame,  # tenant_id, provider, provider_ref, first_settled_at
+    as_of: datetime,
+) -> pl.DataFrame:
+    key = ["tenant_id", "intent_id"]
+    created = intents.select(*key, "created_at")
+    state = provider_state.select(
+        *key, "provider", "provider_ref", "type",
+        pl.col("amount_minor").alias("provider_amount_minor"),
+        pl.col("currency").alias("provider_currency"), "received_at",
+    )
+    known = state.join(created, on=key, how="semi")
+    breaks: list[pl.DataFrame] = []
+
+    # unknown_intent: verified callbacks for an intent the intent log never had
+    unknown = state.join(created, on=key, how="anti").join(first_callbacks, on=key, how="left")
+    breaks.append(_shape(
+        unknown.join(ledger, on=key, how="left").with_columns(
+            currency=pl.col("provider_currency"),
+            reason=pl.format("verified {} callback for intent {} absent from the intent log", "type", "intent_id"),
+            first_seen=pl.coalesce("first_received_at", "received_at"),
+            day=pl.coalesce("first_received_at", "received_at").dt.date(),
+        ),
+        UNKNOWN_INTENT,
+    ))
+
+    matched = known.join(ledger, on=key, how="left").with_columns(
+        failed=pl.col("type").is_in(FAILED_TYPES)
+    )
+    # missing_in_ledger: the provider moved money, the ledger never heard of it
+    breaks.append(_shape(
+        matched.filter(pl.col("ledger_amount_minor").is_null() & ~pl.col("failed")).with_columns(
+            currency=pl.col("provider_currency"),
+            reason=pl.format("provider reports {} but the ledger has no postings for the intent", "type"),
+            first_seen=pl.col("received_at"),
+        ),
+        MISSING_IN_LEDGER,
+    ))
+    both = matched.filter(
+        pl.col("ledger_amount_minor").is_not_null() & ~(pl.col("failed") & pl.col("released").fill_null(False))
+    )
+    breaks.append(_shape(
+        both.filter(pl.col("provider_currency") != pl.col("ledger_currency")).with_columns(
+            currency=pl.col("ledger_currency"),
+            reason=pl.format("ledger holds {} {}, provider reports {} {}", "ledger_amount_minor",
+                             "ledger_currency", "provider_amount_minor", "provider_currency"),
+            first_seen=pl.max_horizontal("received_at", "first_posted_at"),
+        ),
+        CURRENCY_MISMATCH,
+    ))
+    breaks.append(_shape(
+        both.filter(
+            (pl.col("provider_currency") == pl.col("ledger_currency"))
+            & (pl.col("provider_amount_minor") != pl.col("ledger_amount_minor"))
+        ).with_columns(
+            currency=pl.col("ledger_currency"),
+            reason=pl.format("ledger reserved {} but provider reports {} ({} {})", "ledger_amount_minor",
+                             "provider_amount_minor", "type", "ledger_currency"),
+            first_seen=pl.max_horizontal("received_at", "first_posted_at"),
+        ),
+        AMOUNT_MISMATCH,
+    ))
+    # the ledger posted a different amount than the intent asked for
+    asked = intents.join(ledger, on=key, how="inner").filter(
+        (pl.col("currency") == pl.col("ledger_currency"))
+        & (pl.col("amount_minor") != pl.col("ledger_amount_minor"))
+    ).join(state.select(*key, "provider_ref", "provider_amount_minor"), on=key, how="left")
+    breaks.append(_shape(
+        asked.with_columns(
+            currency=pl.col("ledger_currency"),
+            reason=pl.format("intent asked {} but the ledger reserved {}", "amount_minor", "ledger_amount_minor"),
+            first_seen=pl.col("first_posted_at"),
+        ),
+        AMOUNT_MISMATCH,
+    ))
+
+    # missing_at_provider: the ledger moved money for an intent no provider confirmed
+    breaks.append(_shape(
+        ledger.join(created, on=key, how="semi").join(state, on=key, how="anti").with_columns(
+            provider_ref=pl.lit(None, pl.String), provider_amount_minor=pl.lit(None, pl.Int64),
+            currency=pl.col("ledger_currency"),
+            reason=pl.lit("ledger postings exist but no verified provider callback"),
+            first_seen=pl.col("first_posted_at"),
+        ),
+        MISSING_AT_PROVIDER,
+    ))
+
+    first_ref = state.group_by(key).agg(pl.col("provider_ref").min(), pl.col("provider_amount_minor").first())
+    breaks.append(_shape(
+        duplicate_journals.join(first_ref, on=key, how="left").join(
+            ledger.select(*key, "ledger_amount_minor", "first_posted_at"), on=key, how="left"
+        ).with_columns(
+            reason=pl.format("journals {} share idempotency key {}", "journal_ids", "idempotency_key"),
+            first_seen=pl.col("first_posted_at"),
+        ),
+        DUPLICATE_JOURNAL,
+    ))
+    conflicts = callback_conflicts.group_by("tenant_id", "intent_id", "provider_ref").agg(
+        pl.col("event_id").sort().str.join(","), pl.col("first_received_at").min()
+    )
+    breaks.append(_shape(
+        conflicts.join(ledger.select(*key, "ledger_amount_minor", "ledger_currency"), on=key, how="left")
+        .join(state.select(*key, "provider_ref", "provider_amount_minor"), on=[*key, "provider_ref"], how="left")
+        .with_columns(
+            currency=pl.col("ledger_currency"),
+            reason=pl.format("event(s) {} arrived with different contents; every copy quarantined", "event_id"),
+            first_seen=pl.col("first_received_at"),
+        ),
+        CALLBACK_CONFLICT,
+    ))
+
+    pkey = ["tenant_id", "provider", "provider_ref"]
+    settled = settlements.join(
+        state.select(*pkey, "intent_id", "provider_amount_minor", "provider_currency"), on=pkey, how="left"
+    ).join(ledger.select(*key, "ledger_amount_minor"), on=key, how="left")
+    breaks.append(_shape(
+        settled.filter(
+            pl.col("provider_amount_minor").is_null()
+            | (pl.col("gross_minor") != pl.col("provider_amount_minor"))
+            | (pl.col("currency") != pl.col("provider_currency"))
+        ).with_columns(
+            reason=pl.when(pl.col("provider_amount_minor").is_null())
+            .then(pl.format("settlement batch {} reports {} {} for a ref with no provider state",
+                            "batch_id", "gross_minor", "currency"))
+            .otherwise(pl.format("settlement batch {} reports gross {} {}, provider state {} {}",
+                                 "batch_id", "gross_minor", "currency", "provider_amount_minor", "provider_currency")),
+            first_seen=pl.col("settled_at"),
+        ),
+        SETTLEMENT_MISMATCH,
+    ))
+    breaks.append(_shape(
+        settlement_conflicts.join(
+            state.select(*pkey, "intent_id", "provider_amount_minor", "provider_currency"), on=pkey, how="left"
+        ).join(ledger.select(*key, "ledger_amount_minor"), on=key, how="left").with_columns(
+            currency=pl.col("provider_currency"),
+            reason=pl.lit("the settlement report lists this ref with different figures; every copy quarantined"),
+            first_seen=pl.col("first_settled_at"),
+        ),
+        SETTLEMENT_MISMATCH,
+    ))
+
+    out = pl.concat(breaks, how="vertical")
+    # an intent's breaks belong to the day it was created; refs without an intent to their own first day
+    out = out.join(created.rename({"created_at": "_created"}), on=key, how="left").with_columns(
+        day=pl.coalesce(pl.col("_created").dt.date(), pl.col("day"), pl.col("first_seen").dt.date())
+    ).drop("_created")
+    return (
+        out.unique(subset=["tenant_id", "intent_id", "provider_ref", "break_type"], keep="first", maintain_order=True)
+        .with_columns(
+            age_days=((pl.lit(as_of) - pl.col("first_seen")).dt.total_days()).cast(pl.Int64),
+            owner=pl.col("break_type").replace_strict(OWNERS),
+            status=pl.lit("open"),
+        )
+        .select(BREAK_COLUMNS)
+        .sort("tenant_id", "intent_id", "provider_ref", "break_type", nulls_last=True)
+    )
