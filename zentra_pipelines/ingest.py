@@ -14,8 +14,11 @@ import duckdb
 import polars as pl
 
 from zentra_pipelines.adapters import landing
+from zentra_pipelines.adapters.config import load_webhook_keys
 from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain.callbacks import converge
+from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
 
 #: Standard Webhooks tolerance, applied on both sides of received_at.
@@ -89,3 +92,51 @@ def verify_new_callbacks(con: duckdb.DuckDBPyConnection, webhook_keys: pl.DataFr
     if judged.height:
         Warehouse.append(con, "callback_checked", judged)
     return judged.height
+
+
+@dataclass(frozen=True)
+class CallbackReport:
+    verified_now: int
+    received: int
+    accepted: int
+    quarantined: int
+    quarantined_by_code: dict[str, int]
+    provider_refs: int
+    distinct_events: int
+    duplicates_collapsed: int
+    conflicts: int
+
+
+def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> CallbackReport:
+    """Verify newly archived callback lines, then converge every judged line."""
+    verified = verify_new_callbacks(con, load_webhook_keys(secrets_path))
+    checked = con.sql("SELECT * FROM callback_checked").pl()
+    result = converge(checked)
+    Warehouse.publish(
+        con,
+        {
+            "callbacks_quarantine": result.quarantine,
+            "callback_events": result.events,
+            "provider_state": result.state,
+            "callback_conflicts": result.conflicts,
+        },
+        audit=lambda frames: rows_conserved_violations(
+            checked.height, frames["callback_events"].height, frames["callbacks_quarantine"].height, "callbacks"
+        ),
+        # provider state may only be empty when no line at all passed verification
+        allow_empty={"callbacks_quarantine", "callback_conflicts"}
+        | ({"callback_events", "provider_state"} if result.events.height == 0 else set()),
+    )
+    distinct = result.events.select("tenant_id", "provider", "event_id").n_unique() if result.events.height else 0
+    return CallbackReport(
+        verified_now=verified,
+        received=checked.height,
+        accepted=result.events.height,
+        quarantined=result.quarantine.height,
+        quarantined_by_code=count_by(result.quarantine, "error_code"),
+        provider_refs=result.state.height,
+        distinct_events=distinct,
+        duplicates_collapsed=result.events.height - distinct,
+        conflicts=result.conflicts.height,
+    )
+

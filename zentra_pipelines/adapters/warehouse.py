@@ -31,7 +31,7 @@ TABLES = frozenset(
         "daily_balances", "ledger_findings", "ledger_watermark",
         # settlements, deliveries, routing
         "settlements", "settlements_quarantine", "deliveries", "deliveries_quarantine",
-        "webhook_health", "replay_queue", "routing_decisions",
+        "webhook_health", "replay_queue", "routing_decisions", "callback_conflicts", "settlement_conflicts",
         # reconciliation and evidence
         "reconciliation_breaks", "intent_timeline", "data_contract_results", "check_results",
         "packets", "run_summary",
@@ -49,7 +49,8 @@ class IntegrityError(RuntimeError):
         super().__init__(f"{table}: {len(violations)} integrity violation(s): {shown}")
 
 
-Audit = Callable[[duckdb.DuckDBPyConnection, Mapping[str, str]], list[str]]
+#: An audit sees the frames about to be published and returns violations (empty = pass).
+Audit = Callable[[Mapping[str, pl.DataFrame]], list[str]]
 
 
 def _table(name: str) -> str:
@@ -132,15 +133,17 @@ class Warehouse:
     ) -> dict[str, int]:
         """Write-audit-publish several tables as one unit.
 
-        1. write each frame to ``_stage_<table>``; 2. run ``audit`` against the staged
-        names (a mapping table -> staging name) and refuse on any violation; 3. swap all
-        staged tables in one transaction. A frame that is empty without being listed in
+        1. run ``audit`` over the frames and refuse on any violation; 2. write each frame
+        to ``_stage_<table>``; 3. swap all staged tables in one transaction. A frame that is empty without being listed in
         ``allow_empty`` is refused: an empty money table is a symptom, not a result.
         """
         names = {table: _table(table) for table in frames}
         empty = [t for t, f in frames.items() if f.height == 0 and t not in allow_empty]
         if empty:
             raise IntegrityError(",".join(sorted(empty)), ["unexpectedly empty input: refusing to publish"])
+        violations = audit(frames) if audit else []
+        if violations:
+            raise IntegrityError(",".join(sorted(frames)), violations)
         staged = {t: f"_stage_{n}" for t, n in names.items()}
         try:
             for table, frame in frames.items():
@@ -149,9 +152,6 @@ class Warehouse:
                     con.execute(f'CREATE OR REPLACE TABLE "{staged[table]}" AS SELECT * FROM _publish_frame')
                 finally:
                     con.unregister("_publish_frame")
-            violations = audit(con, staged) if audit else []
-            if violations:
-                raise IntegrityError(",".join(sorted(frames)), violations)
             con.execute("BEGIN TRANSACTION")
             try:
                 for table in frames:

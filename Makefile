@@ -1,0 +1,40 @@
+# Zentra: `make run` runs the pipeline end to end on the bundled sample; `make test` runs the tests.
+# Both create or reuse .venv and install from pyproject.toml when it changed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SAMPLE := data/sample
+HOME_DIR ?= var/home
+
+.PHONY: run test ui sample bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null
+	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+$(SAMPLE)/secrets.json: | $(STAMP)
+	$(BIN)/zentra sample --out $(SAMPLE) --intents 200 --seed 7
+
+run: $(STAMP) $(SAMPLE)/secrets.json
+	$(BIN)/zentra run --landing $(SAMPLE)/landing --source-db $(SAMPLE)/source.sqlite \
+	  --policies $(SAMPLE)/policies.yaml --secrets $(SAMPLE)/secrets.json --home $(HOME_DIR)
+
+test: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+ui: $(STAMP)
+	mkdir -p var/dagster_home
+	DAGSTER_HOME=$(CURDIR)/var/dagster_home $(BIN)/dagster dev
+
+sample: $(STAMP)
+	$(BIN)/zentra sample --out $(SAMPLE) --intents 200 --seed 7
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_bench.py
+
+clean:
+	rm -rf var bench/out

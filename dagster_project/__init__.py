@@ -1,0 +1,1 @@
+"""Thin Dagster wiring for Zentra: assets call zentra_pipelines, nothing more."""

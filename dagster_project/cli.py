@@ -1,0 +1,125 @@
+"""`zentra`: run the pipeline, make a sandbox sample, verify and list audit packets.
+
+`zentra run` executes the very Dagster definitions the UI serves, in-process, with the
+command-line paths passed as the resource's run config: one code path for CLI and UI.
+Exit codes: 0 success, 1 a check failed, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        print(f"zentra: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="zentra", description="Zentra money-movement pipeline")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="materialize the whole asset graph in-process")
+    run.add_argument("--landing", help="landing folder (callbacks/, intents/, settlements/, deliveries/)")
+    run.add_argument("--source-db", help="SQLAlchemy URL of the money core's database (or a SQLite path)")
+    run.add_argument("--policies", help="policies YAML")
+    run.add_argument("--secrets", help="webhook secrets JSON")
+    run.add_argument("--home", help="output folder: warehouse.duckdb and packets/")
+    sample = sub.add_parser("sample", help="write a sandbox scenario with every failure case rehearsed")
+    sample.add_argument("--out", required=True)
+    sample.add_argument("--intents", type=int, default=200)
+    sample.add_argument("--seed", type=int, default=7)
+    packet = sub.add_parser("packet", help="audit packets")
+    psub = packet.add_subparsers(dest="packet_command", required=True, parser_class=_Parser)
+    verify = psub.add_parser("verify", help="verify a packet's hashes, Merkle root, signature and chain")
+    verify.add_argument("file")
+    verify.add_argument("--pubkey", help="trusted public key (PEM); default: the key embedded in the packet")
+    lst = psub.add_parser("list", help="tenants, days and versions under a home folder")
+    lst.add_argument("--home", help="Zentra home (default: ZENTRA_HOME or var/home)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="zentra: %(levelname)s: %(message)s")
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "sample":
+            return _sample(args)
+        if args.packet_command == "verify":
+            return _verify(args)
+        return _list(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings(args: argparse.Namespace):
+    from zentra_pipelines.settings import Settings
+
+    explicit = {k: getattr(args, k, None) for k in ("landing", "source_db", "policies", "secrets", "home")}
+    return Settings.resolve(explicit, os.environ)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from zentra_pipelines.adapters.config import ConfigError, load_policies, load_webhook_keys
+
+    settings = _settings(args)
+    try:
+        settings.check()
+        load_policies(settings.policies)
+        load_webhook_keys(settings.secrets)
+    except ConfigError as exc:
+        print(f"zentra: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from dagster_project.pipeline import run_pipeline
+
+    return run_pipeline(settings)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from zentra_pipelines.sample import generate_sample
+
+    if args.intents < 1:
+        print("zentra: error: --intents must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    summary = generate_sample(out, intents=args.intents, seed=args.seed)
+    print(f"sample written to {out.resolve()}")
+    for key, value in summary.items():
+        if isinstance(value, (int, str)):
+            print(f"  {key}: {value}")
+    print(f"run it: zentra run --landing {out}/landing --source-db {out}/source.sqlite "
+          f"--policies {out}/policies.yaml --secrets {out}/secrets.json --home {out}/home")
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from zentra_pipelines.packet_verify import cli_main
+
+    argv = [args.file] + (["--pubkey", args.pubkey] if args.pubkey else [])
+    return cli_main(argv)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from zentra_pipelines.adapters.packet_store import list_packets
+
+    home = _settings(args).home
+    rows = list_packets(home)
+    if not rows:
+        print(f"no packets under {home / 'packets'}")
+        return EXIT_OK
+    print(f"{'tenant':<20} {'day':<10}  versions")
+    for tenant, period, versions in rows:
+        print(f"{tenant:<20} {period:<10}  " + ", ".join(f"v{v}" for v in versions))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Reconciled: intent, ledger, provider and settlement agree, or a break says why."""
+
+import dagster as dg
+import polars as pl
+
+from dagster_project.defs.lifecycle import EVIDENCED, OWNERS, POOL, SYNCHRONIZED
+from dagster_project.defs.metadata import md_counts, md_frame
+from dagster_project.defs.resources import ZentraResource
+from zentra_pipelines import reconciliation_stage
+
+
+@dg.asset(
+    group_name="reconciliation",
+    deps=["intents", "ledger_entries", "provider_state", "settlements", "policy_decisions"],
+    kinds={"polars", "duckdb"},
+    owners=OWNERS,
+    pool=POOL,
+    tags={"lifecycle": SYNCHRONIZED},
+    description="Every disagreement between intent, ledger, provider state and settlement report, "
+    "with both amounts, a reason, first seen, age, owner and status. Recomputed from scratch each run.",
+)
+def reconciliation_breaks(zentra: ZentraResource) -> dg.MaterializeResult:
+    with zentra.warehouse() as con:
+        r = reconciliation_stage.run_reconciliation(con)
+    return dg.MaterializeResult(
+        metadata={
+            "breaks": r.total,
+            "breaks_by_type": md_counts(r.by_type, "break type", "breaks"),
+            "amount_at_risk": md_frame(r.at_risk),
+            "as_of": r.as_of.isoformat(),
+            "dagster/row_count": r.total,
+        }
+    )
+
+
+@dg.asset(
+    group_name="reconciliation",
+    deps=["routing_decisions", "deliveries", "ledger_entries", "provider_state"],
+    kinds={"polars", "duckdb"},
+    owners=OWNERS,
+    pool=POOL,
+    tags={"lifecycle": EVIDENCED},
+    description="One ordered timeline per intent across ingress, policy, ledger, routing, provider, "
+    "delivery and evidence: the single answer support, finance and engineering read.",
+)
+def intent_timeline(zentra: ZentraResource) -> dg.MaterializeResult:
+    with zentra.warehouse() as con:
+        rows = reconciliation_stage.run_timeline(con)
+    return dg.MaterializeResult(metadata={"dagster/row_count": rows})
+
+
+@dg.asset(
+    group_name="reconciliation",
+    deps=["provider_state", "intents", "settlements", "deliveries"],
+    kinds={"polars", "duckdb"},
+    owners=OWNERS,
+    pool=POOL,
+    tags={"lifecycle": SYNCHRONIZED},
+    description="received = accepted + quarantined for every landing file: nothing silently dropped.",
+)
+def ingest_accounting(zentra: ZentraResource) -> dg.MaterializeResult:
+    with zentra.warehouse() as con:
+        acc = reconciliation_stage.run_accounting(con)
+    per_source = acc.group_by("source").agg(pl.col("received", "accepted", "quarantined").sum()).sort("source")
+    return dg.MaterializeResult(metadata={"per_source": md_frame(per_source), "files": acc.height})

@@ -1,0 +1,69 @@
+"""Accepted → controlled: intents are parsed, deduplicated and decided by policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+from zentra_pipelines import intake
+from zentra_pipelines.adapters.config import load_policies
+from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain import policy
+from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
+from zentra_pipelines.domain.intents import accept_intents
+
+
+@dataclass(frozen=True)
+class IntentReport:
+    received: int
+    accepted_lines: int
+    intents: int
+    quarantined: int
+    quarantined_by_code: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ControlReport:
+    decisions: dict[str, int]
+    open_reviews: dict[str, int]
+    policy_versions: dict[str, str]
+
+
+def run_intents(con: duckdb.DuckDBPyConnection) -> IntentReport:
+    parsed = intake.parse_source(con, "intents", "parse_intents", "intent_lines")
+    intents, quarantine = accept_intents(parsed)
+    accepted_lines = int(intents["copies"].sum()) if intents.height else 0
+    Warehouse.publish(
+        con,
+        {"intents": intents, "intents_quarantine": quarantine},
+        audit=lambda f: rows_conserved_violations(parsed.height, accepted_lines, f["intents_quarantine"].height, "intents"),
+        allow_empty={"intents_quarantine"} | ({"intents"} if parsed.height == 0 else set()),
+    )
+    return IntentReport(
+        received=parsed.height,
+        accepted_lines=accepted_lines,
+        intents=intents.height,
+        quarantined=quarantine.height,
+        quarantined_by_code=count_by(quarantine, "error_code"),
+    )
+
+
+def run_controls(con: duckdb.DuckDBPyConnection, policies_path: Path) -> ControlReport:
+    policies = load_policies(policies_path)
+    intents = con.sql("SELECT * FROM intents").pl()
+    decisions = policy.decide(intents, policies)
+    reviews = policy.review_queue(decisions)
+    Warehouse.publish(
+        con,
+        {"policy_decisions": decisions, "review_queue": reviews},
+        audit=lambda f: [] if f["policy_decisions"].height == intents.height
+        else [f"{intents.height} intents but {f['policy_decisions'].height} decisions"],
+        allow_empty={"review_queue"} | ({"policy_decisions"} if intents.height == 0 else set()),
+    )
+    return ControlReport(
+        decisions=count_by(decisions, "outcome"),
+        open_reviews=count_by(reviews, "tenant_id"),
+        policy_versions=dict(sorted(decisions.select("tenant_id", "policy_version").unique().iter_rows())),
+    )
+

@@ -1,0 +1,329 @@
+"""Provider settlement reports (contract 2.4): one CSV per batch, judged line by line.
+
+Input is the framed archive of ``settlements/*.csv`` (one row per physical line:
+source_file, file_sha256, line_no, text, frame_error, frame_detail). Output is one
+row per accepted settlement and one quarantine row per rejected *data* line, so for
+every file ``data lines = accepted copies + quarantined``; line 1 of a file is its
+header and is not a row (an empty file has none).
+
+Rules, in the order they are judged (the first failing rule names the code):
+
+1. a line that failed framing (too large, not UTF-8, NUL) keeps its framing code;
+2. the file's line 1 must be exactly the contract header (a UTF-8 BOM and a trailing
+   ``\\r`` are tolerated, nothing else: no reordering, no spaces, no quoting) or every
+   data row of the file is ``header_mismatch`` (its columns cannot be trusted);
+3. a blank line, unreadable RFC 4180 quoting, or a field count other than 9 is
+   ``csv_malformed``. A line ending in ``\\r`` (CRLF files) is read without it. Lines are
+   framed on ``\\n``, so a quoted field spanning lines is malformed on both halves;
+4. an empty non-amount field is ``missing_field``;
+5. provider, provider_ref, tenant_id, batch_id must be contract identifiers
+   (``invalid_identifier``);
+6. settled_at is ISO 8601 with ``Z`` or a ``±HH:MM`` offset, seconds optionally with
+   1-6 fractional digits, or a bare calendar date ``YYYY-MM-DD``. A bare date is the
+   settlement's value date and is read as 00:00:00 UTC of that day (providers report
+   value dates; UTC is the contract's zone, so the row lands in that day's packet).
+   A local time without offset is ambiguous and refused (``invalid_timestamp``);
+7. amounts are text (CSV has no number type): ``^-?[0-9]+$`` within signed 64-bit is
+   an amount (RFC 4180 quotes around it are transport, not a string type). Empty is
+   ``amount_missing``; a decimal or exponent (``1250.0``, ``1e3``) ``amount_float``;
+   ``true``/``false`` ``amount_boolean``; an integer beyond 64 bits
+   ``amount_out_of_range``; any other text ``amount_string``. Never coerced;
+8. currency must be ISO 4217 alpha-3 (``currency_unknown``);
+9. ``net_minor`` must equal ``gross_minor - fee_minor`` exactly (``net_mismatch``).
+
+Then duplicates by (tenant_id, provider, provider_ref): copies with identical content
+(all nine fields, settled_at compared as an instant) collapse into one row with
+``copies``; different contents are a ``settlement_conflict``: every copy is
+quarantined, none wins, and the key is returned in ``conflicts`` so reconciliation
+reports ``settlement_mismatch``. A ref settled in two different batches is therefore a
+conflict too: a double settlement is exactly what finance must look at.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import polars as pl
+
+from zentra_pipelines.domain import errors
+from zentra_pipelines.domain.dedupe import quarantine_rows, split_conflicts
+from zentra_pipelines.domain.money import INT64_MAX, INT64_MIN, is_currency, is_identifier
+
+HEADER = "provider,provider_ref,tenant_id,currency,gross_minor,fee_minor,net_minor,settled_at,batch_id"
+FIELDS = HEADER.split(",")
+ID_FIELDS = ("provider", "provider_ref", "tenant_id", "batch_id")
+AMOUNT_FIELDS = ("gross_minor", "fee_minor", "net_minor")
+KEY = ["tenant_id", "provider", "provider_ref"]
+
+SETTLEMENT_SCHEMA = {
+    "tenant_id": pl.String,
+    "provider": pl.String,
+    "provider_ref": pl.String,
+    "currency": pl.String,
+    "gross_minor": pl.Int64,
+    "fee_minor": pl.Int64,
+    "net_minor": pl.Int64,
+    "settled_at": pl.Datetime("us"),
+    "batch_id": pl.String,
+    "source_file": pl.String,
+    "copies": pl.UInt32,
+}
+QUARANTINE_SCHEMA = {
+    "tenant_id": pl.String,
+    "source_file": pl.String,
+    "line_no": pl.Int64,
+    "error_code": pl.String,
+    "detail": pl.String,
+    "settled_at": pl.Datetime("us"),
+    "file_sha256": pl.String,
+}
+CONFLICT_SCHEMA = {
+    "tenant_id": pl.String,
+    "provider": pl.String,
+    "provider_ref": pl.String,
+    "contents": pl.UInt32,
+    "copies": pl.UInt32,
+    "first_settled_at": pl.Datetime("us"),
+}
+_ROW_SCHEMA = {
+    "source_file": pl.String,
+    "file_sha256": pl.String,
+    "line_no": pl.Int64,
+    "tenant_id": pl.String,
+    "provider": pl.String,
+    "provider_ref": pl.String,
+    "currency": pl.String,
+    "gross_minor": pl.Int64,
+    "fee_minor": pl.Int64,
+    "net_minor": pl.Int64,
+    "settled_at": pl.Datetime("us"),
+    "batch_id": pl.String,
+    "error_code": pl.String,
+    "detail": pl.String,
+    "content_hash": pl.String,
+}
+
+_INTEGER_RE = re.compile(r"-?[0-9]+")
+#: a decimal point or an exponent: 1250.0, .5, 1e3, -1.5E+3 (a bare "+5" is text, not a float)
+_FLOAT_RE = re.compile(r"[+-]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)")
+_TIMESTAMP_RE = re.compile(
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
+_DATE_RE = re.compile(r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])")
+
+
+@dataclass(frozen=True)
+class SettlementParse:
+    settlements: pl.DataFrame  # SETTLEMENT_SCHEMA, one row per (tenant_id, provider, provider_ref)
+    quarantine: pl.DataFrame  # QUARANTINE_SCHEMA, one row per rejected data line
+    conflicts: pl.DataFrame  # CONFLICT_SCHEMA, one row per key reported with several contents
+
+
+def parse_settlements(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(settlements, quarantine) of framed settlement lines; see ``judge_settlements``."""
+    judged = judge_settlements(lines)
+    return judged.settlements, judged.quarantine
+
+
+def settlement_conflicts(lines: pl.DataFrame) -> pl.DataFrame:
+    """Keys reported with different contents (for reconciliation's settlement_mismatch)."""
+    return judge_settlements(lines).conflicts
+
+
+def judge_settlements(lines: pl.DataFrame) -> SettlementParse:
+    rows = judge_lines(lines)
+    ok = rows.filter(pl.col("error_code").is_null())
+    split = split_conflicts(ok, KEY)
+
+    settlements = (
+        split.accepted.sort(KEY + ["source_file", "line_no", "file_sha256"])
+        .group_by(KEY, maintain_order=True)
+        .agg(
+            pl.col("currency", "gross_minor", "fee_minor", "net_minor", "settled_at", "batch_id").first(),
+            pl.col("source_file").min(),
+            pl.len().alias("copies"),
+        )
+        .select([pl.col(c).cast(t) for c, t in SETTLEMENT_SCHEMA.items()])
+        .sort(KEY)
+    )
+    conflicts = (
+        split.conflict_lines.group_by(KEY)
+        .agg(
+            pl.col("contents").first(),
+            pl.len().alias("copies"),
+            pl.col("settled_at").min().alias("first_settled_at"),
+        )
+        .select([pl.col(c).cast(t) for c, t in CONFLICT_SCHEMA.items()])
+        .sort(KEY)
+    )
+    columns = list(QUARANTINE_SCHEMA)
+    quarantine = (
+        pl.concat(
+            [
+                rows.filter(pl.col("error_code").is_not_null()).select(columns),
+                quarantine_rows(
+                    split.conflict_lines,
+                    errors.SETTLEMENT_CONFLICT,
+                    pl.format(
+                        "provider_ref {} of provider {} is reported with {} different contents; no copy wins",
+                        "provider_ref", "provider", "contents",
+                    ),
+                    columns,
+                ),
+            ],
+            how="vertical_relaxed",
+        )
+        .select([pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()])
+        .sort("source_file", "line_no", "file_sha256")
+    )
+    return SettlementParse(settlements=settlements, quarantine=quarantine, conflicts=conflicts)
+
+
+def judge_lines(lines: pl.DataFrame) -> pl.DataFrame:
+    """One judged row per data line (header lines dropped), before duplicate handling."""
+    ordered = lines.select(
+        "source_file", "file_sha256", "line_no", "text", "frame_error", "frame_detail"
+    ).sort("source_file", "file_sha256", "line_no")
+    headers: dict[tuple[str, str], str | None] = {}
+    for source_file, sha, line_no, text, frame_error, _ in ordered.iter_rows():
+        if line_no == 1:
+            headers[(source_file, sha)] = None if frame_error is not None else text
+    out = []
+    for source_file, sha, line_no, text, frame_error, frame_detail in ordered.iter_rows():
+        if line_no == 1:
+            continue
+        verdict = _judge_line((source_file, sha) in headers, headers.get((source_file, sha)), text,
+                              frame_error, frame_detail)
+        out.append((source_file, sha, line_no, *verdict))
+    return pl.DataFrame(out, schema=_ROW_SCHEMA, orient="row")
+
+
+def header_ok(text: str | None) -> bool:
+    if text is None:
+        return False
+    text = text.removeprefix("\ufeff")
+    text = text[:-1] if text.endswith("\r") else text
+    return text == HEADER
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    """settled_at as naive UTC (microseconds), or None when it is not accepted."""
+    try:
+        if _TIMESTAMP_RE.fullmatch(value):
+            return datetime.fromisoformat(value).astimezone(UTC).replace(tzinfo=None)
+        if _DATE_RE.fullmatch(value):
+            return datetime.combine(date.fromisoformat(value), datetime.min.time())
+    except (ValueError, OverflowError):  # Feb 30; an offset pushing year 1 or 9999 out of range
+        return None
+    return None
+
+
+def classify_amount(value: str) -> tuple[str | None, int | None]:
+    """(error code, value): the amount rules of the money model applied to CSV text."""
+    if value == "":
+        return errors.AMOUNT_MISSING, None
+    if _INTEGER_RE.fullmatch(value):
+        # int() refuses strings over 4300 digits (CPython's guard); 64 bits never need 20+ digits
+        # once leading zeros are gone.
+        digits = value.lstrip("-").lstrip("0")
+        if len(digits) > 19:
+            return errors.AMOUNT_OUT_OF_RANGE, None
+        number = int(digits or "0") * (-1 if value.startswith("-") else 1)
+        if INT64_MIN <= number <= INT64_MAX:
+            return None, number
+        return errors.AMOUNT_OUT_OF_RANGE, None
+    if _FLOAT_RE.fullmatch(value):
+        return errors.AMOUNT_FLOAT, None
+    if value.lower() in ("true", "false"):
+        return errors.AMOUNT_BOOLEAN, None
+    return errors.AMOUNT_STRING, None
+
+
+def _show(value: str, limit: int = 64) -> str:
+    """A value quoted for a detail message: control characters escaped, length bounded."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+_NOTHING = (None,) * 9
+
+
+def _judge_line(
+    has_header: bool, header: str | None, text: str | None, frame_error: str | None, frame_detail: str | None
+) -> tuple:
+    """(tenant_id, provider, provider_ref, currency, gross, fee, net, settled_at, batch_id,
+    error_code, detail, content_hash) of one data line."""
+    if frame_error is not None:
+        return (*_NOTHING, frame_error, frame_detail, None)
+    if not header_ok(header):
+        if not has_header:
+            why = "the file has no readable header line"
+        elif header is None:
+            why = "the file's header line is unreadable"
+        else:
+            why = f"the file's header is {_show(header, 200)}"
+        return (*_NOTHING, errors.HEADER_MISMATCH, f"{why}, not the contract header {HEADER!r}", None)
+
+    assert text is not None  # framing leaves text null only with a frame_error
+    body = text[:-1] if text.endswith("\r") else text
+    if body == "":
+        return (*_NOTHING, errors.CSV_MALFORMED, "blank line", None)
+    try:
+        parsed = list(csv.reader([body], strict=True))
+    except csv.Error as exc:
+        return (*_NOTHING, errors.CSV_MALFORMED, f"unreadable CSV: {exc}", None)
+    if len(parsed) != 1:  # cannot happen for one physical line, but never trust it silently
+        return (*_NOTHING, errors.CSV_MALFORMED, f"the line holds {len(parsed)} CSV records", None)
+    fields = parsed[0]
+    if len(fields) != len(FIELDS):
+        return (*_NOTHING, errors.CSV_MALFORMED, f"expected {len(FIELDS)} fields, got {len(fields)}", None)
+
+    row = dict(zip(FIELDS, fields, strict=True))
+    tenant_id = row["tenant_id"] if is_identifier(row["tenant_id"]) else None
+    settled_at = parse_timestamp(row["settled_at"])
+
+    def reject(code: str, detail: str) -> tuple:
+        return (tenant_id, None, None, None, None, None, None, settled_at, None, code, detail, None)
+
+    empty = [name for name in FIELDS if name not in AMOUNT_FIELDS and row[name] == ""]
+    if empty:
+        return reject(errors.MISSING_FIELD, f"empty field(s): {', '.join(empty)}")
+    bad_ids = [name for name in ID_FIELDS if not is_identifier(row[name])]
+    if bad_ids:
+        shown = ", ".join(f"{name}={_show(row[name])}" for name in bad_ids)
+        return reject(errors.INVALID_IDENTIFIER, f"not a contract identifier: {shown}")
+    if settled_at is None:
+        return reject(
+            errors.INVALID_TIMESTAMP,
+            f"settled_at {_show(row['settled_at'])} is not ISO 8601 with Z or an offset, nor a date YYYY-MM-DD",
+        )
+    amounts: dict[str, int] = {}
+    for name in AMOUNT_FIELDS:
+        code, number = classify_amount(row[name])
+        if code is not None:
+            return reject(code, f"{name} {_show(row[name])} is not an integer amount of minor units")
+        assert number is not None
+        amounts[name] = number
+    if not is_currency(row["currency"]):
+        return reject(errors.CURRENCY_UNKNOWN, f"currency {_show(row['currency'])} is not an ISO 4217 code")
+    gross, fee, net = amounts["gross_minor"], amounts["fee_minor"], amounts["net_minor"]
+    if net != gross - fee:  # Python integers: exact, no overflow
+        return reject(
+            errors.NET_MISMATCH, f"net_minor {net} != gross_minor {gross} - fee_minor {fee} = {gross - fee}"
+        )
+
+    content = json.dumps(
+        [row["provider"], row["provider_ref"], row["tenant_id"], row["currency"], gross, fee, net,
+         settled_at.isoformat(timespec="microseconds"), row["batch_id"]],
+        separators=(",", ":"),
+    )
+    return (
+        tenant_id, row["provider"], row["provider_ref"], row["currency"], gross, fee, net, settled_at,
+        row["batch_id"], None, None, hashlib.sha256(content.encode("utf-8")).hexdigest(),
+    )

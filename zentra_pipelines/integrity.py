@@ -1,0 +1,29 @@
+"""Integrity checks over the published warehouse, for Dagster asset checks.
+
+Integrity invariants (rows conserved, one state per ref, journals balance, the hash
+chain verifies, closing = opening + movements) block sealing when they fail. Business
+findings (negative balances, clearing accounts not back at zero) are reported only.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from zentra_pipelines.adapters.sql_files import load_sql
+
+
+def callbacks_conserved(con: duckdb.DuckDBPyConnection) -> list[str]:
+    received, accepted, quarantined = con.sql(load_sql("count_callback_outcomes")).fetchall()[0]
+    if received != accepted + quarantined:
+        return [f"received {received} != accepted {accepted} + quarantined {quarantined}"]
+    return []
+
+
+def one_state_per_ref(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.sql(load_sql("select_duplicate_provider_refs")).fetchall()
+    return [f"{t}/{p}/{r} has {n} state rows" for t, p, r, n in rows]
+
+
+def files_balanced(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.sql(load_sql("select_unbalanced_files")).fetchall()
+    return [f"{src} {name}: received {r} != accepted {a} + quarantined {q}" for src, name, r, a, q in rows]

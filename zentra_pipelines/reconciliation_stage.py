@@ -1,0 +1,128 @@
+"""Routed, synchronized, reconciled: the stages that join every story about a payment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import polars as pl
+
+from zentra_pipelines.adapters.sql_files import load_sql
+from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain import ledger as ledger_domain
+from zentra_pipelines.domain.accounting import count_by, per_file_accounting
+from zentra_pipelines.domain.reconcile import reconcile
+from zentra_pipelines.domain.routing import routing_decisions
+from zentra_pipelines.domain.timeline import intent_timeline
+
+
+def as_of(con: duckdb.DuckDBPyConnection) -> datetime:
+    """The newest timestamp in the data: ages are measured against it, never the clock."""
+    value = con.sql(load_sql("select_as_of")).fetchall()[0][0]
+    return value or datetime(1970, 1, 1)
+
+
+def _table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
+    frame = Warehouse.read(con, name)
+    if frame is None:
+        raise RuntimeError(f"table {name} has not been built yet: materialize its upstream asset first")
+    return frame
+
+
+@dataclass(frozen=True)
+class RoutingReport:
+    routed: int
+    pending: int
+    by_rail: dict[str, int]
+
+
+def run_routing(con: duckdb.DuckDBPyConnection) -> RoutingReport:
+    routes = routing_decisions(_table(con, "intents"), _table(con, "policy_decisions"), _table(con, "provider_state"))
+    Warehouse.publish(con, {"routing_decisions": routes}, allow_empty={"routing_decisions"})
+    status = count_by(routes, "status")
+    return RoutingReport(status.get("routed", 0), status.get("pending", 0), count_by(routes, "rail"))
+
+
+@dataclass(frozen=True)
+class BreakReport:
+    total: int
+    by_type: dict[str, int]
+    at_risk: pl.DataFrame  # break_type, currency, amount_minor (absolute difference or exposure)
+    as_of: datetime
+
+
+def run_reconciliation(con: duckdb.DuckDBPyConnection) -> BreakReport:
+    entries, accounts = _table(con, "ledger_entries"), _table(con, "ledger_accounts")
+    events = _table(con, "callback_events")
+    first_callbacks = events.group_by("tenant_id", "intent_id").agg(pl.col("received_at").min().alias("first_received_at"))
+    when = as_of(con)
+    breaks = reconcile(
+        intents=_table(con, "intents"),
+        ledger=ledger_domain.intent_ledger_view(entries, accounts),
+        duplicate_journals=ledger_domain.duplicate_journals(entries),
+        provider_state=_table(con, "provider_state"),
+        first_callbacks=first_callbacks,
+        callback_conflicts=_table(con, "callback_conflicts"),
+        settlements=_table(con, "settlements"),
+        settlement_conflicts=_table(con, "settlement_conflicts"),
+        as_of=when,
+    )
+    Warehouse.publish(con, {"reconciliation_breaks": breaks}, allow_empty={"reconciliation_breaks"})
+    at_risk = (
+        breaks.with_columns(
+            exposure=pl.when(pl.col("ledger_amount_minor").is_not_null() & pl.col("provider_amount_minor").is_not_null())
+            .then((pl.col("ledger_amount_minor") - pl.col("provider_amount_minor")).abs())
+            .otherwise(pl.coalesce("ledger_amount_minor", "provider_amount_minor").abs())
+        )
+        .group_by("break_type", "currency")
+        .agg(pl.col("exposure").sum().alias("amount_minor"), pl.len().alias("breaks"))
+        .sort("break_type", "currency", nulls_last=True)
+    )
+    return BreakReport(breaks.height, count_by(breaks, "break_type"), at_risk, when)
+
+
+def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
+    events = _table(con, "callback_events")
+    unique_events = events.group_by("tenant_id", "provider", "event_id").agg(
+        pl.col("intent_id", "type", "sequence", "amount_minor", "currency", "occurred_at").first(),
+        pl.col("received_at").min(),
+        pl.len().alias("copies"),
+    )
+    timeline = intent_timeline(
+        _table(con, "intents"), _table(con, "policy_decisions"), _table(con, "ledger_entries"),
+        _table(con, "routing_decisions"), unique_events, _table(con, "deliveries"),
+    )
+    Warehouse.publish(con, {"intent_timeline": timeline}, allow_empty={"intent_timeline"})
+    return timeline.height
+
+
+QUARANTINE_TABLES = {
+    "callbacks": "callbacks_quarantine",
+    "intents": "intents_quarantine",
+    "settlements": "settlements_quarantine",
+    "deliveries": "deliveries_quarantine",
+}
+
+
+def run_accounting(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """received = accepted + quarantined, per landing file, stored and returned."""
+    parts = []
+    for source, table in QUARANTINE_TABLES.items():
+        lines = con.sql(
+            "SELECT source_file, file_sha256, line_no FROM landing_lines WHERE source = $s", params={"s": source}
+        ).pl()
+        quarantined = _table(con, table).select("source_file", "file_sha256", "line_no")
+        accepted = lines.join(quarantined, on=["file_sha256", "line_no"], how="anti")
+        parts.append(per_file_accounting(lines, accepted, quarantined, source))
+    accounting = pl.concat(parts)
+    Warehouse.publish(
+        con,
+        {"ingest_accounting": accounting},
+        audit=lambda f: [
+            f"{r['source_file']}: received {r['received']} != {r['accepted']} + {r['quarantined']}"
+            for r in f["ingest_accounting"].filter(~pl.col("balanced")).iter_rows(named=True)
+        ],
+        allow_empty={"ingest_accounting"},
+    )
+    return accounting
