@@ -98,8 +98,10 @@ SELECT source_file, file_sha256, line_no,
         WHEN 'currency_unknown' THEN 'currency or ledger_currency is not an ISO 4217 code'
         WHEN 'corridor_invalid' THEN 'corridor is not <currency>:<RAIL>:<ledger_currency>'
     END) AS detail,
-    CASE WHEN error_code IS NULL THEN sha256(concat_ws('|', tenant_id, intent_id, scope, kind, amount_s, currency,
-        ledger_currency, corridor, actor_id, strftime(created_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
-        array_to_string(coalesce(primitives, []), ','))) END AS content_hash
+    -- a typed struct, serialised as JSON: NULLs and separators can never collide
+    CASE WHEN error_code IS NULL THEN sha256(to_json({'tenant_id': tenant_id, 'intent_id': intent_id,
+        'scope': scope, 'kind': kind, 'amount_minor': try_cast(amount_s AS BIGINT), 'currency': currency,
+        'ledger_currency': ledger_currency, 'corridor': corridor, 'actor_id': actor_id,
+        'created_at': created_at, 'primitives': primitives})::VARCHAR) END AS content_hash
 FROM judged
 ORDER BY source_file, line_no

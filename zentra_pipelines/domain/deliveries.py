@@ -26,10 +26,11 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from zentra_pipelines.domain import errors
 from zentra_pipelines.domain.dedupe import quarantine_rows, split_conflicts
 
 #: Not (yet) in errors.CATALOGUE: one delivery_id reported with two different contents.
-DELIVERY_CONFLICT = "delivery_conflict"
+DELIVERY_CONFLICT = errors.DELIVERY_CONFLICT
 
 KEY = ["tenant_id", "delivery_id"]
 ENDPOINT_KEY = ["tenant_id", "endpoint"]

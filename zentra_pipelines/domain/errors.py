@@ -56,6 +56,7 @@ SETTLEMENT_CONFLICT = "settlement_conflict"
 STATUS_CODE_INVALID = "status_code_invalid"
 ATTEMPT_INVALID = "attempt_invalid"
 LATENCY_INVALID = "latency_invalid"
+DELIVERY_CONFLICT = "delivery_conflict"
 
 #: code -> (applies to, meaning). Order is the documentation order.
 CATALOGUE: dict[str, tuple[str, str]] = {
@@ -94,13 +95,14 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     JOURNAL_UNBALANCED: ("ledger postings", "The journal's postings do not sum to zero per currency: the whole journal is quarantined."),
     ACCOUNT_UNKNOWN: ("ledger postings", "The posting names an account absent from the accounts table."),
     TENANT_MISMATCH: ("ledger postings", "The posting's tenant_id differs from its account's tenant."),
-    CSV_MALFORMED: ("settlements", "The row does not have the header's number of fields."),
+    CSV_MALFORMED: ("settlements", "The row is not one well-formed CSV record with the header's fields (wrong field count, blank line, broken quoting)."),
     HEADER_MISMATCH: ("settlements", "The file's header is not the contract's header: every row is quarantined."),
     NET_MISMATCH: ("settlements", "net_minor != gross_minor - fee_minor."),
     SETTLEMENT_CONFLICT: ("settlements", "The same provider_ref is reported with different figures: every copy is quarantined."),
     STATUS_CODE_INVALID: ("deliveries", "status_code is neither null nor an integer 100..599."),
     ATTEMPT_INVALID: ("deliveries", "attempt is not a positive integer."),
     LATENCY_INVALID: ("deliveries", "latency_ms is not a non-negative integer (or null)."),
+    DELIVERY_CONFLICT: ("deliveries", "The same delivery_id arrived with different content: every copy is quarantined."),
 }
 
 

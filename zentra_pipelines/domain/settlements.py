@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -318,10 +317,10 @@ def _judge_line(
             errors.NET_MISMATCH, f"net_minor {net} != gross_minor {gross} - fee_minor {fee} = {gross - fee}"
         )
 
-    content = json.dumps(
-        [row["provider"], row["provider_ref"], row["tenant_id"], row["currency"], gross, fee, net,
-         settled_at.isoformat(timespec="microseconds"), row["batch_id"]],
-        separators=(",", ":"),
+    # unambiguous: every part is a validated identifier, ISO code, integer or ISO timestamp (no '|')
+    content = "|".join(
+        [row["provider"], row["provider_ref"], row["tenant_id"], row["currency"], str(gross), str(fee), str(net),
+         settled_at.isoformat(timespec="microseconds"), row["batch_id"]]
     )
     return (
         tenant_id, row["provider"], row["provider_ref"], row["currency"], gross, fee, net, settled_at,

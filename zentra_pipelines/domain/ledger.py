@@ -1,0 +1,713 @@
+"""The ledger (contract 2.3): validate source postings, chain them, rebuild balances.
+
+Pure: frames in, frames out. No database, file, clock or environment access, so the
+same rows always give the same entries, hashes and balances whatever the order they
+were read in (a property test pins this).
+
+Pipeline, in order:
+
+1. ``validate_postings``: every distinct source row is either an accepted posting or
+   one quarantine row with a stable code (``received = accepted + quarantined +
+   collapsed``, where *collapsed* counts re-reads of identical content). Row checks
+   first (identifiers, currency, amount, timestamp, account, tenant), then re-read
+   conflicts (every copy), then journals that no longer balance (the whole journal).
+2. ``chain_entries``: a per-tenant SHA-256 hash chain over the accepted postings in
+   (posted_at, journal_id, posting_id) order; ``verify_chain`` recomputes it.
+3. ``rebuild_balances``: balances and daily opening/movements/closing, summed in
+   Int128 so hostile amounts near the 64-bit limit cannot wrap around.
+4. Views for reconciliation and findings: ``intent_ledger_view``,
+   ``duplicate_journals``, ``ledger_findings``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime, timedelta, timezone
+
+import polars as pl
+
+from zentra_pipelines.domain import errors
+from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
+
+# ----------------------------------------------------------------------- schemas ---
+
+#: Raw source row as the adapter delivers it: every value as text, never coerced.
+#: ``amount_type`` is the storage type of amount_minor (SQLite vocabulary: integer,
+#: real, text, blob, null; plus boolean/other:<name> from PostgreSQL).
+SOURCE_SCHEMA: dict[str, pl.DataType] = {
+    "posting_id": pl.String(),
+    "journal_id": pl.String(),
+    "intent_id": pl.String(),
+    "tenant_id": pl.String(),
+    "account_id": pl.String(),
+    "currency": pl.String(),
+    "amount_minor": pl.String(),
+    "amount_type": pl.String(),
+    "posted_at_text": pl.String(),
+    "actor_id": pl.String(),
+    "idempotency_key": pl.String(),
+}
+SOURCE_COLUMNS = list(SOURCE_SCHEMA)
+
+ACCOUNT_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.String(),
+    "tenant_id": pl.String(),
+    "type": pl.String(),
+    "allow_negative": pl.Boolean(),
+}
+
+UTC_US = pl.Datetime("us", "UTC")
+
+POSTING_SCHEMA: dict[str, pl.DataType] = {
+    "posting_id": pl.String(),
+    "journal_id": pl.String(),
+    "intent_id": pl.String(),
+    "tenant_id": pl.String(),
+    "account_id": pl.String(),
+    "currency": pl.String(),
+    "amount_minor": pl.Int64(),
+    "posted_at": UTC_US,
+    "actor_id": pl.String(),
+    "idempotency_key": pl.String(),
+}
+POSTING_COLUMNS = list(POSTING_SCHEMA)
+ENTRY_SCHEMA: dict[str, pl.DataType] = {
+    **POSTING_SCHEMA,
+    "entry_seq": pl.Int64(),
+    "prev_hash": pl.String(),
+    "entry_hash": pl.String(),
+}
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "tenant_id": pl.String(),
+    "posting_id": pl.String(),
+    "journal_id": pl.String(),
+    "error_code": pl.String(),
+    "detail": pl.String(),
+    "posted_at": UTC_US,
+    # beyond the brief's minimum: what an operator needs to see the row again
+    "account_id": pl.String(),
+    "currency": pl.String(),
+    "amount_minor": pl.String(),
+    "amount_type": pl.String(),
+    "posted_at_text": pl.String(),
+}
+BALANCE_SCHEMA: dict[str, pl.DataType] = {
+    "tenant_id": pl.String(),
+    "account_id": pl.String(),
+    "currency": pl.String(),
+    "balance_minor": pl.Int64(),
+}
+DAILY_SCHEMA: dict[str, pl.DataType] = {
+    "tenant_id": pl.String(),
+    "account_id": pl.String(),
+    "currency": pl.String(),
+    "day": pl.Date(),
+    "opening_minor": pl.Int64(),
+    "movements_minor": pl.Int64(),
+    "closing_minor": pl.Int64(),
+}
+FINDING_SCHEMA: dict[str, pl.DataType] = {
+    "tenant_id": pl.String(),
+    "finding_type": pl.String(),
+    "account_id": pl.String(),
+    "intent_id": pl.String(),
+    "currency": pl.String(),
+    "amount_minor": pl.Int64(),
+    "since": UTC_US,
+    "age_days": pl.Int64(),
+    "overdue": pl.Boolean(),
+    "detail": pl.String(),
+}
+
+#: Identifier columns in check order. Required ones may not be null; the optional ones
+#: may be null (opening-balance journals belong to no intent) but, when present, must
+#: be well-formed like any other identifier.
+REQUIRED_IDS = ("posting_id", "journal_id", "tenant_id", "account_id")
+OPTIONAL_IDS = ("intent_id", "actor_id", "idempotency_key")
+ID_CHECK_ORDER = ("posting_id", "journal_id", "intent_id", "tenant_id", "account_id", "actor_id", "idempotency_key")
+
+ENTRY_ORDER = ["tenant_id", "posted_at", "journal_id", "posting_id"]
+BALANCE_KEY = ["tenant_id", "account_id", "currency"]
+ZERO_HASH = "0" * 64
+CLEARING_TYPES = ("reserved", "settlement")
+
+AMOUNT_RE = r"^-?[0-9]+$"
+# ISO 8601 / SQL timestamp, UTC only: date, 'T' or ' ', seconds, up to 6 fraction
+# digits, then nothing, 'Z', '+00:00', '+0000' or '+00'. [0-9], not \d: Rust's \d is Unicode.
+TIMESTAMP_RE = (
+    r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,6})?(?:Z|\+00(?::?00)?)?$"
+)
+_DETAIL_VALUE_MAX = 80
+
+
+# ------------------------------------------------------------------- primitives ---
+
+
+def parse_utc_timestamp(text: pl.Expr) -> pl.Expr:
+    """Text -> Datetime(us, UTC); null when not an ISO 8601 UTC timestamp.
+
+    Accepts 'YYYY-MM-DD HH:MM:SS[.ffffff]', with 'T', optionally suffixed 'Z', '+00:00',
+    '+0000' or '+00'. Any other offset is refused rather than converted: the contract
+    says the column is UTC, so '+01:00' means the writer is confused.
+    """
+    parts = text.str.extract_groups(TIMESTAMP_RE)
+    frac = pl.coalesce(parts.struct.field("3"), pl.lit(".")).str.pad_end(7, "0")
+    normal = pl.concat_str([parts.struct.field("1"), pl.lit(" "), parts.struct.field("2"), frac])
+    return (
+        normal.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False)
+        .dt.replace_time_zone("UTC")
+    )
+
+
+def _shown(col: str) -> pl.Expr:
+    """An untrusted value for a detail message: truncated, never interpreted."""
+    value = pl.col(col)
+    return (
+        pl.when(value.str.len_chars() > _DETAIL_VALUE_MAX)
+        .then(value.str.slice(0, _DETAIL_VALUE_MAX) + pl.lit("..."))
+        .otherwise(value)
+    )
+
+
+def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    missing = [c for c in schema if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame lacks columns {missing}")
+    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
+
+
+def normalise_accounts(accounts: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(accounts, ambiguous): one row per account_id; ids defined twice differently are set aside.
+
+    The source declares account_id a primary key, but a hostile SQLite file need not
+    enforce it. An account defined twice with different content is ambiguous, so
+    postings to it are refused (account_unknown) instead of guessing.
+    """
+    acc = _conform(accounts, ACCOUNT_SCHEMA).unique(keep="first")
+    counts = acc.group_by("account_id").len("definitions")
+    ambiguous = acc.join(counts.filter(pl.col("definitions") > 1), on="account_id", how="inner", nulls_equal=False)
+    ok = acc.join(ambiguous.select("account_id").unique(), on="account_id", how="anti").filter(
+        pl.col("account_id").is_not_null()
+    )
+    return ok.sort("tenant_id", "account_id", nulls_last=True), ambiguous.sort("account_id", "tenant_id")
+
+
+# -------------------------------------------------------------------- validation ---
+
+
+def _row_checks() -> tuple[pl.Expr, pl.Expr]:
+    """(error_code, detail) of the first failing per-row check, null when all pass."""
+    code: pl.Expr | None = None
+    detail: pl.Expr | None = None
+    steps: list[tuple[pl.Expr, str, pl.Expr]] = []
+    for col in ID_CHECK_ORDER:
+        if col in REQUIRED_IDS:
+            steps.append((pl.col(col).is_null(), errors.MISSING_FIELD, pl.lit(f"{col} is null")))
+        steps.append(
+            (
+                pl.col(col).is_not_null() & ~pl.col(col).str.contains(IDENTIFIER_PATTERN),
+                errors.INVALID_IDENTIFIER,
+                pl.format(f"{col} {{}} is not a valid identifier", _shown(col)),
+            )
+        )
+    iso = sorted(currency_exponents())
+    steps += [
+        (pl.col("currency").is_null(), errors.MISSING_FIELD, pl.lit("currency is null")),
+        (
+            ~pl.col("currency").is_in(iso),
+            errors.CURRENCY_UNKNOWN,
+            pl.format("currency {} is not an ISO 4217 code", _shown("currency")),
+        ),
+    ]
+    amount, kind = pl.col("amount_minor"), pl.col("amount_type")
+    steps += [
+        (amount.is_null() | (kind == "null"), errors.AMOUNT_MISSING, pl.lit("amount_minor is null")),
+        (kind == "real", errors.AMOUNT_FLOAT, pl.format("amount_minor {} is stored as a float: never coerced", _shown("amount_minor"))),
+        (kind == "text", errors.AMOUNT_STRING, pl.format("amount_minor {} is stored as text: never coerced", _shown("amount_minor"))),
+        (kind == "boolean", errors.AMOUNT_BOOLEAN, pl.format("amount_minor {} is a boolean", _shown("amount_minor"))),
+        (
+            (kind != "integer") | ~amount.str.contains(AMOUNT_RE),
+            errors.AMOUNT_INVALID,
+            pl.format("amount_minor {} (stored as {}) is not an integer", _shown("amount_minor"), kind),
+        ),
+        (
+            amount.str.to_integer(strict=False, dtype=pl.Int64).is_null(),
+            errors.AMOUNT_OUT_OF_RANGE,
+            pl.format("amount_minor {} is outside signed 64-bit", _shown("amount_minor")),
+        ),
+        (pl.col("posted_at_text").is_null(), errors.MISSING_FIELD, pl.lit("posted_at is null")),
+        (
+            pl.col("posted_at").is_null(),
+            errors.INVALID_TIMESTAMP,
+            pl.format("posted_at {} is not an ISO 8601 UTC timestamp", _shown("posted_at_text")),
+        ),
+        (
+            pl.col("_acc_tenant").is_null() & pl.col("_acc_ambiguous"),
+            errors.ACCOUNT_UNKNOWN,
+            pl.format("account {} is defined several times with different content", "account_id"),
+        ),
+        (
+            pl.col("_acc_tenant").is_null(),
+            errors.ACCOUNT_UNKNOWN,
+            pl.format("account {} is not in the accounts table", "account_id"),
+        ),
+        (
+            pl.col("_acc_tenant") != pl.col("tenant_id"),
+            errors.TENANT_MISMATCH,
+            pl.format("posting tenant {} but account {} belongs to tenant {}", "tenant_id", "account_id", "_acc_tenant"),
+        ),
+    ]
+    for cond, c, d in reversed(steps):  # build inside-out so the first step wins
+        cond = cond.fill_null(False)
+        code = pl.when(cond).then(pl.lit(c)).otherwise(code if code is not None else pl.lit(None, pl.String))
+        detail = pl.when(cond).then(d).otherwise(detail if detail is not None else pl.lit(None, pl.String))
+    assert code is not None and detail is not None
+    return code.alias("error_code"), detail.alias("detail")
+
+
+def validate_postings(raw: pl.DataFrame, accounts: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(postings, quarantine) from raw source rows (``SOURCE_SCHEMA``) and the accounts table.
+
+    Every distinct row ends up in exactly one of the two frames; identical re-reads
+    (same content, whatever the timestamp's spelling) collapse into one.
+    """
+    acc, ambiguous = normalise_accounts(accounts)
+    rows = _conform(raw, SOURCE_SCHEMA).with_columns(posted_at=parse_utc_timestamp(pl.col("posted_at_text")))
+    # Semantic content of a row: a re-read that differs only in how the timestamp is
+    # spelled is the same posting.
+    rows = rows.with_columns(
+        _posted_at_bad=pl.when(pl.col("posted_at").is_null()).then(pl.col("posted_at_text"))
+    )
+    content = [c for c in SOURCE_COLUMNS if c != "posted_at_text"] + ["posted_at", "_posted_at_bad"]
+    rows = rows.unique(subset=content, keep="first", maintain_order=False)
+
+    rows = rows.join(
+        acc.select("account_id", pl.col("tenant_id").alias("_acc_tenant")),
+        on="account_id", how="left", nulls_equal=False,
+    ).with_columns(_acc_ambiguous=pl.col("account_id").is_in(ambiguous["account_id"].implode()))
+    code, detail = _row_checks()
+    rows = rows.with_columns(code, detail)
+
+    # Re-read conflicts: a posting_id read with several contents; no copy wins.
+    valid_pid = pl.col("posting_id").is_not_null() & pl.col("posting_id").str.contains(IDENTIFIER_PATTERN)
+    copies = pl.when(valid_pid).then(pl.len().over("posting_id")).otherwise(1)
+    rows = rows.with_columns(_copies=copies).with_columns(
+        detail=pl.when(pl.col("error_code").is_null() & (pl.col("_copies") > 1))
+        .then(pl.format("posting_id {} was read with {} different contents; no copy wins", "posting_id", "_copies"))
+        .otherwise(pl.col("detail")),
+        error_code=pl.when(pl.col("error_code").is_null() & (pl.col("_copies") > 1))
+        .then(pl.lit(errors.POSTING_CONFLICT))
+        .otherwise(pl.col("error_code")),
+    )
+
+    # A journal with a quarantined posting no longer balances: quarantine the rest of it.
+    bad = rows.filter(pl.col("error_code").is_not_null() & pl.col("journal_id").is_not_null())
+    taint = (
+        bad.sort("posting_id", "error_code", nulls_last=True)
+        .group_by("journal_id")
+        .agg(
+            pl.len().alias("_n"),
+            pl.format("{} ({})", pl.col("posting_id").fill_null("?"), "error_code").head(3).str.join(", ").alias("_why"),
+        )
+    )
+    rows = rows.join(taint, on="journal_id", how="left", nulls_equal=False).with_columns(
+        detail=pl.when(pl.col("error_code").is_null() & pl.col("_n").is_not_null())
+        .then(pl.format("journal {} lost {} posting(s) to quarantine: {}; it no longer balances", "journal_id", "_n", "_why"))
+        .otherwise(pl.col("detail")),
+        error_code=pl.when(pl.col("error_code").is_null() & pl.col("_n").is_not_null())
+        .then(pl.lit(errors.JOURNAL_UNBALANCED))
+        .otherwise(pl.col("error_code")),
+    )
+
+    # Journals (per tenant) whose remaining postings do not sum to zero per currency.
+    good = rows.filter(pl.col("error_code").is_null()).with_columns(
+        amount=pl.col("amount_minor").str.to_integer(dtype=pl.Int64)
+    )
+    sums = (
+        good.group_by("tenant_id", "journal_id", "currency")
+        .agg(pl.col("amount").cast(pl.Int128).sum().alias("_sum"))
+        .filter(pl.col("_sum") != 0)
+        .sort("currency")
+        .group_by("tenant_id", "journal_id")
+        .agg(pl.format("{} {}", "currency", pl.col("_sum").cast(pl.String)).str.join(", ").alias("_off"))
+    )
+    good = good.join(sums, on=["tenant_id", "journal_id"], how="left")
+    unbalanced = good.filter(pl.col("_off").is_not_null()).with_columns(
+        error_code=pl.lit(errors.JOURNAL_UNBALANCED),
+        detail=pl.format("journal {} does not sum to zero: {}", "journal_id", "_off"),
+    )
+    postings = (
+        good.filter(pl.col("_off").is_null())
+        .with_columns(amount_minor=pl.col("amount"))
+        .select(POSTING_COLUMNS)
+        .sort(ENTRY_ORDER)
+    )
+    quarantine = (
+        pl.concat(
+            [
+                rows.filter(pl.col("error_code").is_not_null()).select(list(QUARANTINE_SCHEMA)),
+                unbalanced.select(list(QUARANTINE_SCHEMA)),
+            ],
+            how="vertical",
+        )
+        .select([pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()])
+        .sort(["tenant_id", "posting_id", "error_code", "detail", "posted_at_text", "amount_minor"], nulls_last=True)
+    )
+    return postings, quarantine
+
+
+# ------------------------------------------------------------------------- chain ---
+
+
+def canonical_text() -> pl.Expr:
+    """The hashed text of an entry: ten fields joined by '|' (never in an identifier).
+
+    posting_id|journal_id|intent_id|tenant_id|account_id|currency|amount_minor|
+    posted_at (ISO 8601, UTC, microseconds, 'Z')|actor_id|idempotency_key; null -> ''.
+    """
+    fields = [
+        pl.col("posting_id"), pl.col("journal_id"), pl.col("intent_id"), pl.col("tenant_id"),
+        pl.col("account_id"), pl.col("currency"), pl.col("amount_minor").cast(pl.String),
+        pl.col("posted_at").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        pl.col("actor_id"), pl.col("idempotency_key"),
+    ]
+    return pl.concat_str([f.fill_null("") for f in fields], separator="|")
+
+
+_CHUNK = 1_000_000
+
+
+def chain_entries(postings: pl.DataFrame) -> pl.DataFrame:
+    """ledger_entries: postings in (tenant, posted_at, journal, posting) order, hash-chained.
+
+    ``entry_hash = sha256_hex(prev_hash + '\\n' + canonical_text)``; the first
+    ``prev_hash`` of each tenant is 64 zeros and ``entry_seq`` runs 1..n per tenant.
+    Canonical text is built vectorised by Polars; only the inherently sequential
+    hashing is a Python loop, processed in chunks to bound memory.
+    """
+    ordered = _conform(postings, POSTING_SCHEMA).sort(ENTRY_ORDER)
+    ordered = ordered.with_columns(entry_seq=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("tenant_id"))
+    sha256 = hashlib.sha256
+    hashes: list[str] = []
+    append = hashes.append
+    prev = ZERO_HASH
+    for offset in range(0, ordered.height, _CHUNK):
+        chunk = ordered.slice(offset, _CHUNK)
+        texts = chunk.select(canonical_text()).to_series().to_list()
+        firsts = (chunk["entry_seq"] == 1).to_list()
+        for text, first in zip(texts, firsts):
+            if first:
+                prev = ZERO_HASH
+            prev = sha256((prev + "\n" + text).encode()).hexdigest()
+            append(prev)
+    entry_hash = pl.Series("entry_hash", hashes, dtype=pl.String)
+    return ordered.with_columns(entry_hash).with_columns(
+        prev_hash=pl.col("entry_hash").shift(1).over("tenant_id").fill_null(ZERO_HASH)
+    ).select(list(ENTRY_SCHEMA))
+
+
+def verify_chain(entries: pl.DataFrame, *, limit: int = 1000) -> list[str]:
+    """Violations of the hash chain, recomputed from the entries' own content.
+
+    Checks, per tenant in entry_seq order: seq is 1..n, the first prev_hash is zeros,
+    each prev_hash is the previous entry_hash, each entry_hash matches its content, and
+    the seq order is the (posted_at, journal_id, posting_id) order. Any edited field,
+    deleted, inserted or reordered row breaks at least one of them.
+    """
+    frame = _conform(entries, ENTRY_SCHEMA).sort("tenant_id", "entry_seq", nulls_last=True)
+    where = pl.format("{}#{} posting {}", pl.col("tenant_id").fill_null("?"), pl.col("entry_seq").cast(pl.String).fill_null("?"), pl.col("posting_id").fill_null("?"))
+    expected_prev = pl.col("entry_hash").shift(1).over("tenant_id").fill_null(ZERO_HASH)
+    checked = frame.with_columns(
+        _where=where,
+        _seq_ok=(pl.col("entry_seq") == pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("tenant_id")).fill_null(False),
+        _link_ok=(pl.col("prev_hash") == expected_prev).fill_null(False),
+        _order_ok=(
+            (pl.col("posted_at") > pl.col("posted_at").shift(1).over("tenant_id"))
+            | (
+                (pl.col("posted_at") == pl.col("posted_at").shift(1).over("tenant_id"))
+                & (
+                    (pl.col("journal_id") > pl.col("journal_id").shift(1).over("tenant_id"))
+                    | (
+                        (pl.col("journal_id") == pl.col("journal_id").shift(1).over("tenant_id"))
+                        & (pl.col("posting_id") > pl.col("posting_id").shift(1).over("tenant_id"))
+                    )
+                )
+            )
+            | (pl.col("entry_seq") == 1)
+        ).fill_null(False),
+    )
+    violations: list[str] = []
+    for row in checked.filter(~pl.col("_seq_ok")).select("_where").iter_rows():
+        violations.append(f"{row[0]}: entry_seq out of sequence")
+    for row in checked.filter(~pl.col("_link_ok")).select("_where").iter_rows():
+        violations.append(f"{row[0]}: prev_hash does not link to the previous entry_hash")
+    for row in checked.filter(~pl.col("_order_ok")).select("_where").iter_rows():
+        violations.append(f"{row[0]}: entry out of (posted_at, journal_id, posting_id) order")
+    # Content hashes: independent per row (each uses its stored prev_hash; the links
+    # above tie them together), so no sequential dependency here.
+    sha256 = hashlib.sha256
+    for offset in range(0, checked.height, _CHUNK):
+        chunk = checked.slice(offset, _CHUNK)
+        texts = chunk.select(canonical_text()).to_series().to_list()
+        prevs = chunk["prev_hash"].fill_null("").to_list()
+        stored = chunk["entry_hash"].to_list()
+        wheres = None
+        for i, (text, prev, have) in enumerate(zip(texts, prevs, stored)):
+            if sha256((prev + "\n" + text).encode()).hexdigest() != have:
+                if wheres is None:
+                    wheres = chunk["_where"].to_list()
+                violations.append(f"{wheres[i]}: entry_hash does not match the entry's content")
+    if len(violations) > limit:
+        violations = violations[:limit] + [f"(+{len(violations) - limit} more chain violations)"]
+    return violations
+
+
+# ---------------------------------------------------------------------- balances ---
+
+
+def rebuild_balances(entries: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(ledger_balances, daily_balances) from the entries, exact (Int128) sums.
+
+    daily_balances has one row per account, currency and UTC day with movement:
+    closing = opening + movements, and a day's opening is the closing of the
+    account's previous day with movement (0 for its first). A sum outside signed
+    64-bit becomes null, which the schema invariant then refuses to publish.
+    """
+    frame = entries.select(
+        "tenant_id", "account_id", "currency", "amount_minor",
+        day=pl.col("posted_at").dt.convert_time_zone("UTC").dt.date(),
+    )
+    balances = (
+        frame.group_by(BALANCE_KEY)
+        .agg(pl.col("amount_minor").cast(pl.Int128).sum().alias("balance_minor"))
+        .with_columns(pl.col("balance_minor").cast(pl.Int64, strict=False))
+        .sort(BALANCE_KEY)
+    )
+    daily = (
+        frame.group_by(BALANCE_KEY + ["day"])
+        .agg(pl.col("amount_minor").cast(pl.Int128).sum().alias("movements"))
+        .sort(BALANCE_KEY + ["day"])
+        .with_columns(closing=pl.col("movements").cum_sum().over(BALANCE_KEY))
+        .select(
+            *BALANCE_KEY, "day",
+            opening_minor=(pl.col("closing") - pl.col("movements")).cast(pl.Int64, strict=False),
+            movements_minor=pl.col("movements").cast(pl.Int64, strict=False),
+            closing_minor=pl.col("closing").cast(pl.Int64, strict=False),
+        )
+    )
+    return balances.select(list(BALANCE_SCHEMA)), daily.select(list(DAILY_SCHEMA))
+
+
+def closing_balances_at(daily_balances: pl.DataFrame, day: date) -> pl.DataFrame:
+    """Every account-currency's closing balance at the end of UTC ``day``.
+
+    Accounts without movement that day carry the closing of their last day with
+    movement; accounts with no movement up to that day have no row.
+    """
+    return (
+        daily_balances.filter(pl.col("day") <= day)
+        .sort(BALANCE_KEY + ["day"])
+        .group_by(BALANCE_KEY, maintain_order=True)
+        .agg(pl.col("day").last().alias("last_movement_day"), pl.col("closing_minor").last())
+        .select(*BALANCE_KEY, pl.lit(day, pl.Date).alias("day"), "last_movement_day", "closing_minor")
+        .sort(BALANCE_KEY)
+    )
+
+
+# ------------------------------------------------------------ reconciliation views ---
+
+
+def _typed(entries: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
+    acc, _ = normalise_accounts(accounts)
+    return entries.join(acc.select("account_id", pl.col("type").alias("account_type")), on="account_id", how="left")
+
+
+INTENT_VIEW_SCHEMA: dict[str, pl.DataType] = {
+    "tenant_id": pl.String(),
+    "intent_id": pl.String(),
+    "ledger_amount_minor": pl.Int64(),
+    "ledger_currency": pl.String(),
+    "journals": pl.Int64(),
+    "first_posted_at": UTC_US,
+    "released": pl.Boolean(),
+    "captured": pl.Boolean(),
+}
+
+
+def intent_ledger_view(entries: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
+    """One row per (tenant_id, intent_id) with postings: what the ledger says about it.
+
+    ledger_amount_minor sums the positive postings into `reserved` accounts, counting
+    each idempotency_key once (the journal with the lowest journal_id), so a duplicate
+    write by the core shows up as a duplicate_journal break, not as a doubled amount.
+    ledger_currency is that currency (comma-joined if several, which reconciliation
+    then reports). captured: a posting to a `settlement` account; released: the reserved
+    account nets to zero for the intent and nothing was captured.
+    """
+    typed = _typed(entries, accounts).filter(pl.col("intent_id").is_not_null())
+    first_journal = typed.group_by("tenant_id", "intent_id", "idempotency_key").agg(
+        pl.col("journal_id").min().alias("_first_journal")
+    )
+    typed = typed.join(first_journal, on=["tenant_id", "intent_id", "idempotency_key"], how="left", nulls_equal=False)
+    counted = pl.col("idempotency_key").is_null() | (pl.col("journal_id") == pl.col("_first_journal"))
+    reserved = pl.col("account_type") == "reserved"
+    reserve_in = reserved & (pl.col("amount_minor") > 0) & counted
+    view = (
+        typed.group_by("tenant_id", "intent_id")
+        .agg(
+            pl.col("amount_minor").filter(reserve_in).cast(pl.Int128).sum().alias("_amount"),
+            pl.col("currency").filter(reserve_in).unique().sort().str.join(",").alias("_currency"),
+            pl.col("journal_id").n_unique().cast(pl.Int64).alias("journals"),
+            pl.col("posted_at").min().alias("first_posted_at"),
+            reserved.any().alias("_has_reserved"),
+            pl.col("amount_minor").filter(reserved).cast(pl.Int128).sum().alias("_reserved_net"),
+            (pl.col("account_type") == "settlement").any().alias("captured"),
+        )
+        .with_columns(
+            ledger_amount_minor=pl.when(pl.col("_currency") != "").then(pl.col("_amount").cast(pl.Int64, strict=False)),
+            ledger_currency=pl.when(pl.col("_currency") != "").then(pl.col("_currency")),
+            released=pl.col("_has_reserved") & (pl.col("_reserved_net") == 0) & ~pl.col("captured"),
+        )
+        .select(list(INTENT_VIEW_SCHEMA))
+        .sort("tenant_id", "intent_id")
+    )
+    return view
+
+
+DUPLICATE_SCHEMA: dict[str, pl.DataType] = {
+    "tenant_id": pl.String(),
+    "intent_id": pl.String(),
+    "idempotency_key": pl.String(),
+    "journal_ids": pl.String(),
+    "journals": pl.Int64(),
+    "amount_minor": pl.Int64(),
+    "currency": pl.String(),
+}
+
+
+def duplicate_journals(entries: pl.DataFrame) -> pl.DataFrame:
+    """idempotency_keys carried by more than one journal_id (a duplicate write by the core).
+
+    Both journals stay in the ledger as posted; this is the break list. amount_minor is
+    the positive side of the duplicated (lowest journal_id) journal.
+    """
+    keyed = entries.filter(pl.col("idempotency_key").is_not_null())
+    per_key = keyed.group_by("tenant_id", "idempotency_key").agg(
+        pl.col("journal_id").unique().sort().alias("_journals"),
+        pl.col("intent_id").drop_nulls().min().alias("intent_id"),
+    ).filter(pl.col("_journals").list.len() > 1)
+    first = per_key.with_columns(journal_id=pl.col("_journals").list.first())
+    positive = (
+        keyed.filter(pl.col("amount_minor") > 0)
+        .join(first.select("tenant_id", "idempotency_key", "journal_id"), on=["tenant_id", "idempotency_key", "journal_id"], how="inner")
+        .group_by("tenant_id", "idempotency_key")
+        .agg(
+            pl.col("amount_minor").cast(pl.Int128).sum().cast(pl.Int64, strict=False).alias("amount_minor"),
+            pl.col("currency").unique().sort().str.join(",").alias("currency"),
+        )
+    )
+    return (
+        first.join(positive, on=["tenant_id", "idempotency_key"], how="left")
+        .with_columns(
+            journal_ids=pl.col("_journals").list.join(","),
+            journals=pl.col("_journals").list.len().cast(pl.Int64),
+        )
+        .select(list(DUPLICATE_SCHEMA))
+        .sort("tenant_id", "idempotency_key")
+    )
+
+
+# ---------------------------------------------------------------------- findings ---
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def ledger_findings(
+    entries: pl.DataFrame,
+    accounts: pl.DataFrame,
+    daily_balances: pl.DataFrame,
+    as_of: datetime,
+    clearing_window: timedelta = timedelta(days=3),
+) -> pl.DataFrame:
+    """Business findings as of ``as_of`` (not blocking: the ledger is what was posted).
+
+    - ``negative_balance``: an account that may not go negative closed a UTC day below
+      zero. amount_minor = its lowest closing; since = the first such day;
+      overdue = still negative at as_of.
+    - ``clearing_not_zero``: per intent and clearing account (reserved, settlement) and
+      currency, the postings do not net to zero. since = the first posting;
+      age_days = whole days to as_of; overdue = older than the clearing window.
+    """
+    as_of = _as_utc(as_of)
+    as_of_lit = pl.lit(as_of, dtype=UTC_US)
+    acc, _ = normalise_accounts(accounts)
+    strict = acc.filter(~pl.col("allow_negative").fill_null(False)).select("account_id", "tenant_id")
+
+    daily = daily_balances.filter(pl.col("day") <= as_of.date()).join(strict, on=["tenant_id", "account_id"], how="semi")
+    negative = (
+        daily.sort(BALANCE_KEY + ["day"])
+        .group_by(BALANCE_KEY, maintain_order=True)
+        .agg(
+            pl.col("day").filter(pl.col("closing_minor") < 0).first().alias("_first_day"),
+            pl.col("closing_minor").min().alias("amount_minor"),
+            pl.col("closing_minor").last().alias("_current"),
+        )
+        .filter(pl.col("_first_day").is_not_null())
+        .with_columns(since=pl.col("_first_day").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+        .with_columns(
+            finding_type=pl.lit("negative_balance"),
+            intent_id=pl.lit(None, pl.String),
+            age_days=(as_of_lit - pl.col("since")).dt.total_days(),
+            overdue=pl.col("_current") < 0,
+            detail=pl.format(
+                "account may not go negative: closed below zero from {}; lowest closing {}; closing at as_of {}",
+                pl.col("_first_day").cast(pl.String), pl.col("amount_minor").cast(pl.String), pl.col("_current").cast(pl.String),
+            ),
+        )
+    )
+
+    window_days = clearing_window / timedelta(days=1)
+    typed = _typed(entries, accounts).filter(
+        pl.col("account_type").is_in(list(CLEARING_TYPES)) & (pl.col("posted_at") <= as_of_lit)
+    )
+    clearing = (
+        typed.group_by("tenant_id", "intent_id", "account_id", "currency")
+        .agg(
+            pl.col("amount_minor").cast(pl.Int128).sum().alias("_net"),
+            pl.col("posted_at").min().alias("since"),
+            pl.col("account_type").first().alias("_type"),
+        )
+        .filter(pl.col("_net") != 0)
+        .with_columns(
+            finding_type=pl.lit("clearing_not_zero"),
+            amount_minor=pl.col("_net").cast(pl.Int64, strict=False),
+            age_days=(as_of_lit - pl.col("since")).dt.total_days(),
+        )
+        .with_columns(
+            overdue=(as_of_lit - pl.col("since")) > pl.duration(microseconds=int(clearing_window / timedelta(microseconds=1))),
+            detail=pl.format(
+                "{} account holds {} for intent {} since {} ({} days; window {} days)",
+                "_type", pl.col("_net").cast(pl.String), pl.col("intent_id").fill_null("(none)"),
+                pl.col("since").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"), pl.col("age_days").cast(pl.String),
+                pl.lit(f"{window_days:g}"),
+            ),
+        )
+    )
+    columns = list(FINDING_SCHEMA)
+    return (
+        pl.concat(
+            [
+                negative.select([pl.col(c).cast(t) for c, t in FINDING_SCHEMA.items()]),
+                clearing.select([pl.col(c).cast(t) for c, t in FINDING_SCHEMA.items()]),
+            ],
+            how="vertical",
+        )
+        .sort("tenant_id", "finding_type", "account_id", "intent_id", "currency", nulls_last=True)
+        .select(columns)
+    )
+
+
+def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
