@@ -16,6 +16,7 @@ EXIT_OK, EXIT_CHECK_FAILED = 0, 1
 def run_config(settings: Settings) -> dict:
     """The CLI's paths become the `zentra` resource's config: the same knobs the UI shows."""
     return {
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
         "resources": {
             "zentra": {
                 "config": {
@@ -37,7 +38,7 @@ def load_definitions() -> dg.Definitions:
 
 
 def execute(settings: Settings, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
-    job = load_definitions().get_implicit_global_asset_job_def()
+    job = load_definitions().resolve_implicit_global_asset_job_def()
     with (dg.DagsterInstance.ephemeral() if instance is None else _borrowed(instance)) as inst:
         return job.execute_in_process(run_config=run_config(settings), instance=inst, raise_on_error=False)
 
@@ -62,7 +63,7 @@ def failures(result: dg.ExecuteInProcessResult) -> list[str]:
             message = err.message.strip().splitlines()[-1] if err else "failed"
             reasons.append(f"step {event.step_key} failed: {message}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
-            data = event.event_specific_data.asset_check_evaluation
+            data = event.event_specific_data
             if not data.passed and data.severity == dg.AssetCheckSeverity.ERROR:
                 reasons.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed")
     return reasons

@@ -7,11 +7,16 @@ of the archive, and re-running on the same inputs changes nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import duckdb
 import polars as pl
 
 from zentra_pipelines import intake
-from zentra_pipelines.domain.deliveries import accept_deliveries
+from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain.accounting import count_by
+from zentra_pipelines.domain.deliveries import accept_deliveries, replay_queue, webhook_health
 from zentra_pipelines.domain.settlements import SettlementParse, judge_settlements
 
 
@@ -28,3 +33,61 @@ def parse_delivery_lines(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, 
     """(deliveries, quarantine) of every archived deliveries/*.jsonl line."""
     parsed = intake.parse_source(con, "deliveries", "parse_deliveries", "delivery_lines")
     return accept_deliveries(parsed)
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    rows: int
+    quarantined: int
+    quarantined_by_code: dict[str, int]
+    conflicts: int = 0
+
+
+def run_settlements(con: duckdb.DuckDBPyConnection) -> SourceReport:
+    parsed = parse_settlement_lines(con)
+    Warehouse.publish(
+        con,
+        {"settlements": parsed.settlements, "settlements_quarantine": parsed.quarantine,
+         "settlement_conflicts": parsed.conflicts},
+        allow_empty={"settlements", "settlements_quarantine", "settlement_conflicts"},
+    )
+    return SourceReport(parsed.settlements.height, parsed.quarantine.height,
+                        count_by(parsed.quarantine, "error_code"), parsed.conflicts.height)
+
+
+@dataclass(frozen=True)
+class DeliveryReport(SourceReport):
+    endpoints: int = 0
+    failing_endpoints: int = 0
+    success_rate_pct: float = 0.0
+    replay_queue: int = 0
+    fast_retries: int = 0
+
+
+def run_deliveries(con: duckdb.DuckDBPyConnection) -> DeliveryReport:
+    """Delivery log → deliveries, webhook health per endpoint and the replay-ready queue.
+
+    Health is measured as of the newest attempt in the log, never the wall clock.
+    """
+    deliveries, quarantine = parse_delivery_lines(con)
+    as_of = deliveries["attempted_at"].max() if deliveries.height else datetime(1970, 1, 1)
+    health = webhook_health(deliveries, as_of)
+    replay = replay_queue(deliveries)
+    Warehouse.publish(
+        con,
+        {"deliveries": deliveries, "deliveries_quarantine": quarantine, "webhook_health": health,
+         "replay_queue": replay},
+        allow_empty={"deliveries", "deliveries_quarantine", "webhook_health", "replay_queue"},
+    )
+    attempts = int(health["attempts"].sum()) if health.height else 0
+    successes = int(health["successes"].sum()) if health.height else 0
+    return DeliveryReport(
+        rows=deliveries.height,
+        quarantined=quarantine.height,
+        quarantined_by_code=count_by(quarantine, "error_code"),
+        endpoints=health.height,
+        failing_endpoints=int(health["failing_now"].sum()) if health.height else 0,
+        success_rate_pct=round(100 * successes / attempts, 2) if attempts else 0.0,
+        replay_queue=replay.height,
+        fast_retries=int(health["fast_retries"].sum()) if health.height else 0,
+    )

@@ -44,7 +44,7 @@ def ensure_archive(con: duckdb.DuckDBPyConnection) -> None:
 def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> ArchiveResult:
     """Append every not-yet-seen landing file (by sha256) to landing_files/landing_lines."""
     ensure_archive(con)
-    known = dict(con.execute("SELECT file_sha256, source_file FROM landing_files").fetchall())
+    known = dict(con.sql("SELECT file_sha256, source_file FROM landing_files").fetchall())
     new_files = new_lines = skipped = 0
     for source in landing.SOURCES:
         for file in landing.list_files(landing_dir, source):

@@ -27,3 +27,28 @@ def one_state_per_ref(con: duckdb.DuckDBPyConnection) -> list[str]:
 def files_balanced(con: duckdb.DuckDBPyConnection) -> list[str]:
     rows = con.sql(load_sql("select_unbalanced_files")).fetchall()
     return [f"{src} {name}: received {r} != accepted {a} + quarantined {q}" for src, name, r, a, q in rows]
+
+
+def ledger_invariants(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Re-check the published ledger: journals balance, chain verifies, balances agree."""
+    from zentra_pipelines.adapters.warehouse import Warehouse
+    from zentra_pipelines.domain import invariants as inv
+
+    entries = Warehouse.read(con, "ledger_entries")
+    balances = Warehouse.read(con, "ledger_balances")
+    daily = Warehouse.read(con, "daily_balances")
+    if entries is None or balances is None or daily is None:
+        return ["ledger tables are not published"]
+    found = (
+        inv.journal_balance(entries)
+        + inv.chain_verifies(entries)
+        + inv.balances_sum_to_zero(balances)
+        + inv.balances_match_entries(balances, entries)
+        + inv.closing_is_opening_plus_movements(daily)
+    )
+    return [str(v) for v in found]
+
+
+def ledger_findings(con: duckdb.DuckDBPyConnection, finding_type: str) -> list[str]:
+    rows = con.sql(load_sql("select_ledger_findings"), params={"finding_type": finding_type}).fetchall()
+    return [f"{t} {a or i}: {amount} {cur} ({detail})" for t, a, i, amount, cur, detail in rows]

@@ -109,9 +109,7 @@ def run_accounting(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """received = accepted + quarantined, per landing file, stored and returned."""
     parts = []
     for source, table in QUARANTINE_TABLES.items():
-        lines = con.sql(
-            "SELECT source_file, file_sha256, line_no FROM landing_lines WHERE source = $s", params={"s": source}
-        ).pl()
+        lines = con.sql(load_sql("select_source_rows"), params={"source": source}).pl()
         quarantined = _table(con, table).select("source_file", "file_sha256", "line_no")
         accepted = lines.join(quarantined, on=["file_sha256", "line_no"], how="anti")
         parts.append(per_file_accounting(lines, accepted, quarantined, source))

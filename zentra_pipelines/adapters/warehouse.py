@@ -53,6 +53,14 @@ class IntegrityError(RuntimeError):
 Audit = Callable[[Mapping[str, pl.DataFrame]], list[str]]
 
 
+def naive_utc(frame: pl.DataFrame) -> pl.DataFrame:
+    """One timestamp convention in the warehouse: TIMESTAMP holding UTC, no zone attached."""
+    aware = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone is not None]
+    if not aware:
+        return frame
+    return frame.with_columns(pl.col(c).dt.convert_time_zone("UTC").dt.replace_time_zone(None) for c in aware)
+
+
 def _table(name: str) -> str:
     if name not in TABLES:
         raise ValueError(f"table {name!r} is not in the warehouse allowlist")
@@ -98,10 +106,10 @@ class Warehouse:
     @staticmethod
     def exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         return bool(
-            con.execute(
+            con.sql(
                 "SELECT count(*) FROM duckdb_tables() WHERE table_name = $t AND schema_name = 'main'",
-                {"t": _table(table)},
-            ).fetchone()[0]
+                params={"t": _table(table)},
+            ).fetchall()[0][0]
         )
 
     @classmethod
@@ -147,7 +155,7 @@ class Warehouse:
         staged = {t: f"_stage_{n}" for t, n in names.items()}
         try:
             for table, frame in frames.items():
-                con.register("_publish_frame", frame)
+                con.register("_publish_frame", naive_utc(frame))
                 try:
                     con.execute(f'CREATE OR REPLACE TABLE "{staged[table]}" AS SELECT * FROM _publish_frame')
                 finally:

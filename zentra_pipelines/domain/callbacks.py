@@ -71,7 +71,7 @@ def converge(checked: pl.DataFrame) -> Convergence:
     ).sort("source_file", "line_no", "file_sha256")
 
     unique_events = accepted.group_by(EVENT_KEY).agg(
-        pl.col("intent_id", "type", "amount_minor", "currency", "sequence", "occurred_at").first(),
+        pl.col("provider_ref", "intent_id", "type", "amount_minor", "currency", "sequence", "occurred_at").first(),
         pl.col("received_at").min(),
     )
     state = (

@@ -195,10 +195,8 @@ def normalise_accounts(accounts: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
 # -------------------------------------------------------------------- validation ---
 
 
-def _row_checks() -> tuple[pl.Expr, pl.Expr]:
-    """(error_code, detail) of the first failing per-row check, null when all pass."""
-    code: pl.Expr | None = None
-    detail: pl.Expr | None = None
+def _row_checks() -> list[tuple[pl.Expr, str, pl.Expr]]:
+    """(condition, code, detail) per check, in order: the first failing check wins."""
     steps: list[tuple[pl.Expr, str, pl.Expr]] = []
     for col in ID_CHECK_ORDER:
         if col in REQUIRED_IDS:
@@ -257,12 +255,24 @@ def _row_checks() -> tuple[pl.Expr, pl.Expr]:
             pl.format("posting tenant {} but account {} belongs to tenant {}", "tenant_id", "account_id", "_acc_tenant"),
         ),
     ]
-    for cond, c, d in reversed(steps):  # build inside-out so the first step wins
-        cond = cond.fill_null(False)
-        code = pl.when(cond).then(pl.lit(c)).otherwise(code if code is not None else pl.lit(None, pl.String))
-        detail = pl.when(cond).then(d).otherwise(detail if detail is not None else pl.lit(None, pl.String))
-    assert code is not None and detail is not None
-    return code.alias("error_code"), detail.alias("detail")
+    return steps
+
+
+def _first_match(steps: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
+    out: pl.Expr = pl.lit(None, pl.String)
+    for cond, value in reversed(steps):  # built inside-out so the first step wins
+        out = pl.when(cond.fill_null(False)).then(value).otherwise(out)
+    return out
+
+
+def _apply_row_checks(rows: pl.DataFrame) -> pl.DataFrame:
+    """Add error_code (cheap literals, every row) and detail (only on failing rows)."""
+    steps = _row_checks()
+    rows = rows.with_columns(error_code=_first_match([(c, pl.lit(code)) for c, code, _ in steps]))
+    failing = pl.col("error_code").is_not_null()
+    bad = rows.filter(failing).with_columns(detail=_first_match([(c, d) for c, _, d in steps]))
+    good = rows.filter(~failing).with_columns(detail=pl.lit(None, pl.String))
+    return pl.concat([good, bad], how="vertical")
 
 
 def validate_postings(raw: pl.DataFrame, accounts: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -285,8 +295,7 @@ def validate_postings(raw: pl.DataFrame, accounts: pl.DataFrame) -> tuple[pl.Dat
         acc.select("account_id", pl.col("tenant_id").alias("_acc_tenant")),
         on="account_id", how="left", nulls_equal=False,
     ).with_columns(_acc_ambiguous=pl.col("account_id").is_in(ambiguous["account_id"].implode()))
-    code, detail = _row_checks()
-    rows = rows.with_columns(code, detail)
+    rows = _apply_row_checks(rows)
 
     # Re-read conflicts: a posting_id read with several contents; no copy wins.
     valid_pid = pl.col("posting_id").is_not_null() & pl.col("posting_id").str.contains(IDENTIFIER_PATTERN)
@@ -368,7 +377,7 @@ def canonical_text() -> pl.Expr:
     fields = [
         pl.col("posting_id"), pl.col("journal_id"), pl.col("intent_id"), pl.col("tenant_id"),
         pl.col("account_id"), pl.col("currency"), pl.col("amount_minor").cast(pl.String),
-        pl.col("posted_at").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        pl.col("posted_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),  # UTC: conformed to UTC_US
         pl.col("actor_id"), pl.col("idempotency_key"),
     ]
     return pl.concat_str([f.fill_null("") for f in fields], separator="|")
@@ -502,14 +511,16 @@ def closing_balances_at(daily_balances: pl.DataFrame, day: date) -> pl.DataFrame
     """Every account-currency's closing balance at the end of UTC ``day``.
 
     Accounts without movement that day carry the closing of their last day with
-    movement; accounts with no movement up to that day have no row.
+    movement; accounts with no movement up to that day have no row. Columns:
+    tenant_id, account_id, currency, day, last_movement_day, balance_minor (the packet's
+    ``closing_balances`` table, named like ``ledger_balances``).
     """
     return (
         daily_balances.filter(pl.col("day") <= day)
         .sort(BALANCE_KEY + ["day"])
         .group_by(BALANCE_KEY, maintain_order=True)
-        .agg(pl.col("day").last().alias("last_movement_day"), pl.col("closing_minor").last())
-        .select(*BALANCE_KEY, pl.lit(day, pl.Date).alias("day"), "last_movement_day", "closing_minor")
+        .agg(pl.col("day").last().alias("last_movement_day"), pl.col("closing_minor").last().alias("balance_minor"))
+        .select(*BALANCE_KEY, pl.lit(day, pl.Date).alias("day"), "last_movement_day", "balance_minor")
         .sort(BALANCE_KEY)
     )
 
