@@ -54,10 +54,19 @@ def load_packet_frames(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame
     return frames
 
 
-def run_packets(con: duckdb.DuckDBPyConnection, home: Path, tenants: list[str], signing_key: str | None) -> EvidenceReport:
+def run_packets(
+    con: duckdb.DuckDBPyConnection,
+    home: Path,
+    tenants: list[str],
+    signing_key: str | None,
+    days: set[date] | None = None,
+) -> EvidenceReport:
+    """Seal every tenant-day (or only ``days``, for a partitioned run); unchanged days seal nothing."""
     signer = load_signer(home, signing_key)
     frames = load_packet_frames(con)
     plan = packet_plan.allocate(frames, tenants)
+    if days is not None:
+        plan = {k: v for k, v in plan.items() if k.period in days}
     daily = Warehouse.read(con, "daily_balances")
     entries = frames.get("ledger_entries", pl.DataFrame())
     journal_sums = (
@@ -98,7 +107,8 @@ def run_packets(con: duckdb.DuckDBPyConnection, home: Path, tenants: list[str], 
                 "path": pl.String, "merkle_root": pl.String, "key_id": pl.String},
         orient="row",
     )
-    Warehouse.publish(con, {"packets": packets}, allow_empty={"packets"})
+    if days is None:
+        Warehouse.publish(con, {"packets": packets}, allow_empty={"packets"})
     return EvidenceReport(packets=packets, key_kind=signer.key_kind, key_id=signer.key_id)
 
 
@@ -113,7 +123,3 @@ def _source_inputs(tables: dict[str, pl.DataFrame]) -> list[dict[str, str]]:
         head = entries.sort("entry_seq")["entry_hash"][-1]
         seen.add(("source_db:ledger_postings (chain head)", head))
     return [{"path": p, "sha256": h} for p, h in sorted(seen) if p and h]
-
-
-def period_of(value: date) -> str:
-    return value.isoformat()
