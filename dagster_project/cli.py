@@ -84,10 +84,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from zentra_pipelines.sample import generate_sample
+    from zentra_pipelines.sample import MIN_INTENTS, generate_sample
 
-    if args.intents < 1:
-        print("zentra: error: --intents must be at least 1", file=sys.stderr)
+    if args.intents < MIN_INTENTS:
+        print(f"zentra: error: --intents must be at least {MIN_INTENTS}", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
     summary = generate_sample(out, intents=args.intents, seed=args.seed)

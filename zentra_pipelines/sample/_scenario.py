@@ -544,7 +544,7 @@ class _Scenario:
         rng = self.rng
         rname = None
         if role is None:
-            r = rng.random() * 1.0
+            r = rng.random()
             acc = 0.0
             for t, c, w, lo, hi in POOLS:
                 acc += w
@@ -1273,7 +1273,6 @@ class _Scenario:
         """One opening journal per customer account, sized after the fact so only the planted
         overdraft customer ever closes a day below zero (posted at the period start)."""
         rng = self.rng
-        totals: dict[str, int] = {}
         for (t, c), ids in self.customers.items():
             for a in ids:
                 net = self.bal.get((t, a, c), 0)  # <= 0: reserves minus releases
@@ -1285,7 +1284,6 @@ class _Scenario:
                     continue
                 oid = f"open_{a}"
                 self._journal(oid, t, "open", c, BASE_MS, "svc_core", ((f"{t}:funding", -x), (a, x)))
-                totals[c] = totals.get(c, 0) + x
 
     def _write_config_and_expected(self) -> dict:
         out = self.out

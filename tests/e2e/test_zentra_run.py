@@ -1,0 +1,211 @@
+"""End to end through the `zentra` command: sample → run → tables → sealed packets.
+
+Expected figures come from the sample's own expected.json, computed by the generator
+independently of the pipeline (plain Python over what it wrote).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from zentra_pipelines.domain.webhooks import sign
+
+ZENTRA = [sys.executable, "-m", "dagster_project.cli"]
+
+
+def zentra(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*ZENTRA, *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+def run_args(sample: Path, home: Path) -> list[str]:
+    return ["run", "--landing", str(sample / "landing"), "--source-db", str(sample / "source.sqlite"),
+            "--policies", str(sample / "policies.yaml"), "--secrets", str(sample / "secrets.json"),
+            "--home", str(home)]
+
+
+def table(home: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql(sql).fetchall()
+    finally:
+        con.close()
+
+
+def packet_files(home: Path) -> dict[str, str]:
+    return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((home / "packets").rglob("v*.zip"))}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sample")
+    proc = zentra("sample", "--out", str(out), "--intents", "60", "--seed", "11")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def first_run(sample: Path, tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    proc = zentra(*run_args(sample, home))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return home, proc
+
+
+@pytest.fixture(scope="module")
+def expected(sample: Path) -> dict:
+    return json.loads((sample / "expected.json").read_text())
+
+
+def test_run_prints_summary_with_accounting(first_run):
+    _, proc = first_run
+    assert "Zentra run summary" in proc.stdout
+    assert "MISMATCH" not in proc.stdout
+    for word in ("callbacks", "intents", "settlements", "deliveries", "Reconciliation breaks", "Replay queue",
+                 "Audit packets"):
+        assert word in proc.stdout
+
+
+def test_every_planted_break_found_and_no_clean_intent_flagged(first_run, expected):
+    home, _ = first_run
+    got = set(table(home, "SELECT tenant_id, intent_id, provider_ref, break_type FROM reconciliation_breaks"))
+    want = {(b["tenant_id"], b["intent_id"], b["provider_ref"], b["break_type"]) for b in expected["breaks"]}
+    assert got == want
+
+
+def test_quarantine_codes_match_the_planted_cases(first_run, expected):
+    home, _ = first_run
+    tables = {"callbacks": "callbacks_quarantine", "intents": "intents_quarantine",
+              "settlements": "settlements_quarantine", "deliveries": "deliveries_quarantine",
+              "ledger_postings": "ledger_postings_quarantine"}
+    for source, name in tables.items():
+        got = dict(table(home, f"SELECT error_code, count(*) FROM {name} GROUP BY 1"))
+        assert got == expected["quarantine"][source], source
+
+
+def test_balances_equal_independent_recomputation(first_run, expected):
+    home, _ = first_run
+    got = set(table(home, "SELECT tenant_id, account_id, currency, balance_minor FROM ledger_balances"))
+    want = {(b["tenant_id"], b["account_id"], b["currency"], b["balance_minor"]) for b in expected["balances"]}
+    assert got == want
+
+
+def test_reviews_and_provider_state(first_run, expected):
+    home, _ = first_run
+    got = set(table(home, "SELECT tenant_id, intent_id, reason FROM review_queue"))
+    assert got == {(r["tenant_id"], r["intent_id"], r["reason"]) for r in expected["reviews"]}
+    owners = table(home, "SELECT count(*) FROM review_queue WHERE owner IS NULL OR policy_version IS NULL")
+    assert owners == [(0,)]
+    assert table(home, "SELECT count(*) FROM provider_state") == [(expected["provider_state_rows"],)]
+
+
+def test_received_equals_accepted_plus_quarantined_per_file(first_run):
+    home, _ = first_run
+    rows = table(home, "SELECT count(*), sum(received), sum(accepted + quarantined) FROM ingest_accounting")
+    files, received, accounted = rows[0]
+    assert files > 0 and received == accounted
+    assert table(home, "SELECT count(*) FROM ingest_accounting WHERE NOT balanced") == [(0,)]
+
+
+def test_stock_tools_accept_every_sealed_packet(first_run, tmp_path):
+    home, _ = first_run
+    packets = sorted((home / "packets").rglob("v*.zip"))
+    assert packets
+    for packet in packets:
+        dest = tmp_path / packet.parent.relative_to(home) / packet.stem
+        with zipfile.ZipFile(packet) as zf:
+            zf.extractall(dest)
+        subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=dest, check=True)
+        subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "signing_key.pub.pem", "-rawin",
+                        "-in", "manifest.json", "-sigfile", "manifest.sig"], cwd=dest, check=True,
+                       capture_output=True)
+        proc = zentra("packet", "verify", str(packet))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_packet_holds_only_its_tenant(first_run, expected):
+    home, _ = first_run
+    tenants = {b["tenant_id"] for b in expected["balances"]}
+    for packet in sorted((home / "packets").rglob("v*.zip")):
+        owner = packet.parent.parent.name
+        others = [t for t in tenants if t != owner]
+        with zipfile.ZipFile(packet) as zf:
+            for name in zf.namelist():
+                data = zf.read(name)
+                for other in others:
+                    assert other.encode() not in data, f"{other} inside {packet}:{name}"
+
+
+def test_rerun_changes_nothing(sample, first_run, tmp_path):
+    home, _ = first_run
+    before = packet_files(home)
+    snapshot = {t: table(home, f"SELECT * FROM {t} ORDER BY ALL")
+                for t in ("provider_state", "ledger_balances", "reconciliation_breaks", "review_queue")}
+    proc = zentra(*run_args(sample, home))
+    assert proc.returncode == 0, proc.stderr
+    assert "0 sealed this run" in proc.stdout
+    assert packet_files(home) == before
+    for t, rows in snapshot.items():
+        assert table(home, f"SELECT * FROM {t} ORDER BY ALL") == rows, t
+
+
+def test_late_callback_reseals_exactly_the_affected_day(sample, expected, tmp_path):
+    """A late provider callback resolves a missing_at_provider break: v2 for that tenant-day only."""
+    landing = tmp_path / "sample"
+    shutil.copytree(sample, landing)
+    home = tmp_path / "home"
+    assert zentra(*run_args(landing, home)).returncode == 0
+    before = packet_files(home)
+    target = next(b for b in expected["breaks"] if b["break_type"] == "missing_at_provider")
+    tenant, intent = target["tenant_id"], target["intent_id"]
+    created = table(home, "SELECT created_at, currency FROM intents WHERE tenant_id = '%s' AND intent_id = '%s'"
+                    % (tenant, intent))[0]
+    created_at, currency = created
+    received = created_at + timedelta(seconds=30)
+    provider, secret = next(iter(json.loads((landing / "secrets.json").read_text())[tenant].items()))
+    body = json.dumps({"api_version": "2026-01-01", "event_id": "evt_late_0001", "type": "payment.authorized",
+                       "intent_id": intent, "provider_ref": "ref_late_0001",
+                       "amount_minor": target["ledger_amount_minor"], "currency": currency, "sequence": 1,
+                       "occurred_at": (received - timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")},
+                      separators=(",", ":"))
+    ts = int((received - datetime(1970, 1, 1)).total_seconds()) - 1
+    line = {"received_at": received.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "tenant_id": tenant, "provider": provider,
+            "headers": {"webhook-id": "msg_late_0001", "webhook-timestamp": str(ts),
+                        "webhook-signature": sign(secret[0], "msg_late_0001", ts, body)},
+            "body": body}
+    (landing / "landing" / "callbacks" / "zz_late.jsonl").write_text(json.dumps(line) + "\n")
+    proc = zentra(*run_args(landing, home))
+    assert proc.returncode == 0, proc.stderr
+    after = packet_files(home)
+    new = sorted(set(after) - set(before))
+    day = created_at.date().isoformat()
+    assert new == [f"packets/{tenant}/{day}/v2.zip"]
+    assert all(after[k] == v for k, v in before.items())  # sealed versions never rewritten
+    assert table(home, "SELECT count(*) FROM reconciliation_breaks WHERE intent_id = '%s' AND break_type = "
+                 "'missing_at_provider'" % intent) == [(0,)]
+    v2 = home / new[0]
+    assert zentra("packet", "verify", str(v2)).returncode == 0
+    with zipfile.ZipFile(v2) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    with zipfile.ZipFile(v2.with_name("v1.zip")) as zf:
+        assert manifest["supersedes"] == hashlib.sha256(zf.read("manifest.json")).hexdigest()
+
+
+def test_bad_usage_is_one_line_exit_2(tmp_path, sample):
+    proc = zentra("run", "--landing", str(tmp_path / "nope"), "--home", str(tmp_path / "h"),
+                  "--source-db", str(sample / "source.sqlite"), "--policies", str(sample / "policies.yaml"),
+                  "--secrets", str(sample / "secrets.json"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "landing folder not found" in proc.stderr
+    assert zentra("run", "--bogus").returncode == 2
+    assert zentra("packet", "verify", str(tmp_path / "missing.zip")).returncode != 0
