@@ -64,7 +64,7 @@ def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
         out.append("Webhook health:")
         for r in health.sort("tenant_id", "endpoint").iter_rows(named=True):
             flag = "  FAILING NOW" if r.get("failing_now") else ""
-            out.append(f"  {r['tenant_id']} {r['endpoint']}: {r['success_rate_pct']}% of {r['attempts']:,} attempts{flag}")
+            out.append(f"  {r['tenant_id']} {r['endpoint']}: {r['success_rate_pct']:.2f}% of {r['attempts']:,} attempts{flag}")
     replay = _rows(con, "replay_queue")
     out.append(f"Replay queue: {replay.height:,} events ready to replay")
     packets = _rows(con, "packets")
