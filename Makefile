@@ -26,9 +26,9 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-ui: $(STAMP)
-	mkdir -p var/dagster_home
-	DAGSTER_HOME=$(CURDIR)/var/dagster_home $(BIN)/dagster dev
+ui: $(STAMP) $(SAMPLE)/secrets.json
+	$(BIN)/python -c "from dagster_project.pipeline import write_instance_yaml as w; print('instance config:', w('var/dagster_home'))"
+	DAGSTER_HOME=$(CURDIR)/var/dagster_home $(BIN)/dagster dev -h $${UI_HOST:-127.0.0.1} -p $${UI_PORT:-3000}
 
 sample: $(STAMP)
 	$(BIN)/zentra sample --out $(SAMPLE) --intents 200 --seed 7

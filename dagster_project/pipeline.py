@@ -1,16 +1,58 @@
-"""In-process execution of the Dagster definitions for `zentra run`."""
+"""In-process execution of the Dagster definitions for `zentra run`.
+
+One code path with the UI: the very ``Definitions`` object ``dagster dev`` serves, its
+implicit asset job, and the CLI's paths passed as run config of the ``zentra`` resource.
+``zentra run`` materializes the whole graph in two runs of that job:
+
+1. every unpartitioned asset (ingest → controls → ledger → routing → events →
+   reconciliation) with its checks; a failed step or a failed blocking check stops here,
+   so nothing is sealed on top of a broken state;
+2. ``audit_packets`` for the partition range covering every UTC day present in the data
+   (read from the warehouse the first run just wrote), as one run — the same shape a
+   single-run backfill takes in the UI.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 
+from dagster_project.defs.lifecycle import PACKETS_ASSET
+from dagster_project.defs.partitions import calendar_bounds, range_tags
+from dagster_project.defs.sensors import root_message
 from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain.packet_plan import DAY_COLUMNS
+from zentra_pipelines.evidence_stage import configured_tenants
 from zentra_pipelines.settings import Settings
 from zentra_pipelines.summary import render
 
 EXIT_OK, EXIT_CHECK_FAILED = 0, 1
+
+#: The Dagster instance ``make ui`` and the UI tests use: writers to the DuckDB file are
+#: serialised by the ``zentra_warehouse`` pool (every asset declares it) at one slot.
+INSTANCE_YAML = """\
+# Managed by `make ui` (dagster_project.pipeline.write_instance_yaml): edits are overwritten.
+concurrency:
+  pools:
+    default_limit: 1   # zentra_warehouse: one DuckDB writer at a time, across runs
+    granularity: op
+telemetry:
+  enabled: false
+"""
+
+
+def write_instance_yaml(dagster_home: str | Path) -> Path:
+    home = Path(dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    path.write_text(INSTANCE_YAML)
+    return path
 
 
 def run_config(settings: Settings) -> dict:
@@ -37,10 +79,89 @@ def load_definitions() -> dg.Definitions:
     return defs() if callable(defs) else defs
 
 
-def execute(settings: Settings, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
-    job = load_definitions().resolve_implicit_global_asset_job_def()
+def upstream_keys(defs: dg.Definitions) -> list[dg.AssetKey]:
+    """Every asset that is not partitioned: the state the packets are sealed from."""
+    graph = defs.resolve_asset_graph()
+    return sorted(
+        (k for k in graph.get_all_asset_keys()
+         if graph.get(k).is_materializable and graph.get(k).partitions_def is None),
+        key=lambda k: k.to_user_string(),
+    )
+
+
+def data_days(con: duckdb.DuckDBPyConnection, tenants: list[str]) -> tuple[date, date] | None:
+    """First and last UTC day holding a row of a configured tenant in any packet table.
+
+    Table and column names come from the packet plan (an allowlist); tenant ids are bound.
+    """
+    lows, highs = [], []
+    for name, (table, column) in DAY_COLUMNS.items():
+        if name == "intent_timeline" or not Warehouse.exists(con, table):
+            continue  # the timeline is dated by its intent, already counted through `intents`
+        low, high = con.sql(
+            f'SELECT min(CAST("{column}" AS DATE)), max(CAST("{column}" AS DATE)) FROM "{table}" '
+            "WHERE list_contains($tenants, tenant_id)",
+            params={"tenants": tenants},
+        ).fetchall()[0]
+        if low is not None:
+            lows.append(low)
+            highs.append(high)
+    return (min(lows), max(highs)) if lows else None
+
+
+@dataclass
+class PipelineResult:
+    """Both runs of `zentra run`; reads like one ``ExecuteInProcessResult``."""
+
+    results: list[dg.ExecuteInProcessResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return bool(self.results) and all(r.success for r in self.results)
+
+    @property
+    def all_events(self) -> list[dg.DagsterEvent]:
+        return [e for r in self.results for e in r.all_events]
+
+
+def execute(settings: Settings, instance: dg.DagsterInstance | None = None,
+            now: datetime | None = None) -> PipelineResult:
+    defs = load_definitions()
+    job = defs.resolve_implicit_global_asset_job_def()
+    config = run_config(settings)
+    out = PipelineResult()
     with (dg.DagsterInstance.ephemeral() if instance is None else _borrowed(instance)) as inst:
-        return job.execute_in_process(run_config=run_config(settings), instance=inst, raise_on_error=False)
+        first = job.execute_in_process(run_config=config, instance=inst, raise_on_error=False,
+                                       asset_selection=upstream_keys(defs))
+        out.results.append(first)
+        if not first.success or failures(first):
+            out.notes.append("audit packets not sealed: the upstream run did not pass")
+            return out
+        tenants = configured_tenants(settings.policies, settings.secrets)
+        with Warehouse(settings.home).connect() as con:
+            span = data_days(con, tenants)
+        if span is None:
+            out.notes.append("no dated rows for a configured tenant: no audit packets to seal")
+            return out
+        first_day, last_day = _clip(span, now, out.notes)
+        if first_day > last_day:
+            return out
+        out.results.append(job.execute_in_process(
+            run_config=config, instance=inst, raise_on_error=False,
+            asset_selection=[dg.AssetKey(PACKETS_ASSET)], tags=range_tags(first_day, last_day),
+        ))
+    return out
+
+
+def _clip(span: tuple[date, date], now: datetime | None, notes: list[str]) -> tuple[date, date]:
+    """Keep the range inside the evidence calendar (2026-01-01 .. today, UTC)."""
+    low, high = calendar_bounds(now or datetime.now(timezone.utc))
+    first, last = max(span[0], low), min(span[1], high)
+    if span[0] < low or span[1] > high:
+        notes.append(f"data spans {span[0]}..{span[1]} but the evidence calendar is {low}..{high}: "
+                     f"days outside it are not sealed")
+    return first, last
 
 
 class _borrowed:
@@ -54,13 +175,12 @@ class _borrowed:
         return None
 
 
-def failures(result: dg.ExecuteInProcessResult) -> list[str]:
+def failures(result: dg.ExecuteInProcessResult | PipelineResult | Iterable) -> list[str]:
     """Human-readable reasons: failed steps and failed blocking checks."""
     reasons = []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
-            err = event.step_failure_data.error
-            message = err.message.strip().splitlines()[-1] if err else "failed"
+            message = root_message(event.step_failure_data.error)
             reasons.append(f"step {event.step_key} failed: {message}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
@@ -73,6 +193,8 @@ def run_pipeline(settings: Settings) -> int:
     result = execute(settings)
     with Warehouse(settings.home).connect() as con:
         print(render(con, settings.home))
+    for note in result.notes:
+        print(f"zentra: {note}", file=sys.stderr)
     problems = failures(result)
     if problems or not result.success:
         for line in problems or ["the run did not succeed"]:

@@ -61,7 +61,7 @@ signatures AS (
 ),
 matched AS (
     -- One row per (line, configured secret): rotation means any secret may match.
-    SELECT s.source_file, s.line_no,
+    SELECT s.file_sha256, s.line_no,
         bool_or(list_contains(s.v1_signatures,
             'v1,' || to_base64(unhex(sha256(k.okey || unhex(sha256(
                 k.ikey || encode(s.webhook_id || '.' || s.webhook_timestamp_s || '.' || s.body)))))))) AS signature_ok,
@@ -79,7 +79,7 @@ body AS (
     SELECT s.*, m.signature_ok, kt.tenant_id IS NOT NULL AS tenant_known,
         CASE WHEN json_valid(s.body) THEN s.body END AS bj
     FROM signatures AS s
-    LEFT JOIN matched AS m USING (source_file, line_no)
+    LEFT JOIN matched AS m USING (file_sha256, line_no)
     LEFT JOIN known_tenants AS kt ON kt.tenant_id = s.tenant_id AND kt.provider = s.provider
 ),
 body_checked AS (
@@ -150,7 +150,7 @@ judged AS (
             WHEN webhook_timestamp IS NULL THEN 'timestamp_invalid'
             WHEN len(v1_signatures) = 0 THEN 'signature_malformed'
             WHEN NOT coalesce(signature_ok, false) THEN 'signature_mismatch'
-            WHEN abs(epoch_ms(received_at) - webhook_timestamp * 1000) > $max_skew_ms THEN 'replay_window'
+            WHEN abs(epoch_us(received_at) - webhook_timestamp * 1000000) > $max_skew_ms * 1000 THEN 'replay_window'
             WHEN NOT body_ok THEN 'body_malformed_json'
             WHEN dup_body_keys THEN 'duplicate_json_key'
             WHEN t_api_version IS DISTINCT FROM 'VARCHAR' OR api_version NOT IN ('2026-01-01', '2026-06-01')

@@ -107,9 +107,17 @@ def run_packets(
                 "path": pl.String, "merkle_root": pl.String, "key_id": pl.String},
         orient="row",
     )
-    if days is None:
-        Warehouse.publish(con, {"packets": packets}, allow_empty={"packets"})
+    _record_packets(con, packets, days)
     return EvidenceReport(packets=packets, key_kind=signer.key_kind, key_id=signer.key_id)
+
+
+def _record_packets(con: duckdb.DuckDBPyConnection, packets: pl.DataFrame, days: set[date] | None) -> None:
+    """Keep the ``packets`` table whole: a partitioned run replaces only the rows of its days."""
+    old = Warehouse.read(con, "packets") if days is not None else None
+    if old is not None and old.height:
+        kept = old.filter(~pl.col("period").is_in(sorted(days)))
+        packets = pl.concat([kept, packets], how="diagonal_relaxed").select(packets.columns)
+    Warehouse.publish(con, {"packets": packets.sort("tenant_id", "period")}, allow_empty={"packets"})
 
 
 def _source_inputs(tables: dict[str, pl.DataFrame]) -> list[dict[str, str]]:

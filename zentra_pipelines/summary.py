@@ -71,5 +71,8 @@ def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
     if packets.height:
         created = int(packets["created"].sum())
         out.append(f"Audit packets: {packets.height:,} tenant-days, {created:,} sealed this run")
+    from zentra_pipelines.data_contracts import summary_lines
+
+    out.extend(summary_lines(con))
     out.append(f"Outputs: warehouse {home / 'warehouse.duckdb'}, packets {home / 'packets'}")
     return "\n".join(out)

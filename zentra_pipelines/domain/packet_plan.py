@@ -32,6 +32,7 @@ DAY_COLUMNS: dict[str, tuple[str, str]] = {
     "deliveries_quarantine": ("deliveries_quarantine", "attempted_at"),
     "reconciliation_breaks": ("reconciliation_breaks", "day"),
     "intent_timeline": ("intent_timeline", "intent_created_at"),
+    "data_contracts": ("data_contract_results_by_tenant", "day"),
 }
 
 #: Columns never sealed: raw lines stay in the warehouse archive.

@@ -1,38 +1,82 @@
-"""Evidenced: one sealed, signed audit packet per tenant and UTC day."""
+"""Evidenced: one sealed, signed audit packet per tenant and UTC day.
+
+Partitioned by day: a run seals exactly the days of its partition key range (one day
+from the schedule, a range from a single-run backfill or from ``zentra run``). Sealing
+is idempotent, so re-running a day whose content did not change seals nothing new.
+"""
+
+from datetime import date
+from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
-from dagster_project.defs.lifecycle import EVIDENCED, OWNERS, POOL
-from dagster_project.defs.metadata import md_frame
+from dagster_project.defs.lifecycle import EVIDENCED, OWNERS, PACKETS_ASSET, POOL
+from dagster_project.defs.metadata import md_rows
+from dagster_project.defs.partitions import DAILY, key_of, window_days
 from dagster_project.defs.resources import ZentraResource
 from zentra_pipelines import evidence_stage
 
+PACKET_COLUMNS = ["tenant", "version", "sealed now", "merkle root", "key id", "packet"]
+
 
 @dg.asset(
+    name=PACKETS_ASSET,
     group_name="evidence",
+    # Every table a packet seals from; a failed blocking check on any of them (or upstream) skips sealing.
     deps=["reconciliation_breaks", "intent_timeline", "ledger_balances", "review_queue", "webhook_health",
-          "ingest_accounting"],
+          "ingest_accounting", "data_contracts"],
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"python", "zip"},
     owners=OWNERS,
     pool=POOL,
     tags={"lifecycle": EVIDENCED},
-    description="Versioned, Ed25519-signed audit packets (packets/<tenant>/<day>/v<N>.zip) that "
-    "auditors verify offline with sha256sum and openssl. Same content seals no new version.",
+    description="The day's books, sealed for the auditors: per tenant and UTC day a versioned, Ed25519-signed "
+    "packet (packets/<tenant>/<day>/v<N>.zip) with the day's callbacks, intents, decisions, ledger entries, "
+    "closing balances, settlements, deliveries and breaks. Auditors verify it offline with sha256sum and "
+    "openssl. Same content seals no new version; a late callback seals v<N+1> of the days it changes.",
 )
 def audit_packets(context: dg.AssetExecutionContext, zentra: ZentraResource) -> dg.MaterializeResult:
     settings = zentra.settings()
+    window = context.partition_time_window
+    days = window_days(window.start, window.end)
     tenants = evidence_stage.configured_tenants(settings.policies, settings.secrets)
     with zentra.warehouse() as con:
-        r = evidence_stage.run_packets(con, settings.home, tenants, settings.signing_key)
+        r = evidence_stage.run_packets(con, settings.home, tenants, settings.signing_key, days=days)
     if r.key_kind == "development":
         context.log.warning("Packets signed with a DEVELOPMENT key: set ZENTRA_SIGNING_KEY for real evidence.")
-    return dg.MaterializeResult(
-        metadata={
-            "packets": r.packets.height,
-            "sealed_this_run": r.sealed_now,
-            "key_id": r.key_id,
-            "key_kind": r.key_kind,
-            "packets_table": md_frame(r.packets.select("tenant_id", "period", "version", "created", "merkle_root")),
-            "packets_root": dg.MetadataValue.path(str(settings.home / "packets")),
-        }
-    )
+    for day in sorted(days):
+        context.add_asset_metadata(day_metadata(r.packets, day, settings.home), partition_key=key_of(day))
+    return dg.MaterializeResult(metadata={
+        "days_in_run": len(days),
+        "key_id": r.key_id,
+        "key_kind": r.key_kind,
+        "packets_root": dg.MetadataValue.path(str(settings.home / "packets")),
+    })
+
+
+def day_metadata(packets: pl.DataFrame, day: date, home: Path) -> dict[str, object]:
+    """What an auditor asks of one day: which tenants, which versions, which roots, which key."""
+    rows = packets.filter(pl.col("period") == day).sort("tenant_id")
+    table = [
+        {"tenant": r["tenant_id"], "version": f"v{r['version']}", "sealed now": bool(r["created"]),
+         "merkle root": f"`{r['merkle_root']}`", "key id": f"`{r['key_id']}`",
+         "packet": _relative(r["path"], home)}
+        for r in rows.iter_rows(named=True)
+    ]
+    return {
+        "tenants_sealed": rows.height,
+        "sealed_this_run": int(rows["created"].sum()) if rows.height else 0,
+        "versions": ", ".join(f"{r['tenant_id']} v{r['version']}" for r in rows.iter_rows(named=True)) or "none",
+        "packets": md_rows(table, PACKET_COLUMNS, empty="_no activity for a configured tenant this day_"),
+    }
+
+
+
+
+def _relative(path: str, home: Path) -> str:
+    try:
+        return str(Path(path).relative_to(home))
+    except ValueError:
+        return path

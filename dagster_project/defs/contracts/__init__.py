@@ -1,0 +1,1 @@
+"""Data contracts of the landing sources (Great Expectations 1.x)."""

@@ -1,0 +1,159 @@
+"""Materialize the whole graph in-process on a tiny generated sample, as the UI and `zentra run` do."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dagster_project.defs.lifecycle import PACKETS_ASSET
+from dagster_project.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from dagster_project.defs.resources import ZentraResource
+from dagster_project.pipeline import execute, failures, load_definitions
+from zentra_pipelines.settings import Settings
+
+DAY = "2026-11-20"  # the sample's base date
+
+
+def _resource(sample: Path, home: Path) -> ZentraResource:
+    return ZentraResource(landing=str(sample / "landing"), source_db=str(sample / "source.sqlite"),
+                          policies=str(sample / "policies.yaml"), secrets=str(sample / "secrets.json"),
+                          home=str(home))
+
+
+@pytest.fixture(scope="module")
+def materialized(tiny_sample, tmp_path_factory):
+    defs = load_definitions()
+    home = tmp_path_factory.mktemp("materialize_home")
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources={"zentra": _resource(tiny_sample, home)},
+        partition_key=DAY, instance=instance, raise_on_error=False,
+    )
+    yield defs, result, home, instance
+    instance.dispose()
+
+
+def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, object]:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [key]]
+    return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+
+
+def test_whole_graph_materializes_for_one_day(materialized):
+    defs, result, _, _ = materialized
+    assert result.success, failures(result)
+    assert failures(result) == []
+    materialized_keys = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert materialized_keys == set(defs.resolve_asset_graph().get_all_asset_keys())
+
+
+def test_every_check_ran_and_every_blocking_check_passed(materialized):
+    defs, result, _, _ = materialized
+    evaluations = result.get_asset_check_evaluations()
+    ran = {(e.asset_key.to_user_string(), e.check_name) for e in evaluations}
+    declared = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    assert ran == declared
+    blocking = [e for e in evaluations if e.severity == dg.AssetCheckSeverity.ERROR]
+    assert blocking and all(e.passed for e in blocking), [e.check_name for e in blocking if not e.passed]
+    assert {"ledger_integrity_invariants", "callbacks_rows_conserved", "one_state_per_provider_ref",
+            "landing_files_balanced"} <= {e.check_name for e in blocking}
+    # the sample plants negative balances and open clearing accounts: findings warn, never block
+    findings = {e.check_name: e for e in evaluations if e.severity == dg.AssetCheckSeverity.WARN}
+    assert not findings["no_negative_balances"].passed
+
+
+def test_packets_are_sealed_only_for_the_partition_day(materialized):
+    _, _, home, _ = materialized
+    zips = sorted((home / "packets").rglob("v*.zip"))
+    assert zips and {p.parent.name for p in zips} == {DAY}
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        rows = con.sql("SELECT DISTINCT CAST(period AS VARCHAR) FROM packets").fetchall()
+    finally:
+        con.close()
+    assert rows == [(DAY,)]
+
+
+def test_metadata_a_controller_reads_at_a_glance(materialized):
+    _, result, _, _ = materialized
+    provider = _metadata(result, "provider_state")
+    assert {"received", "accepted", "quarantined", "quarantined_by_code"} <= set(provider)
+    assert provider["received"] == provider["accepted"] + provider["quarantined"]
+    assert "| code |" in provider["quarantined_by_code"]
+    assert {"received", "quarantined", "quarantined_by_code"} <= set(_metadata(result, "intents"))
+    assert {"rows", "quarantined", "quarantined_by_code"} <= set(_metadata(result, "settlements"))
+    assert "open_reviews" in _metadata(result, "review_queue")
+    breaks = _metadata(result, "reconciliation_breaks")
+    assert breaks["breaks"] > 0 and "break type" in breaks["breaks_by_type"]
+    assert "currency" in breaks["amount_at_risk"]
+    health = _metadata(result, "webhook_health")
+    assert 0 <= health["webhook_health_pct"] <= 100 and "replay_queue" in health
+    assert _metadata(result, "ledger_balances")["balances_checked"] > 0
+    packets = _metadata(result, PACKETS_ASSET)
+    assert packets["key_id"].startswith("ed25519:") and packets["tenants_sealed"] > 0
+    table = packets["packets"]
+    for column in ("tenant", "version", "merkle root", "key id", "packet"):
+        assert column in table
+    assert f"packets/t_alpha/{DAY}/v1.zip" in table
+
+
+def test_partition_metadata_is_per_day(materialized):
+    _, _, _, instance = materialized
+    event = instance.get_latest_materialization_event(dg.AssetKey(PACKETS_ASSET))
+    mat = event.asset_materialization
+    assert mat.partition == DAY
+    assert mat.metadata["tenants_sealed"].value > 0
+
+
+def test_zentra_run_path_seals_every_data_day_in_one_packets_run(tiny_sample, tmp_path):
+    sample = tmp_path / "sample"
+    shutil.copytree(tiny_sample, sample)
+    settings = Settings.resolve({"landing": str(sample / "landing"), "source_db": str(sample / "source.sqlite"),
+                                 "policies": str(sample / "policies.yaml"), "secrets": str(sample / "secrets.json"),
+                                 "home": str(tmp_path / "home")}, {})
+    first = execute(settings)
+    assert first.success and failures(first) == [], failures(first)
+    upstream, packets = first.results
+    assert upstream.dagster_run.tags.get(RANGE_START_TAG) is None
+    start, end = date.fromisoformat(packets.dagster_run.tags[RANGE_START_TAG]), \
+        date.fromisoformat(packets.dagster_run.tags[RANGE_END_TAG])
+    sealed_days = {p.parent.name for p in (settings.home / "packets").rglob("v*.zip")}
+    assert sealed_days and min(sealed_days) == start.isoformat() and max(sealed_days) <= end.isoformat()
+    assert {m.asset_key.path[0] for m in packets.get_asset_materialization_events()} == {PACKETS_ASSET}
+    again = execute(settings)
+    assert again.success
+    con = duckdb.connect(str(settings.home / "warehouse.duckdb"), read_only=True)
+    try:
+        created, days = con.sql("SELECT sum(CAST(created AS INT)), count(DISTINCT period) FROM packets").fetchall()[0]
+    finally:
+        con.close()
+    assert created == 0 and days == len(sealed_days)  # idempotent: the same inputs seal nothing new
+
+
+def test_a_landing_sensor_run_executes_the_whole_graph_over_the_calendar(tiny_sample, tmp_path):
+    """What the sensor requests (whole job, range tags over the calendar) really runs, in one run."""
+    from dagster_project.defs.schedules import JOB_NAME
+    from dagster_project.defs.sensors import landing_files_sensor
+    from dagster_project.pipeline import run_config
+
+    settings = Settings.resolve({"landing": str(tiny_sample / "landing"),
+                                 "source_db": str(tiny_sample / "source.sqlite"),
+                                 "policies": str(tiny_sample / "policies.yaml"),
+                                 "secrets": str(tiny_sample / "secrets.json"), "home": str(tmp_path / "home")}, {})
+    ctx = dg.build_sensor_context(resources={"zentra": ZentraResource(landing=str(settings.landing))})
+    [request] = landing_files_sensor.evaluate_tick(ctx).run_requests
+    job = load_definitions().resolve_job_def(JOB_NAME)
+    result = job.execute_in_process(run_config=run_config(settings), tags=request.tags, raise_on_error=False)
+    assert result.success, failures(result)
+    packets = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [PACKETS_ASSET]]
+    first, last = request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]
+    assert packets[0].materialization.partition == first and packets[-1].materialization.partition == last
+    sealed = {p.parent.name for p in (settings.home / "packets").rglob("v*.zip")}
+    assert sealed and all(first <= day <= last for day in sealed)
+    by_day = {e.materialization.partition: e.materialization.metadata["tenants_sealed"].value for e in packets}
+    assert {d for d, n in by_day.items() if n} == sealed  # days without data say so: tenants_sealed 0

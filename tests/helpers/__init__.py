@@ -1,0 +1,1 @@
+"""Shared builders for tests (no test collection here)."""

@@ -1,0 +1,1 @@
+"""Reliability and security proofs: convergence, crash safety, hostile input, resource limits."""
