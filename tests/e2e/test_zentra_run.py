@@ -197,6 +197,9 @@ def test_late_callback_reseals_exactly_the_affected_day(sample, expected, tmp_pa
     assert zentra("packet", "verify", str(v2)).returncode == 0
     with zipfile.ZipFile(v2) as zf:
         manifest = json.loads(zf.read("manifest.json"))
+        log = zf.read("data/break_log.csv").decode()
+    resolved = [line for line in log.splitlines() if intent in line and "missing_at_provider" in line]
+    assert len(resolved) == 1 and ",resolved," in resolved[0]  # the packet records the resolution
     with zipfile.ZipFile(v2.with_name("v1.zip")) as zf:
         assert manifest["supersedes"] == hashlib.sha256(zf.read("manifest.json")).hexdigest()
 

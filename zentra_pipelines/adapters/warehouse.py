@@ -33,7 +33,7 @@ TABLES = frozenset(
         "settlements", "settlements_quarantine", "deliveries", "deliveries_quarantine",
         "webhook_health", "replay_queue", "routing_decisions", "callback_conflicts", "settlement_conflicts",
         # reconciliation and evidence
-        "reconciliation_breaks", "intent_timeline", "data_contract_results", "data_contract_results_by_tenant", "check_results",
+        "reconciliation_breaks", "break_log", "intent_timeline", "data_contract_results", "data_contract_results_by_tenant", "check_results",
         "packets", "run_summary",
     }
 )

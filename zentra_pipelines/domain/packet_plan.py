@@ -31,6 +31,7 @@ DAY_COLUMNS: dict[str, tuple[str, str]] = {
     "deliveries": ("deliveries", "attempted_at"),
     "deliveries_quarantine": ("deliveries_quarantine", "attempted_at"),
     "reconciliation_breaks": ("reconciliation_breaks", "day"),
+    "break_log": ("break_log", "day"),
     "intent_timeline": ("intent_timeline", "intent_created_at"),
     "data_contracts": ("data_contract_results_by_tenant", "day"),
 }

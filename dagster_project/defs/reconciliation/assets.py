@@ -6,7 +6,7 @@ import polars as pl
 from dagster_project.defs.lifecycle import EVIDENCED, OWNERS, POOL, SYNCHRONIZED
 from dagster_project.defs.metadata import md_counts, md_frame
 from dagster_project.defs.resources import ZentraResource
-from zentra_pipelines import reconciliation_stage
+from zentra_pipelines import break_log_stage, reconciliation_stage
 
 
 @dg.asset(
@@ -22,8 +22,10 @@ from zentra_pipelines import reconciliation_stage
 def reconciliation_breaks(zentra: ZentraResource) -> dg.MaterializeResult:
     with zentra.warehouse() as con:
         r = reconciliation_stage.run_reconciliation(con)
+        lifecycle = break_log_stage.run_break_log(con, r.as_of)
     return dg.MaterializeResult(
         metadata={
+            "break_lifecycle": md_counts(lifecycle, "status", "breaks"),
             "breaks": r.total,
             "breaks_by_type": md_counts(r.by_type, "break type", "breaks"),
             "amount_at_risk": md_frame(r.at_risk),
