@@ -68,7 +68,11 @@ def _settings(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from zentra_pipelines.adapters.config import ConfigError, load_policies, load_webhook_keys
+    from zentra_pipelines.adapters.config import (
+        ConfigError,
+        load_policies,
+        load_webhook_keys,
+    )
 
     settings = _settings(args)
     try:

@@ -3,19 +3,17 @@
 import dagster as dg
 import polars as pl
 
-from dagster_project.defs.lifecycle import OWNERS, POOL, SYNCHRONIZED
+from dagster_project.defs.lifecycle import SYNCHRONIZED, zentra_asset
 from dagster_project.defs.metadata import md_frame
 from dagster_project.defs.resources import ZentraResource
 from zentra_pipelines import data_contracts as contracts
 
 
-@dg.asset(
-    group_name="reconciliation",
-    deps=["provider_state", "intents", "settlements", "deliveries", "ledger_entries"],
+@zentra_asset(
+    "reconciliation",
+    SYNCHRONIZED,
     kinds={"great_expectations", "pandas"},
-    owners=OWNERS,
-    pool=POOL,
-    tags={"lifecycle": SYNCHRONIZED},
+    deps=["provider_state", "intents", "settlements", "deliveries", "ledger_entries"],
     description="Great Expectations suites as the data contract of each landing source (accepted callbacks, "
     "provider state, intents, settlements, deliveries, ledger entries): columns, types (amounts Int64, never "
     "float), non-null and unique keys, identifier and ISO 4217 formats, value sets, ranges, net = gross - fee. "
@@ -25,9 +23,21 @@ from zentra_pipelines import data_contracts as contracts
 def data_contracts(zentra: ZentraResource) -> dg.MaterializeResult:
     with zentra.warehouse() as con:
         r = contracts.run_data_contracts(con)
-    failed = r.failed.select("source", "rule", "level", "expectation", "unexpected_count", "element_count", "observed")
+    failed = r.failed.select(
+        "source",
+        "rule",
+        "level",
+        "expectation",
+        "unexpected_count",
+        "element_count",
+        "observed",
+    )
     timings = pl.DataFrame(
-        {"source": list(r.timings), "rows": [r.rows[s] for s in r.timings], "seconds": list(r.timings.values())},
+        {
+            "source": list(r.timings),
+            "rows": [r.rows[s] for s in r.timings],
+            "seconds": list(r.timings.values()),
+        },
         schema={"source": pl.String, "rows": pl.Int64, "seconds": pl.Float64},
     )
     return dg.MaterializeResult(
@@ -46,4 +56,3 @@ def data_contracts(zentra: ZentraResource) -> dg.MaterializeResult:
             "dagster/row_count": r.results.height,
         }
     )
-

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from dagster_project.defs.lifecycle import CONTROLLED, OWNERS, POOL
+from dagster_project.defs.lifecycle import CONTROLLED, POOL, zentra_spec
 from dagster_project.defs.metadata import md_counts
 from dagster_project.defs.resources import ZentraResource
 from zentra_pipelines import controls
@@ -10,15 +10,19 @@ from zentra_pipelines import controls
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
-            "policy_decisions", group_name="controls", deps=["intents"], kinds={"polars", "duckdb"},
-            owners=OWNERS, tags={"lifecycle": CONTROLLED},
+        zentra_spec(
+            "policy_decisions",
+            "controls",
+            CONTROLLED,
+            deps=["intents"],
             description="One decision per intent (accepted, review, rejected) with actor, tenant, scope, "
             "decided_at from the data, reason code and the policy version it was taken under.",
         ),
-        dg.AssetSpec(
-            "review_queue", group_name="controls", deps=["intents"], kinds={"polars", "duckdb"},
-            owners=OWNERS, tags={"lifecycle": CONTROLLED},
+        zentra_spec(
+            "review_queue",
+            "controls",
+            CONTROLLED,
+            deps=["intents"],
             description="Over-limit intents held before posting, each owned by one of the tenant's reviewers.",
         ),
     ],
@@ -29,11 +33,15 @@ def policy_controls(zentra: ZentraResource):
         r = controls.run_controls(con, zentra.settings().policies)
     yield dg.MaterializeResult(
         asset_key="policy_decisions",
-        metadata={"decisions": md_counts(r.decisions, "outcome", "intents"),
-                  "policy_versions": md_counts(r.policy_versions, "tenant", "version")},
+        metadata={
+            "decisions": md_counts(r.decisions, "outcome", "intents"),
+            "policy_versions": md_counts(r.policy_versions, "tenant", "version"),
+        },
     )
     yield dg.MaterializeResult(
         asset_key="review_queue",
-        metadata={"open_reviews": sum(r.open_reviews.values()),
-                  "open_reviews_by_tenant": md_counts(r.open_reviews, "tenant", "open")},
+        metadata={
+            "open_reviews": sum(r.open_reviews.values()),
+            "open_reviews_by_tenant": md_counts(r.open_reviews, "tenant", "open"),
+        },
     )

@@ -11,7 +11,11 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from dagster_project.defs.lifecycle import EVIDENCED, OWNERS, PACKETS_ASSET, POOL
+from dagster_project.defs.lifecycle import (
+    EVIDENCED,
+    PACKETS_ASSET,
+    zentra_asset,
+)
 from dagster_project.defs.metadata import md_rows
 from dagster_project.defs.partitions import DAILY, key_of, window_days
 from dagster_project.defs.resources import ZentraResource
@@ -20,18 +24,23 @@ from zentra_pipelines import evidence_stage
 PACKET_COLUMNS = ["tenant", "version", "sealed now", "merkle root", "key id", "packet"]
 
 
-@dg.asset(
+@zentra_asset(
+    "evidence",
+    EVIDENCED,
+    kinds={"python", "zip"},
     name=PACKETS_ASSET,
-    group_name="evidence",
     # Every table a packet seals from; a failed blocking check on any of them (or upstream) skips sealing.
-    deps=["reconciliation_breaks", "intent_timeline", "ledger_balances", "review_queue", "webhook_health",
-          "ingest_accounting", "data_contracts"],
+    deps=[
+        "reconciliation_breaks",
+        "intent_timeline",
+        "ledger_balances",
+        "review_queue",
+        "webhook_health",
+        "ingest_accounting",
+        "data_contracts",
+    ],
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    kinds={"python", "zip"},
-    owners=OWNERS,
-    pool=POOL,
-    tags={"lifecycle": EVIDENCED},
     description="The day's books, sealed for the auditors: per tenant and UTC day a versioned, Ed25519-signed "
     "packet (packets/<tenant>/<day>/v<N>.zip) with the day's callbacks, intents, decisions, ledger entries, "
     "closing balances, settlements, deliveries and breaks. Auditors verify it offline with sha256sum and "
@@ -48,31 +57,40 @@ def audit_packets(context: dg.AssetExecutionContext, zentra: ZentraResource) -> 
         context.log.warning("Packets signed with a DEVELOPMENT key: set ZENTRA_SIGNING_KEY for real evidence.")
     for day in sorted(days):
         context.add_asset_metadata(day_metadata(r.packets, day, settings.home), partition_key=key_of(day))
-    return dg.MaterializeResult(metadata={
-        "days_in_run": len(days),
-        "key_id": r.key_id,
-        "key_kind": r.key_kind,
-        "packets_root": dg.MetadataValue.path(str(settings.home / "packets")),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "days_in_run": len(days),
+            "key_id": r.key_id,
+            "key_kind": r.key_kind,
+            "packets_root": dg.MetadataValue.path(str(settings.home / "packets")),
+        }
+    )
 
 
 def day_metadata(packets: pl.DataFrame, day: date, home: Path) -> dict[str, object]:
     """What an auditor asks of one day: which tenants, which versions, which roots, which key."""
     rows = packets.filter(pl.col("period") == day).sort("tenant_id")
     table = [
-        {"tenant": r["tenant_id"], "version": f"v{r['version']}", "sealed now": bool(r["created"]),
-         "merkle root": f"`{r['merkle_root']}`", "key id": f"`{r['key_id']}`",
-         "packet": _relative(r["path"], home)}
+        {
+            "tenant": r["tenant_id"],
+            "version": f"v{r['version']}",
+            "sealed now": bool(r["created"]),
+            "merkle root": f"`{r['merkle_root']}`",
+            "key id": f"`{r['key_id']}`",
+            "packet": _relative(r["path"], home),
+        }
         for r in rows.iter_rows(named=True)
     ]
     return {
         "tenants_sealed": rows.height,
         "sealed_this_run": int(rows["created"].sum()) if rows.height else 0,
         "versions": ", ".join(f"{r['tenant_id']} v{r['version']}" for r in rows.iter_rows(named=True)) or "none",
-        "packets": md_rows(table, PACKET_COLUMNS, empty="_no activity for a configured tenant this day_"),
+        "packets": md_rows(
+            table,
+            PACKET_COLUMNS,
+            empty="_no activity for a configured tenant this day_",
+        ),
     }
-
-
 
 
 def _relative(path: str, home: Path) -> str:

@@ -2,18 +2,20 @@
 
 import dagster as dg
 
-from dagster_project.defs.lifecycle import ACCEPTED, OWNERS, POOL, SYNCHRONIZED
+from dagster_project.defs.lifecycle import (
+    ACCEPTED,
+    SYNCHRONIZED,
+    zentra_asset,
+)
 from dagster_project.defs.metadata import md_counts
 from dagster_project.defs.resources import ZentraResource
 from zentra_pipelines import controls, ingest
 
 
-@dg.asset(
-    group_name="ingest",
+@zentra_asset(
+    "ingest",
+    ACCEPTED,
     kinds={"python", "duckdb"},
-    owners=OWNERS,
-    pool=POOL,
-    tags={"lifecycle": ACCEPTED},
     description="Every landing file (callbacks, intents, settlements, deliveries) archived once, "
     "byte for byte, with its source file, line number and content hash. Re-running adds nothing.",
 )
@@ -22,17 +24,18 @@ def landing_archive(zentra: ZentraResource) -> dg.MaterializeResult:
     with zentra.warehouse() as con:
         result = ingest.archive_landing(con, settings.landing)
     return dg.MaterializeResult(
-        metadata={"new_files": result.new_files, "new_lines": result.new_lines, "already_archived_files": result.skipped_files}
+        metadata={
+            "new_files": result.new_files,
+            "new_lines": result.new_lines,
+            "already_archived_files": result.skipped_files,
+        }
     )
 
 
-@dg.asset(
-    group_name="ingest",
+@zentra_asset(
+    "ingest",
+    SYNCHRONIZED,
     deps=[landing_archive],
-    kinds={"duckdb", "polars"},
-    owners=OWNERS,
-    pool=POOL,
-    tags={"lifecycle": SYNCHRONIZED},
     description="Provider callbacks verified (Standard Webhooks signature with the tenant's own "
     "secrets, 300 s replay window) and converged: one state per provider reference, the highest "
     "sequence wins, duplicates collapse, conflicting copies are quarantined.",
@@ -56,13 +59,10 @@ def provider_state(zentra: ZentraResource) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(
-    group_name="ingest",
+@zentra_asset(
+    "ingest",
+    ACCEPTED,
     deps=[landing_archive],
-    kinds={"duckdb", "polars"},
-    owners=OWNERS,
-    pool=POOL,
-    tags={"lifecycle": ACCEPTED},
     description="Financial intents from the API edge: contract-checked, retries collapsed, a reused "
     "intent_id with a different body quarantined as a conflict.",
 )

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from dagster_project.defs.lifecycle import LEDGERED, OWNERS, POOL
+from dagster_project.defs.lifecycle import LEDGERED, POOL, zentra_spec
 from dagster_project.defs.metadata import md_counts
 from dagster_project.defs.resources import ZentraResource
 from zentra_pipelines import ledger_stage
@@ -10,15 +10,19 @@ from zentra_pipelines import ledger_stage
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
-            "ledger_entries", group_name="ledger", kinds={"sqlalchemy", "polars", "duckdb"}, owners=OWNERS,
-            tags={"lifecycle": LEDGERED},
+        zentra_spec(
+            "ledger_entries",
+            "ledger",
+            LEDGERED,
+            kinds={"sqlalchemy", "polars", "duckdb"},
             description="Postings read incrementally from the money core's database, re-reads collapsed, "
             "unbalanced journals quarantined, each entry hash-chained per tenant so any later edit shows.",
         ),
-        dg.AssetSpec(
-            "ledger_balances", group_name="ledger", deps=["ledger_entries"], kinds={"polars", "duckdb"},
-            owners=OWNERS, tags={"lifecycle": LEDGERED},
+        zentra_spec(
+            "ledger_balances",
+            "ledger",
+            LEDGERED,
+            deps=["ledger_entries"],
             description="Current and daily closing balances per tenant, account and currency, integer "
             "minor units; findings (negative balances, clearing accounts not back at zero) reported.",
         ),
@@ -28,14 +32,29 @@ from zentra_pipelines import ledger_stage
 def ledger(zentra: ZentraResource):
     with zentra.warehouse() as con:
         r = ledger_stage.run_ledger(con, zentra.settings().source_db)
-    yield dg.MaterializeResult(asset_key="ledger_entries", metadata={
-        "read": r.read, "new": r.new, "reread_collapsed": r.reread_collapsed, "received": r.received,
-        "accepted": r.accepted, "quarantined": r.quarantined,
-        "quarantined_by_code": md_counts(r.quarantined_by_code),
-        "duplicate_journals": r.duplicate_journals, "read_engine": r.read_engine,
-        "watermark": str(r.watermark_after), "dagster/row_count": r.accepted,
-    })
-    yield dg.MaterializeResult(asset_key="ledger_balances", metadata={
-        "balances_checked": r.balances_rows, "daily_rows": r.daily_rows,
-        "findings": md_counts(r.findings_by_type, "finding", "rows"), "dagster/row_count": r.balances_rows,
-    })
+    yield dg.MaterializeResult(
+        asset_key="ledger_entries",
+        metadata={
+            "read": r.read,
+            "new": r.new,
+            "reread_collapsed": r.reread_collapsed,
+            "received": r.received,
+            "accepted": r.accepted,
+            "quarantined": r.quarantined,
+            "quarantined_by_code": md_counts(r.quarantined_by_code),
+            "duplicate_journals": r.duplicate_journals,
+            "read_engine": r.read_engine,
+            "watermark": str(r.watermark_after),
+            "dagster/row_count": r.accepted,
+            "seconds": dg.MetadataValue.json(r.seconds),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="ledger_balances",
+        metadata={
+            "balances_checked": r.balances_rows,
+            "daily_rows": r.daily_rows,
+            "findings": md_counts(r.findings_by_type, "finding", "rows"),
+            "dagster/row_count": r.balances_rows,
+        },
+    )

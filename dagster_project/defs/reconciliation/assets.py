@@ -3,19 +3,26 @@
 import dagster as dg
 import polars as pl
 
-from dagster_project.defs.lifecycle import EVIDENCED, OWNERS, POOL, SYNCHRONIZED
+from dagster_project.defs.lifecycle import (
+    EVIDENCED,
+    SYNCHRONIZED,
+    zentra_asset,
+)
 from dagster_project.defs.metadata import md_counts, md_frame
 from dagster_project.defs.resources import ZentraResource
 from zentra_pipelines import break_log_stage, reconciliation_stage
 
 
-@dg.asset(
-    group_name="reconciliation",
-    deps=["intents", "ledger_entries", "provider_state", "settlements", "policy_decisions"],
-    kinds={"polars", "duckdb"},
-    owners=OWNERS,
-    pool=POOL,
-    tags={"lifecycle": SYNCHRONIZED},
+@zentra_asset(
+    "reconciliation",
+    SYNCHRONIZED,
+    deps=[
+        "intents",
+        "ledger_entries",
+        "provider_state",
+        "settlements",
+        "policy_decisions",
+    ],
     description="Every disagreement between intent, ledger, provider state and settlement report, "
     "with both amounts, a reason, first seen, age, owner and status. Recomputed from scratch each run.",
 )
@@ -35,13 +42,10 @@ def reconciliation_breaks(zentra: ZentraResource) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(
-    group_name="reconciliation",
+@zentra_asset(
+    "reconciliation",
+    EVIDENCED,
     deps=["routing_decisions", "deliveries", "ledger_entries", "provider_state"],
-    kinds={"polars", "duckdb"},
-    owners=OWNERS,
-    pool=POOL,
-    tags={"lifecycle": EVIDENCED},
     description="One ordered timeline per intent across ingress, policy, ledger, routing, provider, "
     "delivery and evidence: the single answer support, finance and engineering read.",
 )
@@ -51,13 +55,10 @@ def intent_timeline(zentra: ZentraResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"dagster/row_count": rows})
 
 
-@dg.asset(
-    group_name="reconciliation",
+@zentra_asset(
+    "reconciliation",
+    SYNCHRONIZED,
     deps=["provider_state", "intents", "settlements", "deliveries"],
-    kinds={"polars", "duckdb"},
-    owners=OWNERS,
-    pool=POOL,
-    tags={"lifecycle": SYNCHRONIZED},
     description="received = accepted + quarantined for every landing file: nothing silently dropped.",
 )
 def ingest_accounting(zentra: ZentraResource) -> dg.MaterializeResult:

@@ -2,19 +2,16 @@
 
 import dagster as dg
 
-from dagster_project.defs.lifecycle import OWNERS, POOL, ROUTED
+from dagster_project.defs.lifecycle import ROUTED, zentra_asset
 from dagster_project.defs.metadata import md_counts
 from dagster_project.defs.resources import ZentraResource
 from zentra_pipelines import reconciliation_stage
 
 
-@dg.asset(
-    group_name="routing",
+@zentra_asset(
+    "routing",
+    ROUTED,
     deps=["policy_decisions", "provider_state"],
-    kinds={"polars", "duckdb"},
-    owners=OWNERS,
-    pool=POOL,
-    tags={"lifecycle": ROUTED},
     description="Per accepted intent: corridor, rail, the provider actually seen in verified "
     "callbacks, and the reason, recorded as data.",
 )
@@ -22,6 +19,10 @@ def routing_decisions(zentra: ZentraResource) -> dg.MaterializeResult:
     with zentra.warehouse() as con:
         r = reconciliation_stage.run_routing(con)
     return dg.MaterializeResult(
-        metadata={"routed": r.routed, "pending": r.pending, "by_rail": md_counts(r.by_rail, "rail", "intents"),
-                  "dagster/row_count": r.routed + r.pending}
+        metadata={
+            "routed": r.routed,
+            "pending": r.pending,
+            "by_rail": md_counts(r.by_rail, "rail", "intents"),
+            "dagster/row_count": r.routed + r.pending,
+        }
     )
