@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import duckdb
-import polars as pl
 
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.break_lifecycle import update_log

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from zentra_pipelines.domain import errors
-from zentra_pipelines.domain.dedupe import quarantine_rows, split_conflicts
+from zentra_pipelines.domain.dedupe import quarantine_all, split_conflicts
 
 EVENT_KEY = ["tenant_id", "provider", "event_id"]
 STATE_KEY = ["tenant_id", "provider", "provider_ref"]
@@ -52,18 +52,11 @@ def converge(checked: pl.DataFrame) -> Convergence:
         )
         .sort(EVENT_KEY)
     )
-    quarantine = pl.concat(
-        [
-            checked.filter(pl.col("error_code").is_not_null()).select(QUARANTINE_COLUMNS),
-            quarantine_rows(
-                split.conflict_lines,
-                errors.EVENT_CONFLICT,
-                pl.format("event_id {} arrived with {} different contents; no copy wins", "event_id", "contents"),
-                QUARANTINE_COLUMNS,
-            ),
-        ],
-        how="vertical_relaxed",
-    ).sort("source_file", "line_no", "file_sha256")
+    quarantine = quarantine_all(
+        checked, split, errors.EVENT_CONFLICT,
+        pl.format("event_id {} arrived with {} different contents; no copy wins", "event_id", "contents"),
+        QUARANTINE_COLUMNS,
+    )
 
     events = accepted.with_columns(
         pl.len().over(EVENT_KEY).alias("copies"),

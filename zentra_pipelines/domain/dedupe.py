@@ -29,6 +29,13 @@ def split_conflicts(ok: pl.DataFrame, key: list[str], content: str = "content_ha
     )
 
 
-def quarantine_rows(lines: pl.DataFrame, code: str, detail: pl.Expr, columns: list[str]) -> pl.DataFrame:
-    """Lines turned into quarantine rows with one code; other columns kept as named."""
-    return lines.with_columns(error_code=pl.lit(code), detail=detail).select(columns)
+def quarantine_all(
+    judged: pl.DataFrame, split: Deduped, conflict_code: str, conflict_detail: pl.Expr, columns: list[str]
+) -> pl.DataFrame:
+    """Every quarantined line of a source: those judged bad line by line, then every copy
+    of a conflicting id under ``conflict_code``; sorted by where the lines came from."""
+    conflicts = split.conflict_lines.with_columns(error_code=pl.lit(conflict_code), detail=conflict_detail)
+    return pl.concat(
+        [judged.filter(pl.col("error_code").is_not_null()).select(columns), conflicts.select(columns)],
+        how="vertical_relaxed",
+    ).sort("source_file", "line_no", "file_sha256")

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from zentra_pipelines.domain import errors
-from zentra_pipelines.domain.dedupe import quarantine_rows, split_conflicts
+from zentra_pipelines.domain.dedupe import quarantine_all, split_conflicts
 
 #: Not (yet) in errors.CATALOGUE: one delivery_id reported with two different contents.
 DELIVERY_CONFLICT = errors.DELIVERY_CONFLICT
@@ -126,18 +126,10 @@ def accept_deliveries(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     ).sort(KEY)
     columns = list(QUARANTINE_SCHEMA)
     quarantine = _shape(
-        pl.concat(
-            [
-                parsed.filter(pl.col("error_code").is_not_null()).select(columns),
-                quarantine_rows(
-                    split.conflict_lines,
-                    DELIVERY_CONFLICT,
-                    pl.format("delivery_id {} arrived with {} different contents; no copy wins",
-                              "delivery_id", "contents"),
-                    columns,
-                ),
-            ],
-            how="vertical_relaxed",
+        quarantine_all(
+            parsed, split, DELIVERY_CONFLICT,
+            pl.format("delivery_id {} arrived with {} different contents; no copy wins", "delivery_id", "contents"),
+            columns,
         ),
         QUARANTINE_SCHEMA,
     ).sort("source_file", "line_no", "file_sha256")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from zentra_pipelines.domain import errors
-from zentra_pipelines.domain.dedupe import quarantine_rows, split_conflicts
+from zentra_pipelines.domain.dedupe import quarantine_all, split_conflicts
 
 KEY = ["tenant_id", "intent_id"]
 INTENT_COLUMNS = [
@@ -27,16 +27,9 @@ def accept_intents(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .select(INTENT_COLUMNS)
         .sort(KEY)
     )
-    quarantine = pl.concat(
-        [
-            parsed.filter(pl.col("error_code").is_not_null()).select(QUARANTINE_COLUMNS),
-            quarantine_rows(
-                split.conflict_lines,
-                errors.INTENT_CONFLICT,
-                pl.format("intent_id {} arrived with {} different bodies; no copy wins", "intent_id", "contents"),
-                QUARANTINE_COLUMNS,
-            ),
-        ],
-        how="vertical_relaxed",
-    ).sort("source_file", "line_no", "file_sha256")
+    quarantine = quarantine_all(
+        parsed, split, errors.INTENT_CONFLICT,
+        pl.format("intent_id {} arrived with {} different bodies; no copy wins", "intent_id", "contents"),
+        QUARANTINE_COLUMNS,
+    )
     return intents, quarantine

@@ -50,7 +50,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 
 from zentra_pipelines.domain import errors
-from zentra_pipelines.domain.dedupe import quarantine_rows, split_conflicts
+from zentra_pipelines.domain.dedupe import quarantine_all, split_conflicts
 from zentra_pipelines.domain.money import INT64_MAX, INT64_MIN, is_currency, is_identifier
 
 HEADER = "provider,provider_ref,tenant_id,currency,gross_minor,fee_minor,net_minor,settled_at,batch_id"
@@ -163,25 +163,12 @@ def judge_settlements(lines: pl.DataFrame) -> SettlementParse:
         .sort(KEY)
     )
     columns = list(QUARANTINE_SCHEMA)
-    quarantine = (
-        pl.concat(
-            [
-                rows.filter(pl.col("error_code").is_not_null()).select(columns),
-                quarantine_rows(
-                    split.conflict_lines,
-                    errors.SETTLEMENT_CONFLICT,
-                    pl.format(
-                        "provider_ref {} of provider {} is reported with {} different contents; no copy wins",
-                        "provider_ref", "provider", "contents",
-                    ),
-                    columns,
-                ),
-            ],
-            how="vertical_relaxed",
-        )
-        .select([pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()])
-        .sort("source_file", "line_no", "file_sha256")
-    )
+    quarantine = quarantine_all(
+        rows, split, errors.SETTLEMENT_CONFLICT,
+        pl.format("provider_ref {} of provider {} is reported with {} different contents; no copy wins",
+                  "provider_ref", "provider", "contents"),
+        columns,
+    ).select([pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()])
     return SettlementParse(settlements=settlements, quarantine=quarantine, conflicts=conflicts)
 
 
