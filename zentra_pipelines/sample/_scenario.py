@@ -39,6 +39,9 @@ DAY_MS = 86_400_000
 START_DATE = _dt.date(2026, 11, 20)
 BASE_MS = calendar.timegm(START_DATE.timetuple()) * 1000
 MIN_INTENTS = 20
+#: Longest period a scenario may span (``days=``; the default is 1-5 days by size). Dates
+#: are precomputed for days -3..63; settlements and late deliveries run past the last day.
+MAX_DAYS = 45
 REPLAY_WINDOW_MS = 300_000
 
 _MUL = 0x9E3779B97F4A7C15  # odd: multiplication is a bijection modulo 2**k
@@ -220,14 +223,16 @@ class _Sink:
 
 
 class _Scenario:
-    def __init__(self, out_dir: Path, n: int, seed: int):
+    def __init__(self, out_dir: Path, n: int, seed: int, days: int | None = None):
         if not isinstance(n, int) or n < MIN_INTENTS:
             raise ValueError(f"intents must be an integer >= {MIN_INTENTS} (every case is planted at least once)")
+        if days is not None and (not isinstance(days, int) or not 1 <= days <= MAX_DAYS):
+            raise ValueError(f"days must be an integer in 1..{MAX_DAYS}")
         self.out = out_dir
         self.n = n
         self.seed = seed
         self.rng = _Rng(seed)
-        self.days = max(1, min(5, (n + 99) // 100))
+        self.days = days if days is not None else max(1, min(5, (n + 99) // 100))
         self.span = self.days * DAY_MS
         self.step = self.span // n
         self.reps = max(1, n // 25_000)
@@ -1343,9 +1348,11 @@ class _Scenario:
         }
 
 
-def generate_sample(out_dir: Path, intents: int = 200, seed: int = 7) -> dict:
+def generate_sample(out_dir: Path, intents: int = 200, seed: int = 7, days: int | None = None) -> dict:
     """Write the sandbox scenario under ``out_dir`` and return a summary of counts.
 
-    Deterministic: the same ``(intents, seed)`` gives byte-identical files.
+    Deterministic: the same ``(intents, seed, days)`` gives byte-identical files. ``days``
+    spreads the intents over that many UTC days (default: 1-5 by size, as ``zentra sample``);
+    the benchmark's incremental case uses a month of history.
     """
-    return _Scenario(Path(out_dir), intents, seed).run()
+    return _Scenario(Path(out_dir), intents, seed, days).run()
