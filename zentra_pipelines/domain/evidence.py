@@ -181,6 +181,13 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     return merkle_root_from_leaf_hashes([merkle_leaf_hash(d) for d in leaves])
 
 
+def _leaf_hash_no_copy(data: bytes) -> bytes:
+    """``merkle_leaf_hash`` without building ``0x00 || data`` (a copy of a large file)."""
+    h = hashlib.sha256(b"\x00")
+    h.update(data)
+    return h.digest()
+
+
 # ----------------------------------------------------------------------------------
 # Canonical JSON
 # ----------------------------------------------------------------------------------
@@ -225,7 +232,12 @@ def canonical_frame(df: pl.DataFrame) -> pl.DataFrame:
 
 def parquet_bytes(df: pl.DataFrame) -> bytes:
     """Parquet with every knob pinned: zstd level 3, no statistics, one chunk per column."""
-    table = canonical_frame(df).to_arrow().combine_chunks()
+    return _parquet_of_canonical(canonical_frame(df))
+
+
+def _parquet_of_canonical(df: pl.DataFrame) -> bytes:
+    """``parquet_bytes`` of a frame already in ``canonical_frame`` order (sorted once per table)."""
+    table = df.to_arrow().combine_chunks()
     # Drop any schema-level metadata a producer may have attached; keep the types.
     table = table.replace_schema_metadata(None)
     sink = pa.BufferOutputStream()
@@ -266,7 +278,12 @@ def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
 def csv_bytes(df: pl.DataFrame) -> bytes:
     """UTF-8 CSV: header row, ``\\n`` line ends, RFC 4180 quoting (only where needed,
     ``"`` doubled), empty field for null. Integer columns are written as integers."""
-    frame = _csv_ready(canonical_frame(df))
+    return _csv_of_canonical(canonical_frame(df))
+
+
+def _csv_of_canonical(df: pl.DataFrame) -> bytes:
+    """``csv_bytes`` of a frame already in ``canonical_frame`` order (sorted once per table)."""
+    frame = _csv_ready(df)
     if not frame.columns:
         return b""
     buf = io.BytesIO()
@@ -287,9 +304,24 @@ def csv_bytes(df: pl.DataFrame) -> bytes:
 # ----------------------------------------------------------------------------------
 
 
+#: Deflate level per member. Parquet members are already zstd-compressed, so deflating
+#: them again buys ~1% at real CPU cost: they go in as level-0 deflate (stored blocks,
+#: still ``ZIP_DEFLATED``). Everything else (CSV, HTML, JSON) uses level 1, which keeps
+#: most of the size gain of level 9 at a fraction of its cost (measured on a 100k-intent
+#: packet: 40 MB of CSV, level 9 in 6.9 s -> 7.4 MB, level 1 in 1.3 s -> 8.9 MB). The
+#: level changes the zip's compressed stream only, never a member's bytes, hash, the
+#: Merkle root or the signature.
+STORED_DEFLATE_SUFFIXES = (".parquet",)
+DEFLATE_LEVEL = 1
+
+
+def deflate_level(name: str) -> int:
+    return 0 if name.endswith(STORED_DEFLATE_SUFFIXES) else DEFLATE_LEVEL
+
+
 def deterministic_zip(members: Mapping[str, bytes]) -> bytes:
     """Same members -> same bytes: sorted names, fixed 1980-01-01 timestamps, mode 0644,
-    deflate level 9, Unix ``create_system``, no comment, no extra fields."""
+    deflate (level per ``deflate_level``), Unix ``create_system``, no comment, no extra fields."""
     for name in members:
         if not is_safe_member_name(name):
             raise EvidenceError(f"unsafe zip member name: {name!r}")
@@ -303,7 +335,7 @@ def deterministic_zip(members: Mapping[str, bytes]) -> bytes:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # Unix, so external_attr carries the mode
             info.external_attr = 0o644 << 16
-            zf.writestr(info, bytes(data), compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+            zf.writestr(info, bytes(data), compress_type=zipfile.ZIP_DEFLATED, compresslevel=deflate_level(name))
     return buf.getvalue()
 
 
@@ -440,13 +472,14 @@ def build_packet(
     files: dict[str, bytes] = {}
     rows: dict[str, int | None] = {}
     for name in sorted(inp.tables):
-        df = inp.tables[name]
-        for ext, data in (("parquet", parquet_bytes(df)), ("csv", csv_bytes(df))):
+        df = canonical_frame(inp.tables[name])  # sorted once, written twice
+        for ext, data in (("parquet", _parquet_of_canonical(df)), ("csv", _csv_of_canonical(df))):
             path = f"data/{name}.{ext}"
             files[path] = data
             rows[path] = df.height
     files[PUBKEY_NAME] = signer_public_pem
     rows[PUBKEY_NAME] = None
+    digests = {p: sha256_hex(data) for p, data in files.items()}  # each file hashed once
 
     checks = _normalised_checks(inp.checks)
     sources = _normalised_sources(inp.source_inputs)
@@ -460,20 +493,21 @@ def build_packet(
         policy_versions=policies,
         counts=counts,
         file_entries=[
-            {"path": p, "sha256": sha256_hex(files[p]), "bytes": len(files[p]), "rows": rows[p]}
+            {"path": p, "sha256": digests[p], "bytes": len(files[p]), "rows": rows[p]}
             for p in sorted(files)
         ],
         key_id=key_id,
         key_kind=key_kind,
     )
     rows[REPORT_NAME] = None
+    digests[REPORT_NAME] = sha256_hex(files[REPORT_NAME])
 
     paths = sorted(files)
     entries = [
-        {"path": p, "sha256": sha256_hex(files[p]), "bytes": len(files[p]), "rows": rows[p]}
+        {"path": p, "sha256": digests[p], "bytes": len(files[p]), "rows": rows[p]}
         for p in paths
     ]
-    root = merkle_root([files[p] for p in paths]).hex()
+    root = merkle_root_from_leaf_hashes([_leaf_hash_no_copy(files[p]) for p in paths]).hex()
 
     manifest = {
         "packet_format": PACKET_FORMAT,
@@ -494,15 +528,18 @@ def build_packet(
     }
     members = dict(files)
     members[MANIFEST_NAME] = canonical_json(manifest)
-    members[SUMS_NAME] = sha256sums(members)
+    digests[MANIFEST_NAME] = sha256_hex(members[MANIFEST_NAME])
+    members[SUMS_NAME] = sha256sums(members, digests)
     return members
 
 
-def sha256sums(members: Mapping[str, bytes]) -> bytes:
+def sha256sums(members: Mapping[str, bytes], digests: Mapping[str, str] | None = None) -> bytes:
     """``sha256sum -c`` text ("<hex>  <path>\\n") for every member but the signature and
-    the sums file itself, sorted by path."""
+    the sums file itself, sorted by path. ``digests`` (path -> sha256 hex of exactly those
+    bytes) saves hashing a member twice."""
+    known = digests or {}
     lines = [
-        f"{sha256_hex(members[p])}  {p}\n"
+        f"{known.get(p) or sha256_hex(members[p])}  {p}\n"
         for p in sorted(members)
         if p not in (SIGNATURE_NAME, SUMS_NAME)
     ]
