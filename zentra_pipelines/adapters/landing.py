@@ -11,7 +11,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from zentra_pipelines.domain import errors
 
@@ -73,46 +76,78 @@ def _split_lines(data: bytes) -> list[bytes]:
 
 
 def frame_lines(file: LandingFile, data: bytes | None = None) -> pl.DataFrame:
-    """One row per line: valid text, or the raw bytes plus a framing error code."""
+    """One row per line: valid text, or the raw bytes plus a framing error code.
+
+    Vectorised: newlines, NUL bytes, line lengths and non-ASCII bytes are located with
+    NumPy over the whole file, the lines become one Arrow array over the file's own
+    buffer, and only *suspect* lines (too large, holding a NUL, or non-ASCII lines of a
+    file that is not valid UTF-8 as a whole) are judged one by one by ``_frame_one``,
+    the reference rules. A clean file never enters a Python loop.
+    """
     if data is None:
         data = file.path.read_bytes()
-    lines = _split_lines(data)
-    n = len(lines)
-    fast = b"\x00" not in data and all(len(line) <= MAX_LINE_BYTES for line in lines)
-    if fast:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            fast = False
-    if fast:
-        texts = text.split("\n")
-        if texts and texts[-1] == "" and len(texts) == n + 1:
-            texts.pop()
-        return pl.DataFrame(
-            {
-                "source_file": [file.source_file] * n,
-                "file_sha256": [file.sha256] * n,
-                "line_no": list(range(1, n + 1)),
-                "text": texts,
-                "raw": pl.Series([None] * n, dtype=pl.Binary),
-                "frame_error": pl.Series([None] * n, dtype=pl.String),
-                "frame_detail": pl.Series([None] * n, dtype=pl.String),
-            },
-            schema=LINES_SCHEMA,
-        )
-    rows = [_frame_one(line) for line in lines]
-    return pl.DataFrame(
-        {
-            "source_file": [file.source_file] * n,
-            "file_sha256": [file.sha256] * n,
-            "line_no": list(range(1, n + 1)),
-            "text": [r[0] for r in rows],
-            "raw": [r[1] for r in rows],
-            "frame_error": [r[2] for r in rows],
-            "frame_detail": [r[3] for r in rows],
-        },
-        schema=LINES_SCHEMA,
+    if data and not data.endswith(b"\n"):
+        data = data + b"\n"  # the last line ends at the end of the file: same framing as a final newline
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == 0x0A)  # index of each line's newline
+    n = int(ends.size)
+    starts = np.empty(n, dtype=np.int64)
+    if n:
+        starts[0] = 0
+        starts[1:] = ends[:-1] + 1
+    lengths = ends - starts
+
+    # With newline included, line i is data[starts[i]:ends[i] + 1]: contiguous offsets,
+    # so Arrow can view the file's buffer without copying; the slice drops the newline.
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[:n] = starts
+    offsets[n] = len(data)
+    with_nl = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
+    lines = pc.binary_slice(with_nl, 0, -1) if n else pa.array([], type=pa.large_binary())
+
+    suspect = lengths > MAX_LINE_BYTES
+    if n:
+        suspect[_lines_of(np.flatnonzero(buf == 0), ends)] = True
+    try:
+        text = lines.cast(pa.large_string())  # validates UTF-8 for the whole file at once
+    except pa.ArrowInvalid:
+        text = None
+        # only lines with a byte >= 0x80 can be invalid UTF-8 (a newline never splits a sequence)
+        suspect[_lines_of(np.flatnonzero(buf >= 0x80), ends)] = True
+    bad = np.flatnonzero(suspect)
+    nothing = pl.repeat(None, n, dtype=pl.String, eager=True)
+    columns = {
+        "source_file": pl.repeat(file.source_file, n, dtype=pl.String, eager=True),
+        "file_sha256": pl.repeat(file.sha256, n, dtype=pl.String, eager=True),
+        "line_no": pl.int_range(1, n + 1, dtype=pl.Int64, eager=True),
+        "text": None,
+        "raw": pl.repeat(None, n, dtype=pl.Binary, eager=True),
+        "frame_error": nothing,
+        "frame_detail": nothing,
+    }
+    if bad.size:
+        # the reference rules, line by line, for the few suspect lines only
+        verdicts = [_frame_one(data[starts[i]:ends[i]]) for i in bad.tolist()]
+        ok = np.ones(n, dtype=bool)
+        ok[bad[np.asarray([v[0] is None for v in verdicts], dtype=bool)]] = False
+        text = pc.if_else(pa.array(ok), lines, pa.nulls(n, type=pa.large_binary())).cast(pa.large_string())
+        raw_values: list[bytes | None] = [None] * n
+        codes: list[str | None] = [None] * n
+        details: list[str | None] = [None] * n
+        for i, (_, raw_v, code, detail) in zip(bad.tolist(), verdicts):
+            raw_values[i], codes[i], details[i] = raw_v, code, detail
+        columns["raw"] = pl.Series(raw_values, dtype=pl.Binary)
+        columns["frame_error"] = pl.Series(codes, dtype=pl.String)
+        columns["frame_detail"] = pl.Series(details, dtype=pl.String)
+    columns["text"] = pl.from_arrow(text) if n else pl.Series([], dtype=pl.String)
+    return pl.DataFrame(columns, schema=LINES_SCHEMA)
+
+
+def _lines_of(positions: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Line index of each byte position (``ends`` holds each line's newline, ascending)."""
+    return np.unique(np.searchsorted(ends, positions))
 
 
 def _frame_one(line: bytes) -> tuple[str | None, bytes | None, str | None, str | None]:
