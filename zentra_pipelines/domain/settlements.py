@@ -173,22 +173,110 @@ def judge_settlements(lines: pl.DataFrame) -> SettlementParse:
 
 
 def judge_lines(lines: pl.DataFrame) -> pl.DataFrame:
-    """One judged row per data line (header lines dropped), before duplicate handling."""
+    """One judged row per data line (header lines dropped), before duplicate handling.
+
+    Two paths, one verdict. A *plain* line (under a valid header, no quote, no stray
+    ``\\r``, exactly nine comma-separated fields) whose every field passes its rule is
+    accepted by vectorised Polars expressions. Every other line (a quote, a bad field,
+    an offset or date-only timestamp, a framing error...) goes through ``_judge_line``,
+    the reference rules, one by one. The fast path only ever *accepts*, and only lines
+    the reference would accept with the same values, so the result is the reference's.
+    """
     ordered = lines.select(
         "source_file", "file_sha256", "line_no", "text", "frame_error", "frame_detail"
     ).sort("source_file", "file_sha256", "line_no")
-    headers: dict[tuple[str, str], str | None] = {}
-    for source_file, sha, line_no, text, frame_error, _ in ordered.iter_rows():
-        if line_no == 1:
-            headers[(source_file, sha)] = None if frame_error is not None else text
-    out = []
-    for source_file, sha, line_no, text, frame_error, frame_detail in ordered.iter_rows():
-        if line_no == 1:
-            continue
-        verdict = _judge_line((source_file, sha) in headers, headers.get((source_file, sha)), text,
-                              frame_error, frame_detail)
-        out.append((source_file, sha, line_no, *verdict))
-    return pl.DataFrame(out, schema=_ROW_SCHEMA, orient="row")
+    file_key = ["source_file", "file_sha256"]
+    headers = ordered.filter(pl.col("line_no") == 1).select(
+        *file_key,
+        pl.when(pl.col("frame_error").is_null()).then(pl.col("text")).alias("_header"),
+        pl.lit(True).alias("_has_header"),
+    )
+    headers = headers.with_columns(
+        _header_ok=pl.Series([header_ok(h) for h in headers["_header"].to_list()], dtype=pl.Boolean)
+    )
+    data = (
+        ordered.filter(pl.col("line_no") != 1)
+        .join(headers, on=file_key, how="left", nulls_equal=True)
+        .with_columns(pl.col("_has_header").fill_null(False), pl.col("_header_ok").fill_null(False))
+    )
+    body = pl.col("text").str.strip_suffix("\r")
+    data = data.with_columns(
+        _plain=(
+            pl.col("frame_error").is_null() & pl.col("_header_ok") & pl.col("text").is_not_null()
+            & (body != "") & ~body.str.contains('"', literal=True) & ~body.str.contains("\r", literal=True)
+            & (body.str.count_matches(",", literal=True) == len(FIELDS) - 1)
+        ).fill_null(False)
+    )
+    plain = data.filter(pl.col("_plain"))
+    fields = plain.select(
+        "source_file", "file_sha256", "line_no",
+        pl.col("text").str.strip_suffix("\r").str.split_exact(",", len(FIELDS) - 1)
+        .struct.rename_fields(FIELDS).alias("_f"),
+    ).unnest("_f")
+    fast = _accept_plain(fields)
+    fast_keys = fast.select("source_file", "file_sha256", "line_no")
+    rest = data.join(fast_keys, on=["source_file", "file_sha256", "line_no"], how="anti")
+    slow_rows = [
+        (source_file, sha, line_no, *_judge_line(has_header, header, text, frame_error, frame_detail))
+        for source_file, sha, line_no, text, frame_error, frame_detail, header, has_header in rest.select(
+            "source_file", "file_sha256", "line_no", "text", "frame_error", "frame_detail", "_header", "_has_header"
+        ).iter_rows()
+    ]
+    slow = pl.DataFrame(slow_rows, schema=_ROW_SCHEMA, orient="row")
+    return pl.concat([fast.select(list(_ROW_SCHEMA)).cast(_ROW_SCHEMA), slow], how="vertical").sort(
+        "source_file", "file_sha256", "line_no"
+    )
+
+
+#: settled_at in the one spelling the fast path reads: UTC 'Z', 0-6 fraction digits.
+_FAST_TS = (
+    r"^([0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]))"
+    r"T((?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])(\.[0-9]{1,6})?Z$"
+)
+_FAST_INT = r"^-?[0-9]+$"
+_FAST_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+def _accept_plain(fields: pl.DataFrame) -> pl.DataFrame:
+    """The plain lines every rule accepts, typed exactly as ``_judge_line`` types them."""
+    from zentra_pipelines.domain.money import currency_exponents
+
+    parts = pl.col("settled_at").str.extract_groups(_FAST_TS)
+    frac = pl.coalesce(parts.struct.field("3"), pl.lit(".")).str.pad_end(7, "0")
+    settled = pl.concat_str([parts.struct.field("1"), pl.lit(" "), parts.struct.field("2"), frac]).str.strptime(
+        pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False
+    )
+    amount = {name: pl.col(name).str.to_integer(strict=False, dtype=pl.Int64) for name in AMOUNT_FIELDS}
+    typed = fields.with_columns(
+        _settled=settled,
+        **{f"_{name}": expr for name, expr in amount.items()},
+    )
+    ok = (
+        pl.all_horizontal([pl.col(c).str.contains(_FAST_ID) for c in ID_FIELDS])
+        & pl.col("currency").is_in(sorted(currency_exponents()))
+        & pl.col("_settled").is_not_null()
+        & pl.all_horizontal([pl.col(n).str.contains(_FAST_INT) & pl.col(f"_{n}").is_not_null() for n in AMOUNT_FIELDS])
+        & (pl.col("_net_minor").cast(pl.Int128)
+           == pl.col("_gross_minor").cast(pl.Int128) - pl.col("_fee_minor").cast(pl.Int128))
+    ).fill_null(False)
+    accepted = typed.filter(ok)
+    content = pl.concat_str(
+        [pl.col("provider"), pl.col("provider_ref"), pl.col("tenant_id"), pl.col("currency"),
+         pl.col("_gross_minor").cast(pl.String), pl.col("_fee_minor").cast(pl.String),
+         pl.col("_net_minor").cast(pl.String), pl.col("_settled").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f"),
+         pl.col("batch_id")],
+        separator="|",
+    )
+    texts = accepted.select(content).to_series().to_list()
+    sha256 = hashlib.sha256
+    return accepted.select(
+        "source_file", "file_sha256", "line_no", "tenant_id", "provider", "provider_ref", "currency",
+        pl.col("_gross_minor").alias("gross_minor"), pl.col("_fee_minor").alias("fee_minor"),
+        pl.col("_net_minor").alias("net_minor"), pl.col("_settled").alias("settled_at"), "batch_id",
+        pl.lit(None, pl.String).alias("error_code"), pl.lit(None, pl.String).alias("detail"),
+    ).with_columns(
+        content_hash=pl.Series([sha256(t.encode("utf-8")).hexdigest() for t in texts], dtype=pl.String)
+    )
 
 
 def header_ok(text: str | None) -> bool:
