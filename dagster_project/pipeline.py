@@ -127,6 +127,11 @@ class PipelineResult:
 
 def execute(settings: Settings, instance: dg.DagsterInstance | None = None,
             now: datetime | None = None) -> PipelineResult:
+    # Great Expectations takes seconds to import and set up; build it on a second core
+    # while the first stages (DuckDB, Polars: GIL released) run. See data_contracts.prewarm.
+    from zentra_pipelines import data_contracts
+
+    data_contracts.prewarm()
     defs = load_definitions()
     job = defs.resolve_implicit_global_asset_job_def()
     config = run_config(settings)
