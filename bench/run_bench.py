@@ -66,12 +66,41 @@ def log(msg: str) -> None:
     print(f"[bench {datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run_measured(cmd: list[str], *, env: dict | None = None, stdout=None, cwd: Path | None = None) -> dict:
+#: A child above this resident size is stopped (hledger needs ~20 GiB at 1M postings and
+#: would take the machine, and everyone's work on it, down with it).
+RSS_LIMIT_MIB = 14 * 1024
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def run_measured(cmd: list[str], *, env: dict | None = None, stdout=None, cwd: Path | None = None,
+                 rss_limit_mib: float = RSS_LIMIT_MIB) -> dict:
     """Run a command; wall seconds, exit code, and the child's own peak RSS and CPU (wait4)."""
+    import threading
+
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=stdout if stdout is not None else subprocess.DEVNULL,
                             stderr=subprocess.PIPE, cwd=cwd)
+    killed: list[str] = []
+
+    def watchdog() -> None:
+        while proc.poll() is None:
+            if _rss_mib(proc.pid) > rss_limit_mib:
+                killed.append(f"stopped by the bench: resident memory above {rss_limit_mib:,.0f} MiB")
+                proc.kill()
+                return
+            time.sleep(0.5)
+
+    threading.Thread(target=watchdog, daemon=True).start()
     # wait4 reports this child's rusage (RUSAGE_CHILDREN would be a max over every child)
     stderr_chunks = []
     # stderr is small (warnings); read it before waiting so the pipe cannot fill up
@@ -89,6 +118,7 @@ def run_measured(cmd: list[str], *, env: dict | None = None, stdout=None, cwd: P
         "sys_s": round(usage.ru_stime, 2),
         "loadavg_before": round(load_before, 2),
         "stderr_tail": b"".join(stderr_chunks).decode("utf-8", "replace")[-2000:],
+        **({"killed": killed[0]} if killed else {}),
     }
 
 
@@ -341,10 +371,16 @@ def run_ledger_cli(out: Path, home: Path, name: str) -> dict:
             res[tool] = {"skipped": f"{tool} not installed (apt-get install -y {tool})"}
             continue
         version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
-        runs = [run_measured([exe, "-f", str(journal), "bal"]) for _ in range(2)]
-        best = min(runs, key=lambda r: r["wall_s"])
+        runs = [run_measured([exe, "-f", str(journal), "bal"])]
+        if runs[0]["rc"] == 0:
+            runs.append(run_measured([exe, "-f", str(journal), "bal"]))
+        ok = [r for r in runs if r["rc"] == 0]
+        best = dict(min(ok, key=lambda r: r["wall_s"])) if ok else dict(runs[0])
+        if not ok:
+            best["failed"] = runs[0].get("killed") or f"exit {runs[0]['rc']}"
+            best["wall_s"] = None
         best["version"] = version[0] if version else "?"
-        best["all_wall_s"] = [r["wall_s"] for r in runs]
+        best["all_runs"] = [{"wall_s": r["wall_s"], "rc": r["rc"], "maxrss_mib": r["maxrss_mib"]} for r in runs]
         res[tool] = best
     return res
 

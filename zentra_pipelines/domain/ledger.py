@@ -25,6 +25,7 @@ import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
+from operator import methodcaller
 
 import polars as pl
 
@@ -438,19 +439,21 @@ _CHUNK = 262_144
 
 def _canonical_chunks(
     frame: pl.DataFrame, text: pl.Expr | None = None
-) -> Iterator[tuple[pl.DataFrame, list[str]]]:
-    """(chunk, canonical texts) in order, the next chunk's text built while this one is hashed.
+) -> Iterator[tuple[pl.DataFrame, list[bytes]]]:
+    """(chunk, canonical texts as UTF-8 bytes) in order, the next chunk's built while this one is hashed.
 
     Polars releases the GIL while it builds strings, so a single helper thread overlaps
     the vectorised part with the Python hashing loop; memory stays bounded to two chunks.
+    The texts come out as bytes (Polars' own UTF-8), so the loop never encodes.
     """
     offsets = range(0, frame.height, _CHUNK)
     if not offsets:
         return
 
-    def texts(offset: int) -> tuple[pl.DataFrame, list[str]]:
+    def texts(offset: int) -> tuple[pl.DataFrame, list[bytes]]:
         chunk = frame.slice(offset, _CHUNK)
-        return chunk, chunk.select(canonical_text() if text is None else text).to_series().to_list()
+        expr = canonical_text() if text is None else text
+        return chunk, chunk.select(expr.cast(pl.Binary)).to_series().to_list()
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(texts, offsets[0])
@@ -473,17 +476,19 @@ def chain_entries(postings: pl.DataFrame) -> pl.DataFrame:
     ordered = _conform(postings, POSTING_SCHEMA).sort(ENTRY_ORDER)
     ordered = ordered.with_columns(entry_seq=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("tenant_id"))
     sha256 = hashlib.sha256
-    hashes: list[str] = []
+    zero = ZERO_HASH.encode()
+    hashes: list[bytes] = []
     append = hashes.append
-    prev = ZERO_HASH
-    for chunk, texts in _canonical_chunks(ordered):
+    prev = zero
+    newline_text = pl.concat_str([pl.lit("\n"), canonical_text()])
+    for chunk, texts in _canonical_chunks(ordered, newline_text):
         firsts = (chunk["entry_seq"] == 1).to_list()
         for text, first in zip(texts, firsts):
             if first:
-                prev = ZERO_HASH
-            prev = sha256((prev + "\n" + text).encode()).hexdigest()
+                prev = zero
+            prev = sha256(prev + text).hexdigest().encode()
             append(prev)
-    entry_hash = pl.Series("entry_hash", hashes, dtype=pl.String)
+    entry_hash = pl.Series("entry_hash", hashes, dtype=pl.Binary).cast(pl.String)
     return ordered.with_columns(entry_hash).with_columns(
         prev_hash=pl.when(pl.col("entry_seq") == 1).then(pl.lit(ZERO_HASH)).otherwise(pl.col("entry_hash").shift(1))
     ).select(list(ENTRY_SCHEMA))
@@ -513,8 +518,9 @@ def verify_chain(entries: pl.DataFrame, *, limit: int = 1000) -> list[str]:
     sha256 = hashlib.sha256
     hashed = pl.concat_str([pl.col("prev_hash").fill_null(""), pl.lit("\n"), canonical_text()])
     bad_hash: list[pl.DataFrame] = []
+    hexdigest = methodcaller("hexdigest")
     for chunk, texts in _canonical_chunks(checked, hashed):
-        recomputed = pl.Series("_recomputed", [sha256(t.encode()).hexdigest() for t in texts], dtype=pl.String)
+        recomputed = pl.Series("_recomputed", list(map(hexdigest, map(sha256, texts))), dtype=pl.String)
         bad_hash.append(chunk.filter(~(recomputed == chunk["entry_hash"]).fill_null(False)))
 
     where = pl.format(
