@@ -90,9 +90,16 @@ def run_cli(args: list[str], timeout: float = 600, env: dict | None = None) -> s
 
 
 def run_stages(home: Path, landing: Path, source_db: Path | str, policies: Path, secrets: Path,
-               *, packets: bool = True, signing_key: str | None = None) -> None:
-    """Every stage of `zentra run` in asset-graph order, without Dagster's step overhead."""
-    from zentra_pipelines import controls, evidence_stage, events_stage, ingest, ledger_stage, reconciliation_stage
+               *, packets: bool = True, contracts: bool = True, signing_key: str | None = None) -> None:
+    """Every stage of `zentra run` in asset-graph order, without Dagster's step overhead.
+
+    ``contracts=False`` skips the Great Expectations data contracts (the slowest stage, whose
+    per-tenant counts are sealed too); properties that compare only state tables and
+    provenance-free packet members use it to stay affordable.
+    """
+    from zentra_pipelines import (
+        break_log_stage, controls, evidence_stage, events_stage, ingest, ledger_stage, reconciliation_stage,
+    )
     from zentra_pipelines.adapters.warehouse import Warehouse
     from zentra_pipelines.settings import normalise_db_url
 
@@ -107,8 +114,13 @@ def run_stages(home: Path, landing: Path, source_db: Path | str, policies: Path,
         controls.run_controls(con, policies)
         reconciliation_stage.run_accounting(con)
         reconciliation_stage.run_routing(con)
-        reconciliation_stage.run_reconciliation(con)
+        breaks = reconciliation_stage.run_reconciliation(con)
+        break_log_stage.run_break_log(con, breaks.as_of)
         reconciliation_stage.run_timeline(con)
+        if contracts:
+            from zentra_pipelines import data_contracts
+
+            data_contracts.run_data_contracts(con)
         if packets:
             tenants = evidence_stage.configured_tenants(policies, secrets)
             evidence_stage.run_packets(con, home, tenants, signing_key)
