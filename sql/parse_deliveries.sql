@@ -30,19 +30,14 @@ typed AS (
 ),
 stamped AS (
     SELECT *,
-        timezone('UTC', try_cast(
-            CASE WHEN regexp_full_match(attempted_at_s,
-                 '[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])')
-                 AND NOT starts_with(attempted_at_s, '0000')
-            THEN attempted_at_s END AS TIMESTAMPTZ)) AS attempted_at_raw,
+        iso_utc(attempted_at_s) AS attempted_at_raw,
         ['delivery_id', 'event_id', 'tenant_id', 'endpoint', 'attempt', 'attempted_at',
          'status_code', 'error', 'latency_ms'] AS names
     FROM typed
 ),
 checked AS (
     SELECT *,
-        CASE WHEN attempted_at_raw BETWEEN TIMESTAMP '0001-01-01 00:00:00' AND TIMESTAMP '9999-12-31 23:59:59.999999'
-            THEN attempted_at_raw END AS attempted_at,
+        attempted_at_raw AS attempted_at,
         list_filter(names[1:6], lambda n, i: coalesce(t[i], 'NULL') = 'NULL') AS missing_names,
         list_filter(names, lambda n, i:
             CASE WHEN i IN (1, 2, 3, 4, 6) THEN t[i] <> 'VARCHAR'

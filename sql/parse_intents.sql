@@ -26,10 +26,7 @@ typed AS (
 ),
 stamped AS (
     SELECT *,
-        timezone('UTC', try_cast(
-            CASE WHEN regexp_full_match(created_at_s,
-                 '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})')
-            THEN created_at_s END AS TIMESTAMPTZ)) AS created_at,
+        iso_utc(created_at_s) AS created_at,
         string_split(corridor, ':') AS corridor_parts
     FROM typed
 ),

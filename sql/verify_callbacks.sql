@@ -45,10 +45,7 @@ env2 AS (
         json_type(h[1]) AS t_wid, h[1] ->> '$' AS webhook_id,
         json_type(h[2]) AS t_wts, h[2] ->> '$' AS webhook_timestamp_s,
         json_type(h[3]) AS t_wsig, h[3] ->> '$' AS webhook_signature,
-        timezone('UTC', try_cast(
-            CASE WHEN regexp_full_match(received_at_s,
-                 '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})')
-            THEN received_at_s END AS TIMESTAMPTZ)) AS received_at
+        iso_utc(received_at_s) AS received_at
     FROM headers
 ),
 signatures AS (
@@ -122,10 +119,7 @@ typed AS (
         j_provider_ref ->> '$' AS provider_ref, json_type(j_provider_ref) AS t_provider_ref,
         json_type(j_amount) AS t_amount, j_amount ->> '$' AS amount_s,
         j_currency ->> '$' AS currency, json_type(j_currency) AS t_currency,
-        timezone('UTC', try_cast(
-            CASE WHEN regexp_full_match(occurred_at_s,
-                 '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})')
-            THEN occurred_at_s END AS TIMESTAMPTZ)) AS occurred_at
+        iso_utc(occurred_at_s) AS occurred_at
     FROM canonical
 ),
 judged AS (

@@ -15,7 +15,7 @@ import polars as pl
 
 from zentra_pipelines.adapters import landing
 from zentra_pipelines.adapters.config import load_webhook_keys
-from zentra_pipelines.adapters.sql_files import load_sql
+from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.callbacks import converge
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
@@ -86,6 +86,7 @@ def verify_new_callbacks(con: duckdb.DuckDBPyConnection, webhook_keys: pl.DataFr
     rotation never re-judges history.
     """
     ensure_archive(con)
+    ensure_macros(con)
     con.execute(load_sql("select_pending_callbacks"))
     con.register("webhook_secrets", webhook_keys)
     con.register("iso_currencies", pl.DataFrame({"currency": sorted(currency_exponents())}))

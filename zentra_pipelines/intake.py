@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from zentra_pipelines.adapters.sql_files import load_sql
+from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
 
 PARAMS = {"identifier": IDENTIFIER_PATTERN.strip("^$")}
@@ -25,6 +25,7 @@ def parse_source(con: duckdb.DuckDBPyConnection, source: str, sql_name: str, vie
     con.register(view, lines)
     con.register("iso_currencies", pl.DataFrame({"currency": sorted(currency_exponents())}))
     try:
+        ensure_macros(con)
         return con.sql(load_sql(sql_name), params=PARAMS).pl()
     finally:
         con.unregister(view)

@@ -201,11 +201,6 @@ def test_balance_overflow_journal_is_quarantined_not_a_stop(sample, tmp_path):
     assert exact == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: sql/verify_callbacks.sql (received_at) and sql/parse_intents.sql (created_at) accept ISO timestamps "
-    "whose UTC value is outside years 1..9999 (e.g. 0000-01-01T00:00:00Z); the row reaches "
-    "packet_plan.allocate, whose partition_by(as_dict=True) raises `ValueError: year 0 is out of range`: "
-    "audit_packets fails for every tenant on every later run (the archive is permanent)"))
 @pytest.mark.parametrize("label", sorted(hostile.out_of_range_timestamps(
     hostile.CallbackSigner("t_alpha", "acme_pay", "whsec_" + "A" * 43 + "=")).keys()))
 def test_out_of_calendar_timestamps_are_quarantined_not_a_crash(sample, reference, tmp_path, label):

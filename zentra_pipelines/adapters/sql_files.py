@@ -21,3 +21,8 @@ def load_sql(name: str) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"SQL file {path} is missing (is the package installed editable?)")
     return path.read_text("utf-8")
+
+
+def ensure_macros(con) -> None:
+    """Create the shared TEMP macros (sql/create_macros.sql) on this connection."""
+    con.execute(load_sql("create_macros"))
