@@ -336,9 +336,6 @@ def test_a_tenant_packet_never_holds_another_tenants_rows(attack):
     assert seen.get("t_alpha", 0) == 0 and seen.get("t_gamma", 0) == 0, seen
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: evidence.csv_bytes writes text cells verbatim; a value from the input beginning with = + - @ "
-    "(here a delivery `error` text) is a live formula when an auditor opens data/*.csv in a spreadsheet"))
 def test_packet_csv_cells_cannot_become_spreadsheet_formulas(attack):
     import csv
 

@@ -387,3 +387,17 @@ def test_packet_bytes_identical_across_processes() -> None:
         assert r.returncode == 0, r.stderr
         outs.add(r.stdout.strip())
     assert outs == {hashlib.sha256(_build(_packet_input())).hexdigest()}
+
+
+def test_csv_defuses_spreadsheet_formulas_but_parquet_stays_exact():
+    import io
+
+    import polars as pl
+
+    from zentra_pipelines.domain import evidence as ev
+
+    df = pl.DataFrame({"error": ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "ok", None], "n": [-1, 2, 3, 4, 5, 6]})
+    text = ev.csv_bytes(df).decode()
+    assert "'=HYPERLINK" in text and "'+1" in text and "'-2" in text and "'@SUM" in text
+    assert sorted(pl.read_csv(io.BytesIO(ev.csv_bytes(df)))["n"].to_list()) == [-1, 2, 3, 4, 5, 6]
+    assert pl.read_parquet(io.BytesIO(ev.parquet_bytes(df))).sort("n")["error"].to_list()[0] == "=HYPERLINK(\"http://x\")"

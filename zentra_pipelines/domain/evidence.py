@@ -257,8 +257,23 @@ def _parquet_of_canonical(df: pl.DataFrame) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+#: A text cell starting with one of these is a live formula in a spreadsheet (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+CSV_FORMULA_GUARD = "text cells starting with = + - @ TAB CR are prefixed with ' in CSV; Parquet is exact"
+
+
+def _guard_formula(column: pl.Series) -> pl.Series:
+    starts = pl.lit(False)
+    for prefix in FORMULA_PREFIXES:
+        starts = starts | pl.col(column.name).str.starts_with(prefix)
+    return column.to_frame().select(
+        pl.when(starts).then(pl.lit("'") + pl.col(column.name)).otherwise(pl.col(column.name)).alias(column.name)
+    ).to_series()
+
+
 def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
-    """Columns a CSV cannot hold natively become text: nested -> canonical JSON, binary -> hex."""
+    """Columns a CSV cannot hold natively become text: nested -> canonical JSON, binary -> hex;
+    text that a spreadsheet would run as a formula is defused (see CSV_FORMULA_GUARD)."""
     cols = []
     for name, dtype in df.schema.items():
         if _is_nested(dtype):
@@ -270,6 +285,8 @@ def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
         elif dtype == pl.Binary:
             values = [None if v is None else bytes(v).hex() for v in df.get_column(name).to_list()]
             cols.append(pl.Series(name, values, dtype=pl.String))
+        elif dtype == pl.String:
+            cols.append(_guard_formula(df.get_column(name)))
         else:
             cols.append(df.get_column(name))
     return pl.DataFrame(cols) if cols else df
@@ -517,6 +534,7 @@ def build_packet(
         "supersedes": supersedes,
         "files": entries,
         "merkle": dict(MERKLE_DESCRIPTION),
+        "csv": CSV_FORMULA_GUARD,
         "merkle_root": root,
         "counts": counts,
         "policy_versions": policies,
