@@ -69,6 +69,7 @@ def run_packets(
 ) -> EvidenceReport:
     """Seal every tenant-day (or only ``days``, for a partitioned run); unchanged days seal nothing."""
     signer = load_signer(home, signing_key)
+    packet_store.sweep_staging(home)  # temp packets of a killed run: never evidence, never kept
     frames = load_packet_frames(con)
     plan = packet_plan.allocate(frames, tenants)
     if days is not None:

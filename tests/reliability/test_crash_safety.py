@@ -51,10 +51,6 @@ SEED = knob("ZENTRA_CRASH_SEED", 20261124)
 #: Columns that record when a row was archived or where the home is: not content.
 EXCLUDE = {"ledger_source_rows": "EXCLUDE (archived_at)", "packets": "EXCLUDE (path, created)"}
 PACKET_NAME = re.compile(r"packets/[^/]+/\d{4}-\d{2}-\d{2}/v[1-9][0-9]*\.zip")
-#: A temp zip of packet_store._publish orphaned by a kill. Known bug, pinned by the xfail test
-#: below; until it is fixed the random test counts these (figures) instead of failing on them.
-#: When the fix lands, drop this tolerance in ``compare`` together with the xfail marker.
-ORPHAN_TMP = re.compile(r"packets/[^/]+/\d{4}-\d{2}-\d{2}/\.v[0-9]+\..*\.zip\.tmp")
 
 ZYGOTE = r"""
 import sys
@@ -160,9 +156,8 @@ def compare(home: Path, ref: dict) -> list[str]:
     problems = []
     files = packet_files(home)
     strays = sorted(f for f in files if not PACKET_NAME.fullmatch(f))
-    unknown = [f for f in strays if not ORPHAN_TMP.fullmatch(f)]
-    if unknown:
-        problems.append(f"unexpected files under packets/: {unknown}")
+    if strays:  # a temp packet of a killed run must never sit among the evidence
+        problems.append(f"unexpected files under packets/: {strays}")
     published = {f: h for f, h in files.items() if PACKET_NAME.fullmatch(f)}
     if published != ref["packets"]:
         diff = sorted(set(published.items()) ^ set(ref["packets"].items()))
@@ -230,7 +225,7 @@ def test_sigkill_at_random_moments_then_rerun_converges(sample, reference, refer
         if chain.rerun_rc != "0":
             chain.problems.append(f"rerun exit {chain.rerun_rc}")
         chain.problems += compare(chain.home, reference_snapshot)
-        orphans += sum(1 for f in packet_files(chain.home) if ORPHAN_TMP.fullmatch(f))
+        orphans += sum(1 for f in packet_files(chain.home) if not PACKET_NAME.fullmatch(f))
     kills = [k for c in chains for k in c.kills]
     killed = [k for k in kills if k.killed]
     figures["crash_safety"] = {
@@ -264,9 +259,6 @@ raise SystemExit(cli.main(sys.argv[2:]))
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: packet_store._publish writes .v<N>.*.zip.tmp inside packets/<tenant>/<day>/ and only its own "
-    "`finally` removes it; a SIGKILL between mkstemp and unlink leaves the temp zip under packets/ forever"))
 def test_kill_while_publishing_a_packet_leaves_no_temp_file(sample, reference, reference_snapshot, tmp_path):
     home = fresh_home(tmp_path, "home", reference["home"])
     marker = tmp_path / "in_publish"

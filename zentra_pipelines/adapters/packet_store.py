@@ -127,10 +127,31 @@ def _ensure_dir(path: Path, stop: Path) -> None:
         _fsync_dir(d.parent)
 
 
-def _publish(day_dir: Path, version: int, data: bytes, public_pem: bytes) -> Path | None:
+STAGING_DIR = ".packet_staging"
+
+
+def staging_dir(root: Path) -> Path:
+    """Where packets are written before they get their name: beside packets/ (same file
+    system, so the final link is atomic), never inside it, so a crash mid-write leaves
+    nothing an auditor or `packet list` could mistake for evidence."""
+    path = Path(root) / STAGING_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sweep_staging(root: Path) -> int:
+    """Remove temporary packets orphaned by a killed run. Call once before sealing starts."""
+    removed = 0
+    for stale in staging_dir(root).glob("*.zip.tmp"):
+        stale.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _publish(root: Path, day_dir: Path, version: int, data: bytes, public_pem: bytes) -> Path | None:
     """Write ``v<version>.zip`` once; ``None`` if another writer took that name first."""
     final = day_dir / f"v{version}.zip"
-    fd, tmp_name = tempfile.mkstemp(dir=day_dir, prefix=f".v{version}.", suffix=".zip.tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=staging_dir(root), prefix=f".v{version}.", suffix=".zip.tmp")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -212,7 +233,7 @@ def seal(root: Path, inp: PacketInput, signer: SignerLike) -> SealResult:
         # Re-check containment now that folders exist (a symlink could have appeared).
         if packet_dir(root, inp.tenant_id, inp.period) != day_dir:
             raise PacketStoreError(f"packet folder for {inp.tenant_id!r} moved while sealing")
-        published = _publish(day_dir, version, data, signer.public_pem)
+        published = _publish(root, day_dir, version, data, signer.public_pem)
         if published is None:
             continue  # lost a race for v<version>: look again
         return SealResult(
