@@ -30,7 +30,7 @@ from operator import methodcaller
 import polars as pl
 
 from zentra_pipelines.domain import errors
-from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
+from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, INT64_MAX, INT64_MIN, currency_exponents
 
 # ----------------------------------------------------------------------- schemas ---
 
@@ -387,11 +387,13 @@ def validate_postings(raw: pl.DataFrame, accounts: pl.DataFrame) -> tuple[pl.Dat
         .select(POSTING_COLUMNS)
         .sort(ENTRY_ORDER)
     )
+    postings, overflowing = _split_balance_overflow(postings, good)
     quarantine = (
         pl.concat(
             [
                 rows.select(list(QUARANTINE_SCHEMA)),
                 unbalanced.select(list(QUARANTINE_SCHEMA)),
+                overflowing.select(list(QUARANTINE_SCHEMA)),
             ],
             how="vertical",
         )
@@ -399,6 +401,34 @@ def validate_postings(raw: pl.DataFrame, accounts: pl.DataFrame) -> tuple[pl.Dat
         .sort(["tenant_id", "posting_id", "error_code", "detail", "posted_at_text", "amount_minor"], nulls_last=True)
     )
     return postings, quarantine
+
+
+def _split_balance_overflow(postings: pl.DataFrame, source: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Balanced journals whose amounts would carry an account balance outside signed 64-bit.
+
+    Each amount fits int64, yet two of them can push a balance past it; summed in Int128,
+    the journals touching such an account are quarantined (amount_out_of_range) instead of
+    stopping the whole ledger. Removing whole journals keeps every other journal balanced;
+    repeat until no running balance leaves the range.
+    """
+    account = ["tenant_id", "account_id", "currency"]
+    removed = postings.clear()
+    while postings.height:
+        running = postings.with_columns(
+            _run=pl.col("amount_minor").cast(pl.Int128).cum_sum().over(account, order_by=ENTRY_ORDER)
+        )
+        off = running.filter((pl.col("_run") > INT64_MAX) | (pl.col("_run") < INT64_MIN)).select(account).unique()
+        if off.height == 0:
+            break
+        journals = postings.join(off, on=account, how="semi").select("tenant_id", "journal_id").unique()
+        removed = pl.concat([removed, postings.join(journals, on=["tenant_id", "journal_id"], how="semi")])
+        postings = postings.join(journals, on=["tenant_id", "journal_id"], how="anti")
+    quarantined = source.join(removed.select("posting_id"), on="posting_id", how="semi").with_columns(
+        error_code=pl.lit(errors.AMOUNT_OUT_OF_RANGE),
+        detail=pl.format("journal {} would carry account {} {} outside signed 64-bit", "journal_id",
+                         "account_id", "currency"),
+    )
+    return postings, quarantined
 
 
 def collapsed_rereads(raw: pl.DataFrame) -> int:
