@@ -16,7 +16,7 @@ import polars as pl
 from zentra_pipelines import intake
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.accounting import count_by
-from zentra_pipelines.domain.deliveries import accept_deliveries, replay_queue, webhook_health
+from zentra_pipelines.domain.deliveries import accept_deliveries, health_and_replay
 from zentra_pipelines.domain.settlements import SettlementParse, judge_settlements
 
 
@@ -71,8 +71,7 @@ def run_deliveries(con: duckdb.DuckDBPyConnection) -> DeliveryReport:
     """
     deliveries, quarantine = parse_delivery_lines(con)
     as_of = deliveries["attempted_at"].max() if deliveries.height else datetime(1970, 1, 1)
-    health = webhook_health(deliveries, as_of)
-    replay = replay_queue(deliveries)
+    health, replay = health_and_replay(deliveries, as_of)
     Warehouse.publish(
         con,
         {"deliveries": deliveries, "deliveries_quarantine": quarantine, "webhook_health": health,

@@ -20,15 +20,18 @@ pure function of the archive and the accounts, so running twice changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from operator import methodcaller
 
 import duckdb
 import polars as pl
 
 from zentra_pipelines.adapters.ledger_source import describe_source, read_source
+from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Audit, Warehouse
 from zentra_pipelines.domain import invariants as inv
 from zentra_pipelines.domain import ledger
@@ -105,40 +108,63 @@ def _ensure_archive(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def content_sha256(frame: pl.DataFrame) -> pl.Series:
+    """``_content_expr`` of every row, computed by Polars (text) and hashlib (SHA-256).
+
+    Same bytes as the SQL expression (length in UTF-8 bytes, ':', value; '-' for NULL;
+    joined by '|'), hashed by OpenSSL, which is several times faster per row than the
+    engine's sha256(). Chunked so memory stays bounded.
+    """
+    parts = [
+        pl.when(pl.col(c).is_null()).then(pl.lit("-"))
+        .otherwise(pl.concat_str([pl.col(c).str.len_bytes().cast(pl.String), pl.lit(":"), pl.col(c)]))
+        for c in _ARCHIVE_COLUMNS
+    ]
+    text = pl.concat_str(parts, separator="|").cast(pl.Binary)
+    sha256, hexdigest = hashlib.sha256, methodcaller("hexdigest")
+    out: list[str] = []
+    for offset in range(0, frame.height, _HASH_CHUNK):
+        texts = frame.slice(offset, _HASH_CHUNK).select(text).to_series().to_list()
+        out += map(hexdigest, map(sha256, texts))
+    return pl.Series("content_sha256", out, dtype=pl.String)
+
+
+_HASH_CHUNK = 500_000
+
+
 def archive_new_rows(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> int:
-    """Append rows not archived yet (by posting_id + content hash); returns how many."""
+    """Append rows not archived yet (by content, posting_id included); returns how many.
+
+    A row is new when no archived row has the same content (every archived column,
+    NULL-aware), which is exactly "no row with its posting_id and content hash": the
+    length-prefixed encoding is injective. Repeats within one read collapse to the first.
+    Only archived rows sharing a posting_id with the read are fetched to compare, and
+    only the new rows are hashed.
+    """
     _ensure_archive(con)
-    frame = rows.select([pl.col(c).cast(pl.String) for c in _ARCHIVE_COLUMNS])
-    cols = ", ".join(f'"{c}"' for c in _ARCHIVE_COLUMNS)
-    before = _scalar(con, f'SELECT count(*) FROM "{ARCHIVE}"')
-    con.register("_ledger_read", frame)
+    frame = rows.select([pl.col(c).cast(pl.String) for c in _ARCHIVE_COLUMNS]).unique(maintain_order=True)
+    con.register("_ledger_read_ids", frame.select("posting_id").unique())
     try:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(
-                f"""
-                INSERT INTO "{ARCHIVE}" ({cols}, content_sha256, archived_at)
-                SELECT {cols}, content_sha256, $now
-                FROM (
-                    SELECT *, {_content_expr()} AS content_sha256 FROM _ledger_read
-                ) AS r
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM "{ARCHIVE}" AS a
-                    WHERE a.content_sha256 = r.content_sha256
-                      AND a.posting_id IS NOT DISTINCT FROM r.posting_id
-                )
-                QUALIFY row_number() OVER (PARTITION BY content_sha256 ORDER BY posting_id) = 1
-                """,
-                {"now": datetime.now(timezone.utc).replace(tzinfo=None)},
-            )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+        known = con.sql(load_sql("select_archived_source_rows")).pl()
     finally:
-        con.unregister("_ledger_read")
-    after = _scalar(con, f'SELECT count(*) FROM "{ARCHIVE}"')
-    return int(after - before)
+        con.unregister("_ledger_read_ids")
+    if known.height:
+        known = known.select([pl.col(c).cast(pl.String) for c in _ARCHIVE_COLUMNS])
+        frame = frame.join(known, on=list(_ARCHIVE_COLUMNS), how="anti", nulls_equal=True, maintain_order="left")
+    if frame.height == 0:
+        return 0
+    frame = frame.with_columns(
+        content_sha256(frame),
+        archived_at=pl.lit(datetime.now(timezone.utc).replace(tzinfo=None), dtype=pl.Datetime("us")),
+    )
+    con.execute("BEGIN TRANSACTION")
+    try:
+        Warehouse.append(con, ARCHIVE, frame)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return frame.height
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None) -> object:

@@ -114,16 +114,23 @@ def _shape(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
+def _first_copies(rows: pl.DataFrame, key: list[str], order: list[str]) -> pl.DataFrame:
+    """The first row of each ``key`` in ``key + order`` order, with ``copies`` = its group's
+    size: ``sort → len().over(key) → unique(keep="first")`` as run lengths on sorted rows."""
+    ordered = rows.sort(key + order).with_columns(_same=_same_as_previous(key))
+    position = pl.int_range(pl.len(), dtype=pl.Int64)
+    firsts = ordered.with_columns(_pos=position).filter(~pl.col("_same"))
+    return firsts.with_columns(
+        copies=(pl.col("_pos").shift(-1).fill_null(ordered.height) - pl.col("_pos")).cast(pl.UInt32)
+    ).drop("_same", "_pos")
+
+
 def accept_deliveries(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(deliveries, quarantine): one row per accepted delivery_id; one per rejected line."""
     ok = parsed.filter(pl.col("error_code").is_null())
     split = split_conflicts(ok, KEY)
-    deliveries = _shape(
-        split.accepted.sort(KEY + ["source_file", "line_no", "file_sha256"])
-        .with_columns(pl.len().over(KEY).alias("copies"))
-        .unique(subset=KEY, keep="first", maintain_order=True),
-        DELIVERY_SCHEMA,
-    ).sort(KEY)
+    deliveries = _shape(_first_copies(split.accepted, KEY, ["source_file", "line_no", "file_sha256"]),
+                        DELIVERY_SCHEMA).sort(KEY)
     columns = list(QUARANTINE_SCHEMA)
     quarantine = _shape(
         quarantine_all(
@@ -136,26 +143,51 @@ def accept_deliveries(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     return deliveries, quarantine
 
 
+def _same_as_previous(keys: list[str]) -> pl.Expr:
+    """On rows sorted by ``keys`` (+ more): does this row continue the previous row's group?
+
+    Null-aware, like ``over()``'s grouping (a null key is one group); the first row
+    never continues anything. Masked shifts on sorted rows replace ``over()`` windows,
+    which hash every key again for each window (seconds per million rows).
+    """
+    same = pl.int_range(pl.len()) > 0
+    for key in keys:
+        same = same & pl.col(key).eq_missing(pl.col(key).shift(1))
+    return same
+
+
+def _event_sorted(deliveries: pl.DataFrame) -> pl.DataFrame:
+    return deliveries.sort(EVENT_KEY + EVENT_ORDER)
+
+
+def _spacing_of_sorted(ordered: pl.DataFrame) -> pl.DataFrame:
+    """``retry_spacing``'s columns on rows already in EVENT_KEY + EVENT_ORDER order."""
+    same = _same_as_previous(EVENT_KEY)
+    return ordered.with_columns(_same=same).with_columns(
+        _gap_us=pl.when(pl.col("_same")).then(pl.col("attempted_at").diff()).dt.total_microseconds()
+    ).with_columns(
+        _min_gap_us=pl.when(pl.col("_gap_us").is_null())
+        .then(None)
+        .otherwise(
+            pl.when(pl.col("_same")).then(pl.col("_gap_us").shift(1))
+            .mul(BACKOFF_FACTOR).fill_null(FIRST_RETRY_MIN_US)
+        )
+    ).with_columns(
+        fast_retry=(pl.col("_gap_us") < pl.col("_min_gap_us")).fill_null(False),
+    )
+
+
 def retry_spacing(deliveries: pl.DataFrame) -> pl.DataFrame:
     """One row per attempt: gap to the event's previous attempt (s) and the backoff verdict.
 
     ``gap_s``/``min_gap_s`` are null for an event's first attempt. The verdict itself is
     computed on integer microseconds, never on the float seconds shown.
     """
-    ordered = deliveries.sort(EVENT_KEY + EVENT_ORDER)
-    gap_us = pl.col("attempted_at").diff().over(EVENT_KEY).dt.total_microseconds()
-    spaced = ordered.with_columns(_gap_us=gap_us).with_columns(
-        _min_gap_us=pl.when(pl.col("_gap_us").is_null())
-        .then(None)
-        .otherwise(
-            pl.col("_gap_us").shift(1).over(EVENT_KEY).mul(BACKOFF_FACTOR).fill_null(FIRST_RETRY_MIN_US)
-        )
-    )
+    spaced = _spacing_of_sorted(_event_sorted(deliveries))
     return _shape(
         spaced.with_columns(
             gap_s=pl.col("_gap_us") / 1_000_000,
             min_gap_s=pl.col("_min_gap_us") / 1_000_000,
-            fast_retry=(pl.col("_gap_us") < pl.col("_min_gap_us")).fill_null(False),
         ),
         SPACING_SCHEMA,
     )
@@ -177,8 +209,20 @@ def webhook_health(deliveries: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
     * p95_latency_ms: nearest-rank 95th percentile (the ceil(0.95 n)-th smallest) of the
       non-null latencies, null when there are none.
     """
+    return health_and_replay(deliveries, as_of, replay=False)[0]
+
+
+def health_and_replay(
+    deliveries: pl.DataFrame, as_of: datetime, *, replay: bool = True
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """(``webhook_health(deliveries, as_of)``, ``replay_queue(deliveries)``), sharing the
+    one sort of the attempts by event when the cut-off keeps every attempt."""
     cutoff = as_of.astimezone(UTC).replace(tzinfo=None) if as_of.tzinfo is not None else as_of
     d = deliveries.filter(pl.col("attempted_at") <= cutoff).with_columns(_ok=_ok())
+    ordered = _event_sorted(d)
+    queue = None
+    if replay:
+        queue = _replay_of_sorted(ordered if d.height == deliveries.height else _event_sorted(deliveries))
 
     by_time = ENDPOINT_ORDER
     base = d.group_by(ENDPOINT_KEY).agg(
@@ -195,20 +239,17 @@ def webhook_health(deliveries: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
     )
 
     fast = (
-        retry_spacing(d)
+        _spacing_of_sorted(ordered)
         .group_by(ENDPOINT_KEY)
         .agg(pl.col("fast_retry").sum().alias("fast_retries"))
     )
 
+    # nearest rank ceil(0.95 n) of each endpoint's non-null latencies, sorted per group
+    latency = pl.col("latency_ms").sort()
     latencies = (
         d.filter(pl.col("latency_ms").is_not_null())
-        .sort(ENDPOINT_KEY + ["latency_ms"])
-        .with_columns(
-            _rank=pl.int_range(1, pl.len() + 1).over(ENDPOINT_KEY),
-            _n=pl.len().over(ENDPOINT_KEY),
-        )
-        .filter(pl.col("_rank") == (pl.col("_n") * 95 + 99) // 100)
-        .select(*ENDPOINT_KEY, pl.col("latency_ms").alias("p95_latency_ms"))
+        .group_by(ENDPOINT_KEY)
+        .agg(latency.get((pl.len() * 95 + 99) // 100 - 1).alias("p95_latency_ms"))
     )
 
     attempts = pl.col("attempts").cast(pl.Int64)
@@ -222,7 +263,7 @@ def webhook_health(deliveries: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
             fast_retries=pl.col("fast_retries").fill_null(0),
         )
     )
-    return _shape(health, HEALTH_SCHEMA).sort(ENDPOINT_KEY)
+    return _shape(health, HEALTH_SCHEMA).sort(ENDPOINT_KEY), queue
 
 
 def replay_queue(deliveries: pl.DataFrame) -> pl.DataFrame:
@@ -232,15 +273,23 @@ def replay_queue(deliveries: pl.DataFrame) -> pl.DataFrame:
     event delivered once and failing on a later attempt is queued too: the latest
     outcome is what the tenant's system last saw.
     """
-    latest = (
-        deliveries.sort(EVENT_KEY + EVENT_ORDER)
-        .group_by(EVENT_KEY, maintain_order=True)
-        .agg(
-            pl.len().alias("attempts"),
-            pl.col("attempted_at").last().alias("last_attempt_at"),
-            pl.col("status_code").last().alias("last_status"),
-            pl.col("error").last().alias("last_error"),
-        )
+    return _replay_of_sorted(_event_sorted(deliveries))
+
+
+def _replay_of_sorted(ordered: pl.DataFrame) -> pl.DataFrame:
+    """``replay_queue`` on rows already in EVENT_KEY + EVENT_ORDER order: each event's
+    last row, with the event's attempt count (run lengths on sorted rows, no grouping)."""
+    position = pl.int_range(pl.len(), dtype=pl.Int64)
+    marked = ordered.with_columns(_same=_same_as_previous(EVENT_KEY)).with_columns(
+        _attempts=(position - pl.when(~pl.col("_same")).then(position).forward_fill() + 1).cast(pl.UInt32),
+        _last=~pl.col("_same").shift(-1).fill_null(False),
+    )
+    latest = marked.filter(pl.col("_last")).select(
+        *EVENT_KEY,
+        pl.col("_attempts").alias("attempts"),
+        pl.col("attempted_at").alias("last_attempt_at"),
+        pl.col("status_code").alias("last_status"),
+        pl.col("error").alias("last_error"),
     )
     failed = pl.col("last_status").is_between(200, 299).fill_null(False).not_()
     return _shape(
