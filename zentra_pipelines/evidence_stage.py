@@ -42,22 +42,52 @@ def configured_tenants(policies_path: Path, secrets_path: Path) -> list[str]:
     return sorted(t for t in tenants if isinstance(t, str))
 
 
-def load_packet_frames(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
+def load_packet_frames(
+    con: duckdb.DuckDBPyConnection, days: list[date] | None = None, tenants: list[str] | None = None
+) -> dict[str, pl.DataFrame]:
+    """Every packet table; with ``days`` (and ``tenants``) only the rows a packet of those
+    days (and tenants) can hold: each row's day is its DAY_COLUMNS timestamp's UTC day,
+    a timeline row's the day its intent was created. Table and column names come from
+    the packet plan (an allowlist); days and tenants are bound.
+    """
     frames: dict[str, pl.DataFrame] = {}
-    for name, (table, _) in packet_plan.DAY_COLUMNS.items():
-        if name == "intent_timeline":
+    where, params = _day_filter(days, tenants)
+    for name, (table, column) in packet_plan.DAY_COLUMNS.items():
+        if name == "intent_timeline" or not Warehouse.exists(con, table):
             continue
-        frame = Warehouse.read(con, table)
-        if frame is not None:
-            frames[name] = frame
-    timeline = Warehouse.read(con, "intent_timeline")
-    intents = frames.get("intents")
-    if timeline is not None and intents is not None:
-        frames["intent_timeline"] = timeline.join(
-            intents.select("tenant_id", "intent_id", pl.col("created_at").alias("intent_created_at")),
-            on=["tenant_id", "intent_id"],
-        )
+        frames[name] = con.sql(f'SELECT * FROM "{table}" AS t {where.format(col=column)}', params=params).pl()
+    if Warehouse.exists(con, "intent_timeline") and Warehouse.exists(con, "intents"):
+        frames["intent_timeline"] = con.sql(
+            'SELECT t.*, i.created_at AS intent_created_at FROM "intent_timeline" AS t '
+            'JOIN "intents" AS i ON t.tenant_id = i.tenant_id AND t.intent_id = i.intent_id '
+            + where.replace("t.", "i.").format(col="created_at"),
+            params=params,
+        ).pl()
     return frames
+
+
+def _day_filter(days: list[date] | None, tenants: list[str] | None) -> tuple[str, dict]:
+    clauses, params = [], {}
+    if days is not None:
+        clauses.append('list_contains($days, CAST(t."{col}" AS DATE))')
+        params["days"] = sorted(days)
+    if tenants is not None:
+        clauses.append("list_contains($tenants, t.tenant_id)")
+        params["tenants"] = sorted(tenants)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def packet_days(con: duckdb.DuckDBPyConnection, tenants: list[str]) -> list[date]:
+    """Every UTC day holding a row of a configured tenant in a packet table."""
+    found: set[date] = set()
+    for name, (table, column) in packet_plan.DAY_COLUMNS.items():
+        if name == "intent_timeline" or not Warehouse.exists(con, table):
+            continue  # dated by its intent, already counted through `intents`
+        found.update(d for (d,) in con.sql(
+            f'SELECT DISTINCT CAST("{column}" AS DATE) FROM "{table}" WHERE list_contains($tenants, tenant_id)',
+            params={"tenants": sorted(tenants)},
+        ).fetchall() if d is not None)
+    return sorted(found)
 
 
 def run_packets(
@@ -67,22 +97,26 @@ def run_packets(
     signing_key: str | None,
     days: set[date] | None = None,
 ) -> EvidenceReport:
-    """Seal every tenant-day (or only ``days``, for a partitioned run); unchanged days seal nothing."""
+    """Seal every tenant-day (or only ``days``, for a partitioned run); unchanged days seal nothing.
+
+    One UTC day at a time: only that day's rows are read from the warehouse and held in
+    memory (at 1M intents the whole state is many GB), and the day's tenants are sealed
+    on a small thread pool.
+    """
     signer = load_signer(home, signing_key)
     packet_store.sweep_staging(home)  # temp packets of a killed run: never evidence, never kept
-    frames = load_packet_frames(con)
-    plan = packet_plan.allocate(frames, tenants)
-    if days is not None:
-        plan = {k: v for k, v in plan.items() if k.period in days}
     daily = Warehouse.read(con, "daily_balances")
-    entries = frames.get("ledger_entries", pl.DataFrame())
+    # sums over every entry (a hostile journal could span days); exact (HUGEINT)
     journal_sums = (
-        entries.group_by("journal_id", "currency").agg(pl.col("amount_minor").sum().alias("total"))
-        if entries.height else pl.DataFrame(schema={"journal_id": pl.String, "currency": pl.String, "total": pl.Int64})
+        con.sql('SELECT journal_id, currency, sum(amount_minor) AS total FROM "ledger_entries" GROUP BY ALL').pl()
+        if Warehouse.exists(con, "ledger_entries")
+        else pl.DataFrame(schema={"journal_id": pl.String, "currency": pl.String, "total": pl.Int64})
     )
     daily_by_tenant = (
         daily.partition_by("tenant_id", as_dict=True) if daily is not None and daily.height else {}
     )
+    todo = sorted(days) if days is not None else packet_days(con, tenants)
+    plan: dict[packet_plan.TenantDay, dict[str, pl.DataFrame]] = {}
 
     def seal_one(key: packet_plan.TenantDay) -> tuple:
         tables = dict(plan[key])
@@ -94,8 +128,8 @@ def run_packets(
         report = {}
         if "deliveries" in tables:
             as_of = packet_plan.day_end(key.period)
-            tables["webhook_health"] = delivery_health.webhook_health(tables["deliveries"], as_of)
-            tables["replay_queue"] = delivery_health.replay_queue(tables["deliveries"])
+            tables["webhook_health"], tables["replay_queue"] = delivery_health.health_and_replay(
+                tables["deliveries"], as_of)
         inp = PacketInput(
             tenant_id=key.tenant_id,
             period=key.period.isoformat(),
@@ -114,13 +148,18 @@ def run_packets(
     # Tenant-days are independent (own folder, own version chain) and the work is Parquet,
     # CSV, zlib and SHA-256 on large buffers, all of which release the GIL: seal them on
     # a small pool. The packets table is sorted, so the thread schedule never shows.
-    keys = sorted(plan, key=lambda k: (k.tenant_id, k.period))
-    workers = min(SEAL_WORKERS, len(keys)) or 1
-    if workers == 1:
-        rows = [seal_one(k) for k in keys]
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zentra-seal") as pool:
-            rows = list(pool.map(seal_one, keys))
+    rows = []
+    for day in todo:
+        plan = packet_plan.allocate(load_packet_frames(con, [day], tenants), tenants)
+        plan = {k: v for k, v in plan.items() if k.period == day}
+        keys = sorted(plan, key=lambda k: (k.tenant_id, k.period))
+        workers = min(SEAL_WORKERS, len(keys)) or 1
+        if workers == 1:
+            rows += [seal_one(k) for k in keys]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zentra-seal") as pool:
+                rows += list(pool.map(seal_one, keys))
+        plan.clear()
     packets = pl.DataFrame(
         rows,
         schema={"tenant_id": pl.String, "period": pl.Date, "version": pl.Int64, "created": pl.Boolean,
