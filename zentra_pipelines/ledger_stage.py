@@ -142,7 +142,11 @@ def archive_new_rows(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> int:
     only the new rows are hashed.
     """
     _ensure_archive(con)
-    frame = rows.select([pl.col(c).cast(pl.String) for c in _ARCHIVE_COLUMNS]).unique(maintain_order=True)
+    frame = rows.select([pl.col(c).cast(pl.String) for c in _ARCHIVE_COLUMNS])
+    # equal content means equal posting_id: only rows whose posting_id repeats can repeat
+    repeated = frame.select(pl.col("posting_id").is_duplicated()).to_series()
+    if repeated.any():
+        frame = frame.filter(~repeated | pl.struct(frame.columns).is_first_distinct())
     con.register("_ledger_read_ids", frame.select("posting_id").unique())
     try:
         known = con.sql(load_sql("select_archived_source_rows")).pl()
@@ -265,18 +269,23 @@ def run_ledger(
 
     t = time.perf_counter()
     new = archive_new_rows(con, snap.postings)
+    read_rows, source_accounts, engine, since = snap.postings.height, snap.accounts, snap.engine, snap.since
+    del snap  # millions of rows at scale: only their count is needed from here on
     archive = read_archive(con)
     clock["archive"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    accounts, _ambiguous = ledger.normalise_accounts(snap.accounts)
-    postings, quarantine = ledger.validate_postings(archive, snap.accounts)
+    accounts, _ambiguous = ledger.normalise_accounts(source_accounts)
+    postings, quarantine = ledger.validate_postings(archive, source_accounts)
     # counted independently of validate_postings, so rows_conserved is a real check
     collapsed = ledger.collapsed_rereads(archive)
+    received = archive.height
+    del archive
     clock["validate"] = time.perf_counter() - t
 
     t = time.perf_counter()
     entries = ledger.chain_entries(postings)
+    del postings
     clock["chain"] = time.perf_counter() - t
     t = time.perf_counter()
     balances, daily = ledger.rebuild_balances(entries)
@@ -285,12 +294,12 @@ def run_ledger(
     t = time.perf_counter()
     latest = entries["posted_at"].max() if entries.height else None
     findings = ledger.ledger_findings(
-        entries, snap.accounts, daily, as_of or latest or datetime(1970, 1, 1, tzinfo=timezone.utc)
+        entries, source_accounts, daily, as_of or latest or datetime(1970, 1, 1, tzinfo=timezone.utc)
     )
     duplicates = ledger.duplicate_journals(entries)
     after = max((w for w in (before, latest) if w is not None), default=None)
     watermark = pl.DataFrame(
-        [(source, after, archive.height, entries.height)], schema=WATERMARK_SCHEMA, orient="row"
+        [(source, after, received, entries.height)], schema=WATERMARK_SCHEMA, orient="row"
     )
     frames = {
         "ledger_entries": entries,
@@ -305,20 +314,20 @@ def run_ledger(
 
     t = time.perf_counter()
     published = Warehouse.publish(
-        con, frames, audit=_combine(ledger_audit(archive.height, collapsed), extra_audit), allow_empty=ALLOW_EMPTY
+        con, frames, audit=_combine(ledger_audit(received, collapsed), extra_audit), allow_empty=ALLOW_EMPTY
     )
     clock["audit_publish"] = time.perf_counter() - t
 
     return LedgerResult(
         source=source,
-        read_engine=snap.engine,
+        read_engine=engine,
         watermark_before=before,
         watermark_after=after,
-        since_applied=snap.since,
-        read=snap.postings.height,
+        since_applied=since,
+        read=read_rows,
         new=new,
-        reread_collapsed=snap.postings.height - new,
-        received=archive.height,
+        reread_collapsed=read_rows - new,
+        received=received,
         collapsed=collapsed,
         accepted=entries.height,
         quarantined=quarantine.height,

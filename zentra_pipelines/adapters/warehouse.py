@@ -9,6 +9,7 @@ unexpectedly empty frame leaves the published tables exactly as they were.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,11 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+
+#: DuckDB's own memory cap (the pipeline's Polars frames come on top). Override with the
+#: environment variable, e.g. ZENTRA_DUCKDB_MEMORY_LIMIT=8GB.
+MEMORY_LIMIT_ENV = "ZENTRA_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "2GB"
 
 #: Every table the pipeline may write. Table names never come from data.
 TABLES = frozenset(
@@ -93,6 +99,9 @@ class Warehouse:
         # Order matters: directories first, then shut the door, then lock the settings.
         con.execute("SET allowed_directories = $dirs", {"dirs": [str(spill)]})
         con.execute("SET temp_directory = $dir", {"dir": str(spill)})
+        # DuckDB caches up to 80% of RAM by default; the pipeline also holds Polars frames,
+        # so cap the engine and let large operators spill to the home's temp folder.
+        con.execute("SET memory_limit = $limit", {"limit": os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT})
         con.execute("SET autoload_known_extensions = false")
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET enable_external_access = false")
