@@ -532,6 +532,7 @@ class SourceOutcome:
     by_tenant_s: float  # per tenant-day counts from GX's unexpected row indices
     results: pl.DataFrame  # RESULT_SCHEMA
     by_tenant: pl.DataFrame  # BY_TENANT_SCHEMA
+    missing: bool = False  # the table was not published
 
 
 @dataclass(frozen=True)
@@ -589,7 +590,7 @@ def _validate_source(eng: _Engine, contract: Contract, frame: pl.DataFrame | Non
         rows = [(contract.source, "expect_table_to_exist", None, "table_exists", STRUCTURE, False, None, None, None,
                  "table not published")]
         return SourceOutcome(contract.source, 0, 0.0, 0.0, 0.0, pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row"),
-                             pl.DataFrame(schema=BY_TENANT_SCHEMA))
+                             pl.DataFrame(schema=BY_TENANT_SCHEMA), missing=True)
     t0 = time.perf_counter()
     pdf = to_pandas_frame(frame)
     t1 = time.perf_counter()
@@ -699,14 +700,32 @@ def validate_frames(frames: Mapping[str, pl.DataFrame | None], *, sources: Seque
                                   "by_tenant_s": round(o.by_tenant_s, 4)} for o in outcomes},
         engine_s=round(engine_s, 4),
         total_s=round(time.perf_counter() - t0, 4),
-        missing=tuple(c.source for c in CONTRACTS if c.source in wanted and frames.get(c.source) is None),
+        missing=tuple(o.source for o in outcomes if o.missing),
     )
+
+
+class _TableReader(Mapping):
+    """source -> published table, read from the warehouse on each ``get`` (not kept)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    def __getitem__(self, source: str) -> pl.DataFrame | None:
+        if source not in SOURCES:
+            raise KeyError(source)
+        return Warehouse.read(self.con, source)
+
+    def __iter__(self):
+        return iter(SOURCES)
+
+    def __len__(self) -> int:
+        return len(SOURCES)
 
 
 def run_data_contracts(con: duckdb.DuckDBPyConnection) -> ContractReport:
     """Read every published source table, validate it in full, publish the results."""
-    frames = {source: Warehouse.read(con, source) for source in SOURCES}
-    report = validate_frames(frames)
+    # one table in memory at a time: each is read when its suite runs, then released
+    report = validate_frames(_TableReader(con))
     Warehouse.publish(
         con,
         {RESULTS_TABLE: report.results, BY_TENANT_TABLE: report.by_tenant},
