@@ -48,7 +48,7 @@ env2 AS (
         iso_utc(received_at_s) AS received_at
     FROM headers
 ),
-signatures AS (
+signatures AS MATERIALIZED (  -- read by `matched` and `body`: computed once
     SELECT e.*,
         CASE WHEN regexp_full_match(webhook_timestamp_s, '[0-9]{1,12}')
              THEN try_cast(webhook_timestamp_s AS BIGINT) END AS webhook_timestamp,
