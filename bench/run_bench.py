@@ -209,6 +209,7 @@ def zentra_run(out: Path, name: str, args: list[str], home: Path, *, fresh: bool
                           "--report", str(report), *(["--now", now] if now else [])], env=env, stdout=fh, cwd=ROOT)
     child = json.loads(report.read_text()) if report.is_file() else {}
     m.update(child)
+    m["maxrss_mib"] = max(m["maxrss_mib"], child.get("peak_rss_total_mib") or 0.0)
     # what the user waits for: the whole process minus the bench's own post-run counting
     m["e2e_s"] = round(m["wall_s"] - child.get("post_s", 0.0), 3)
     return m
@@ -227,6 +228,24 @@ def signing_key(out: Path) -> Path:
         path.write_bytes(pem)
         os.chmod(path, 0o600)
     return path
+
+
+def _reset_peak_rss() -> None:
+    """Linux: writing 5 to clear_refs resets VmHWM, so each step's own peak can be read."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mib() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def child_main(argv: list[str]) -> int:
@@ -261,10 +280,16 @@ def child_main(argv: list[str]) -> int:
     cpu_marks: dict[tuple[str, str | None, str], float] = {}
     handle = instance.handle_new_event
 
+    rss_marks: dict[tuple[str, str | None], float] = {}
+
     def hooked(event, *a, **kw):
         ev = getattr(event, "dagster_event", None)
         if ev is not None and ev.event_type_value in ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE"):
             cpu_marks[(event.run_id, event.step_key, ev.event_type_value)] = time.process_time()
+            if ev.event_type_value == "STEP_START":
+                _reset_peak_rss()
+            else:
+                rss_marks[(event.run_id, event.step_key)] = _peak_rss_mib()
         return handle(event, *a, **kw)
 
     instance.handle_new_event = hooked
@@ -301,6 +326,7 @@ def child_main(argv: list[str]) -> int:
                 c1 = cpu_marks.get((r.run_id, entry.step_key, kind))
                 steps.append({"run": i + 1, "step": entry.step_key, "status": kind,
                               "start": t0, "seconds": round(entry.timestamp - t0, 3),
+                              "peak_rss_mib": rss_marks.get((r.run_id, entry.step_key)),
                               "cpu_s": round(c1 - c0, 3) if c0 is not None and c1 is not None else None})
             elif kind == "ASSET_MATERIALIZATION":
                 mat = ev.step_materialization_data.materialization
@@ -337,6 +363,9 @@ def child_main(argv: list[str]) -> int:
     Path(args.report).write_text(json.dumps({
         "exit_code": rc, "problems": problems[:20], "notes": result.notes,
         "loadavg_after": os.getloadavg(), "cpu_s_total": round(time.process_time(), 2),
+        # VmHWM is reset at each step start (per-step peaks), which also resets what
+        # wait4 reports at exit: the whole run's peak is the max of the step peaks.
+        "peak_rss_total_mib": max([v for v in rss_marks.values() if v] + [_peak_rss_mib() or 0.0]),
         "import_s": round(t_imported - t_start, 3), "execute_s": round(t_executed - t_imported, 3),
         "summary_s": round(t_done - t_executed, 3), "post_s": round(time.perf_counter() - t_done, 3),
         "runs": runs, "steps": steps, "metadata": metadata, "counts": counts,
