@@ -540,6 +540,24 @@ def render(results: dict, baseline: dict | None) -> str:
     out.append("")
     out.append("Throughput is end to end (rows / e2e seconds): every stage, checks and packets included.")
     out.append("")
+    if baseline:
+        out.append(f"### Before → after (before = `{baseline['commit'][:12]}`, {baseline['when']})")
+        out.append("")
+        out.append("| intents | e2e s before | e2e s after | × | CPU s before | CPU s after | peak RSS MiB before | after |")
+        out.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for n in sizes:
+            a, b = results["runs"].get(str(n)), baseline.get("runs", {}).get(str(n))
+            if not a or not b:
+                continue
+            out.append(f"| {n:,} | {b['e2e_s']:,.1f} | {a['e2e_s']:,.1f} | {b['e2e_s'] / a['e2e_s']:.1f}× | "
+                       f"{b['user_s'] + b['sys_s']:,.0f} | {a['user_s'] + a['sys_s']:,.0f} | "
+                       f"{b['maxrss_mib']:,.0f} | {a['maxrss_mib']:,.0f} |")
+        fa, fb = results.get("fixed_overhead"), baseline.get("fixed_overhead")
+        if fa and fb:
+            out.append(f"| 200 (bundled sample) | {fb['e2e_s']:,.1f} | {fa['e2e_s']:,.1f} | {fb['e2e_s'] / fa['e2e_s']:.1f}× | "
+                       f"{fb['user_s'] + fb['sys_s']:,.0f} | {fa['user_s'] + fa['sys_s']:,.0f} | "
+                       f"{fb['maxrss_mib']:,.0f} | {fa['maxrss_mib']:,.0f} |")
+        out.append("")
 
     # ---- scaling
     out.append("## Scaling 10k → 1M")
@@ -577,23 +595,24 @@ def render(results: dict, baseline: dict | None) -> str:
             out.append(f"Before = `{baseline['commit'][:12]}` ({baseline['when']}), after = this commit. "
                        "Wall seconds from Dagster's step events; CPU seconds of the process over the same step.")
             out.append("")
-            out.append("| step | before wall s | before CPU s | after wall s | after CPU s | × faster (CPU) |")
-            out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+            out.append("| step | before wall s | before CPU s | after wall s | after CPU s | × faster (CPU) | after peak RSS MiB |")
+            out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         else:
             out.append("Wall seconds from Dagster's step events; CPU seconds of the process over the same step.")
             out.append("")
-            out.append("| step | wall s | CPU s | share of step wall |")
-            out.append("| --- | ---: | ---: | ---: |")
+            out.append("| step | wall s | CPU s | share of step wall | peak RSS MiB |")
+            out.append("| --- | ---: | ---: | ---: | ---: |")
         total = sum(steps.values()) or 1.0
-        order = sorted(set(steps) | set(bsteps), key=lambda k: -(bsteps.get(k) or steps.get(k) or 0))
+        rss = step_table(r, "peak_rss_mib")
+        order = sorted(set(steps) | set(bsteps), key=lambda k: -(steps.get(k) or bsteps.get(k) or 0))
         for k in order:
             a, bb = steps.get(k), bsteps.get(k)
             if b:
                 ca, cb = cpus.get(k), bcpus.get(k)
                 speed = f"{cb / ca:.1f}×" if ca and cb else "—"
-                out.append(f"| `{k}` | {fmt(bb)} | {fmt(cb)} | {fmt(a)} | {fmt(ca)} | {speed} |")
+                out.append(f"| `{k}` | {fmt(bb)} | {fmt(cb)} | {fmt(a)} | {fmt(ca)} | {speed} | {fmt(rss.get(k), 0)} |")
             else:
-                out.append(f"| `{k}` | {fmt(a)} | {fmt(cpus.get(k))} | {100 * (a or 0) / total:.0f}% |")
+                out.append(f"| `{k}` | {fmt(a)} | {fmt(cpus.get(k))} | {100 * (a or 0) / total:.0f}% | {fmt(rss.get(k), 0)} |")
         extra = [("steps (sum)", (sum(bsteps.values()), sum(v for v in bcpus.values() if v)) if b else None,
                   (total, sum(v for v in cpus.values() if v))),
                  ("imports before the first run", (b.get("import_s"), None) if b else None, (r.get("import_s"), None)),
@@ -604,11 +623,11 @@ def render(results: dict, baseline: dict | None) -> str:
         for label, bb, a in extra:
             if b:
                 speed = f"{bb[1] / a[1]:.1f}×" if a[1] and bb[1] else (f"{bb[0] / a[0]:.1f}× (wall)" if a[0] and bb[0] else "—")
-                out.append(f"| {label} | {fmt(bb[0])} | {fmt(bb[1])} | {fmt(a[0])} | {fmt(a[1])} | {speed} |")
+                out.append(f"| {label} | {fmt(bb[0])} | {fmt(bb[1])} | {fmt(a[0])} | {fmt(a[1])} | {speed} | |")
             else:
                 out.append(f"| {label} | {fmt(a[0])} | {fmt(a[1])} | |")
         if b:
-            out.append(f"| peak RSS MiB | {fmt(b['maxrss_mib'], 0)} | | {fmt(r['maxrss_mib'], 0)} | | |")
+            out.append(f"| peak RSS MiB | {fmt(b['maxrss_mib'], 0)} | | {fmt(r['maxrss_mib'], 0)} | | | |")
         else:
             out.append(f"| peak RSS MiB | {fmt(r['maxrss_mib'], 0)} | | |")
         led = r.get("metadata", {}).get("ledger_entries", {}).get("seconds")
@@ -663,8 +682,10 @@ def render(results: dict, baseline: dict | None) -> str:
             rebuild = led.get("rebuild")
             lw = lc.get("ledger", {}).get("wall_s")
             hw = lc.get("hledger", {}).get("wall_s")
+            lcell = fmt(lw) if lw else f"failed ({lc.get('ledger', {}).get('failed', '?')})"
+            hcell = fmt(hw) if hw else f"failed ({lc.get('hledger', {}).get('failed', '?')})"
             out.append(f"| {n:,} | {fmt(r['counts'].get('ledger_entries'))} | {lc.get('journal_bytes', 0) / 2**20:,.0f} | "
-                       f"{fmt(lw)} | {fmt(hw)} | {fmt(step)} | {fmt(rebuild, 3)} | "
+                       f"{lcell} | {hcell} | {fmt(step)} | {fmt(rebuild, 3)} | "
                        f"{fmt(lw / step if lw and step else None, 1)}× | {fmt(hw / step if hw and step else None, 1)}× |")
         tools = [results["ledger_cli"][k].get(t, {}) for k in results["ledger_cli"] for t in ("ledger", "hledger")]
         vers = sorted({t.get("version") for t in tools if t.get("version")})
