@@ -17,8 +17,8 @@ from zentra_pipelines.adapters import landing
 from zentra_pipelines.adapters.config import load_webhook_keys
 from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
-from zentra_pipelines.domain.callbacks import converge
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
+from zentra_pipelines.domain.callbacks import converge
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
 
 #: Standard Webhooks tolerance, applied on both sides of received_at.
@@ -59,15 +59,17 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
                 if file.sha256 in known:
                     skipped += 1
                     continue
-                lines = landing.frame_lines(file).with_columns(source=pl.lit(source))
                 if not began:
                     con.execute("BEGIN TRANSACTION")
                     began = True
-                Warehouse.append(con, "landing_lines", lines)
-                records.append((source, file.source_file, file.sha256, file.size, lines.height, None))
+                line_count = 0
+                for lines in landing.frame_lines(file):  # bounded batches: a file larger than RAM still frames
+                    Warehouse.append(con, "landing_lines", lines.with_columns(source=pl.lit(source)))
+                    line_count += lines.height
+                    del lines
+                records.append((source, file.source_file, file.sha256, file.size, line_count, None))
                 known[file.sha256] = file.source_file
-                new_lines += lines.height
-                del lines
+                new_lines += line_count
             if began:
                 Warehouse.append(con, "landing_files", pl.DataFrame(records, schema=FILES_SCHEMA, orient="row"))
                 con.execute("COMMIT")

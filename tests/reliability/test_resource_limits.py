@@ -11,13 +11,12 @@ through the same library calls the ``landing_archive`` and ``provider_state`` as
 (see ``conftest.HWM_WRAPPER`` for why not ``getrusage``), compared with the same child on a
 landing of two valid lines.
 
-Bound: the framing (``adapters/landing.frame_lines``) reads a whole file into memory and
-holds it a few times over (bytes, line slices, decoded text, split strings, Polars frame),
-so peak RSS grows with the largest *file*, not with the line limit. The first test asserts
-the issue's budget, < 1.5 GiB for these inputs (ZENTRA_RSS_BOUND_MIB), and reports the
-figures; the second (xfail, strict) measures the framing alone and asserts the bound a
-streaming framing meets: < 8 x MAX_LINE_BYTES + 64 MiB whatever the file size (a
-prototype reading ``readline(MAX_LINE_BYTES + 1)`` in 8 MiB batches used 27 MiB here).
+Bound: the framing (``adapters/landing.frame_lines``) streams a file in 8 MiB batches cut
+at newlines and hashes an oversized line as it streams past, so memory grows with the batch
+and the line limit, never with the file (bug B6, fixed: it used to read the whole file and
+hold it several times over). The first test asserts the issue's budget, < 1.5 GiB for these
+inputs (ZENTRA_RSS_BOUND_MIB), and reports the figures; the second measures the framing
+alone against the streaming bound: < 8 x MAX_LINE_BYTES + 64 MiB whatever the file size.
 """
 
 from __future__ import annotations
@@ -123,17 +122,12 @@ files = landing.list_files(Path(sys.argv[1]), "callbacks")
 rows = 0
 if sys.argv[2] == "frame":
     for file in files:
-        out = landing.frame_lines(file)  # a frame today; an iterator of bounded frames once it streams
-        for frame in ([out] if isinstance(out, pl.DataFrame) else out):
+        for frame in landing.frame_lines(file):  # an iterator of bounded frames
             rows += frame.height
 print(rows)
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (memory): adapters/landing.frame_lines reads the whole file (path.read_bytes()) and holds it several "
-    "times (bytes, split slices, decoded text, split strings, Polars frame): framing one 64 MiB file of "
-    "ordinary lines costs ~5-9x its size in RSS, so a landing file larger than RAM/8 OOM-kills the run"))
 def test_framing_a_large_file_streams_in_bounded_memory(tmp_path, figures):
     """Streaming bound: framing costs O(MAX_LINE_BYTES + one bounded batch), not O(file size)."""
     landing = tmp_path / "landing" / "callbacks"

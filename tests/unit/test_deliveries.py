@@ -36,7 +36,7 @@ def landing_con(files: dict[str, bytes]) -> duckdb.DuckDBPyConnection:
     for name, data in files.items():
         sha = hashlib.sha256(data).hexdigest()
         file = landing.LandingFile("deliveries", f"deliveries/{name}", Path("unused"), sha, len(data))
-        frame = landing.frame_lines(file, data).with_columns(source=pl.lit("deliveries"))
+        frame = landing.frame_bytes(file, data).with_columns(source=pl.lit("deliveries"))
         con.register("frame", frame)
         con.execute(
             "INSERT INTO landing_lines SELECT source_file, file_sha256, line_no, text, raw, frame_error, "

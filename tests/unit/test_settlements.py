@@ -26,7 +26,7 @@ def framed(files: dict[str, bytes]) -> pl.DataFrame:
     for name, data in files.items():
         sha = hashlib.sha256(data).hexdigest()
         file = landing.LandingFile("settlements", f"settlements/{name}", Path("unused"), sha, len(data))
-        frames.append(landing.frame_lines(file, data))
+        frames.append(landing.frame_bytes(file, data))
     return pl.concat(frames).drop("raw")
 
 

@@ -8,8 +8,10 @@ comes out as a row (``received`` is counted here), so nothing can vanish later.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import polars as pl
@@ -62,30 +64,92 @@ def list_files(landing: Path, source: str) -> list[LandingFile]:
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 digest.update(block)
-        found.append(
-            LandingFile(source, f"{source}/{path.name}", path, digest.hexdigest(), path.stat().st_size)
-        )
+        found.append(LandingFile(source, f"{source}/{path.name}", path, digest.hexdigest(), path.stat().st_size))
     return found
 
 
-def _split_lines(data: bytes) -> list[bytes]:
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the newline that ends the file ends the last line; it opens none
-    return lines
+#: Bytes read per batch when framing a file: memory stays O(BATCH_BYTES + MAX_LINE_BYTES)
+#: whatever the file's size (4 MiB framed the 100k sample's 127 MiB of callbacks in 0.67 s, 183 MiB
+#: peak; 8 MiB 0.84 s, 244 MiB; 64 MiB 0.97 s, 329 MiB).
+BATCH_BYTES = 4 << 20
 
 
-def frame_lines(file: LandingFile, data: bytes | None = None) -> pl.DataFrame:
-    """One row per line: valid text, or the raw bytes plus a framing error code.
+def frame_lines(
+    file: LandingFile, batch_bytes: int = BATCH_BYTES, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[pl.DataFrame]:
+    """The file's lines as a stream of frames, each of whole lines, numbered across batches.
+
+    The file is read ``batch_bytes`` at a time and cut after the last newline of each
+    batch, so no frame holds more than a batch plus one carried partial line. A line that
+    outgrows ``max_line_bytes`` before its newline is never held whole: it is hashed as it
+    streams past and comes out as one ``line_too_large`` row with its size and sha256
+    (the same detail ``frame_bytes`` gives a too-large line it holds).
+    """
+    line_no = 1
+    with file.path.open("rb") as fh:
+        pending = b""
+        while chunk := fh.read(batch_bytes):
+            data = pending + chunk
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                pending = data[cut + 1 :]
+                frame = frame_bytes(file, data[: cut + 1], line_no, max_line_bytes)
+            elif len(data) > max_line_bytes:
+                size, digest, pending = _stream_past_line(fh, data, batch_bytes)
+                frame = _too_large_row(file, line_no, _too_large_detail(size, max_line_bytes, digest.hexdigest()))
+            else:
+                pending = data
+                continue
+            del data
+            line_no += frame.height
+            yield frame
+        if pending:
+            yield frame_bytes(file, pending, line_no, max_line_bytes)
+
+
+def _stream_past_line(fh: BinaryIO, head: bytes, batch_bytes: int) -> tuple[int, Any, bytes]:
+    """Hash the rest of an oversized line; return its size, digest and the bytes after it."""
+    digest, size = hashlib.sha256(head), len(head)
+    while chunk := fh.read(batch_bytes):
+        nl = chunk.find(b"\n")
+        if nl >= 0:
+            digest.update(chunk[:nl])
+            return size + nl, digest, chunk[nl + 1 :]
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest, b""
+
+
+def _too_large_detail(size: int, limit: int, sha256: str) -> str:
+    return f"{size} bytes > {limit}; sha256 {sha256}"
+
+
+def _too_large_row(file: LandingFile, line_no: int, detail: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "source_file": [file.source_file],
+            "file_sha256": [file.sha256],
+            "line_no": [line_no],
+            "text": [None],
+            "raw": [None],
+            "frame_error": [errors.LINE_TOO_LARGE],
+            "frame_detail": [detail],
+        },
+        schema=LINES_SCHEMA,
+    )
+
+
+def frame_bytes(
+    file: LandingFile, data: bytes, first_line_no: int = 1, max_line_bytes: int = MAX_LINE_BYTES
+) -> pl.DataFrame:
+    """One row per line of ``data`` (whole lines): valid text, or the raw bytes plus a framing error code.
 
     Vectorised: newlines, NUL bytes, line lengths and non-ASCII bytes are located with
-    NumPy over the whole file, the lines become one Arrow array over the file's own
-    buffer, and only *suspect* lines (too large, holding a NUL, or non-ASCII lines of a
-    file that is not valid UTF-8 as a whole) are judged one by one by ``_frame_one``,
-    the reference rules. A clean file never enters a Python loop.
+    NumPy over the block, the lines become one Arrow array over the block's own buffer,
+    and only *suspect* lines (too large, holding a NUL, or non-ASCII lines of a block
+    that is not valid UTF-8 as a whole) are judged one by one by ``_frame_one``, the
+    reference rules. A clean block never enters a Python loop.
     """
-    if data is None:
-        data = file.path.read_bytes()
     if data and not data.endswith(b"\n"):
         data = data + b"\n"  # the last line ends at the end of the file: same framing as a final newline
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -102,12 +166,10 @@ def frame_lines(file: LandingFile, data: bytes | None = None) -> pl.DataFrame:
     offsets = np.empty(n + 1, dtype=np.int64)
     offsets[:n] = starts
     offsets[n] = len(data)
-    with_nl = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
-    )
+    with_nl = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     lines = pc.binary_slice(with_nl, 0, -1) if n else pa.array([], type=pa.large_binary())
 
-    suspect = lengths > MAX_LINE_BYTES
+    suspect = lengths > max_line_bytes
     if n:
         suspect[_lines_of(np.flatnonzero(buf == 0), ends)] = True
     try:
@@ -121,7 +183,7 @@ def frame_lines(file: LandingFile, data: bytes | None = None) -> pl.DataFrame:
     columns = {
         "source_file": pl.repeat(file.source_file, n, dtype=pl.String, eager=True),
         "file_sha256": pl.repeat(file.sha256, n, dtype=pl.String, eager=True),
-        "line_no": pl.int_range(1, n + 1, dtype=pl.Int64, eager=True),
+        "line_no": pl.int_range(first_line_no, first_line_no + n, dtype=pl.Int64, eager=True),
         "text": None,
         "raw": pl.repeat(None, n, dtype=pl.Binary, eager=True),
         "frame_error": nothing,
@@ -129,7 +191,7 @@ def frame_lines(file: LandingFile, data: bytes | None = None) -> pl.DataFrame:
     }
     if bad.size:
         # the reference rules, line by line, for the few suspect lines only
-        verdicts = [_frame_one(data[starts[i]:ends[i]]) for i in bad.tolist()]
+        verdicts = [_frame_one(data[starts[i] : ends[i]], max_line_bytes) for i in bad.tolist()]
         ok = np.ones(n, dtype=bool)
         ok[bad[np.asarray([v[0] is None for v in verdicts], dtype=bool)]] = False
         text = pc.if_else(pa.array(ok), lines, pa.nulls(n, type=pa.large_binary())).cast(pa.large_string())
@@ -150,10 +212,10 @@ def _lines_of(positions: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.unique(np.searchsorted(ends, positions))
 
 
-def _frame_one(line: bytes) -> tuple[str | None, bytes | None, str | None, str | None]:
-    if len(line) > MAX_LINE_BYTES:
+def _frame_one(line: bytes, max_line_bytes: int) -> tuple[str | None, bytes | None, str | None, str | None]:
+    if len(line) > max_line_bytes:
         digest = hashlib.sha256(line).hexdigest()
-        return None, None, errors.LINE_TOO_LARGE, f"{len(line)} bytes > {MAX_LINE_BYTES}; sha256 {digest}"
+        return None, None, errors.LINE_TOO_LARGE, _too_large_detail(len(line), max_line_bytes, digest)
     if b"\x00" in line:
         return None, line, errors.NUL_BYTE, f"NUL byte at offset {line.index(NUL)}"
     try:

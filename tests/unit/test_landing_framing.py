@@ -1,0 +1,60 @@
+"""Framing streams: batches cut at newlines give the rows one whole-file framing gives."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from zentra_pipelines.adapters import landing
+from zentra_pipelines.domain import errors
+
+
+def _file(tmp_path: Path, data: bytes) -> landing.LandingFile:
+    folder = tmp_path / "callbacks"
+    folder.mkdir(exist_ok=True)
+    (folder / "f.jsonl").write_bytes(data)
+    return landing.list_files(tmp_path, "callbacks")[0]
+
+
+def _streamed(
+    file: landing.LandingFile, batch_bytes: int, max_line_bytes: int = landing.MAX_LINE_BYTES
+) -> pl.DataFrame:
+    return pl.concat(list(landing.frame_lines(file, batch_bytes, max_line_bytes)))
+
+
+def test_lines_crossing_batch_boundaries_are_framed_whole_and_numbered_across_batches(tmp_path):
+    data = b"".join(b'{"n":%d,"pad":"%s"}\n' % (i, b"x" * (i % 13)) for i in range(200))
+    data += b"bad\x00line\n\xff\xfe\nlast line without newline"
+    file = _file(tmp_path, data)
+
+    assert_frame_equal(_streamed(file, batch_bytes=37), landing.frame_bytes(file, data))
+
+
+def test_a_line_over_the_limit_is_hashed_as_it_streams_with_the_detail_of_whole_framing(tmp_path):
+    huge = b"y" * 1000
+    data = b"first\n" + huge + b"\nthird\n"
+    file = _file(tmp_path, data)
+
+    streamed = _streamed(file, batch_bytes=64, max_line_bytes=100)
+
+    assert streamed["line_no"].to_list() == [1, 2, 3]
+    assert streamed["text"].to_list() == ["first", None, "third"]
+    assert streamed["frame_error"].to_list() == [None, errors.LINE_TOO_LARGE, None]
+    assert streamed["frame_detail"][1] == f"1000 bytes > 100; sha256 {hashlib.sha256(huge).hexdigest()}"
+    assert_frame_equal(streamed, landing.frame_bytes(file, data, max_line_bytes=100))
+
+
+def test_an_oversized_last_line_without_newline_is_one_row(tmp_path):
+    file = _file(tmp_path, b"ok\n" + b"z" * 50)
+
+    streamed = _streamed(file, batch_bytes=8, max_line_bytes=10)
+
+    assert streamed["frame_error"].to_list() == [None, errors.LINE_TOO_LARGE]
+    assert streamed["frame_detail"][1].startswith("50 bytes > 10; sha256 ")
+
+
+def test_an_empty_file_frames_no_rows(tmp_path):
+    assert list(landing.frame_lines(_file(tmp_path, b""))) == []
