@@ -18,9 +18,9 @@ After the rerun, compared with a clean reference run signed by the same dev key:
 warehouse table (same table set, no leftover staging table, same rows ``ORDER BY ALL``;
 ``ledger_source_rows.archived_at`` and the ``packets`` bookkeeping columns that record
 *when* and *where* excluded), the same packet files (names and bytes), nothing under
-``packets/`` but ``v<N>.zip`` (temp zips orphaned by bug B2 of docs/reliability.md are
-counted in the figures instead, until it is fixed; the xfail test below pins it), no
-duplicated archive rows, no lost rows.
+``packets/`` but ``v<N>.zip`` (a temp zip there was bug B2 of docs/reliability.md, fixed:
+packets are staged in ``.packet_staging/`` beside ``packets/``; the test below kills a run
+inside the publish window), no duplicated archive rows, no lost rows.
 """
 
 from __future__ import annotations
