@@ -33,6 +33,10 @@ ui: $(STAMP) $(SAMPLE)/secrets.json
 sample: $(STAMP)
 	$(BIN)/zentra sample --out $(SAMPLE) --intents 200 --seed 7
 
+lint: $(STAMP)
+	$(BIN)/ruff check zentra_pipelines dagster_project tests bench
+	$(BIN)/lint-imports
+
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+
 from zentra_pipelines import intake
 from zentra_pipelines.adapters.config import load_policies
 from zentra_pipelines.adapters.warehouse import Warehouse

@@ -20,7 +20,6 @@ from zentra_pipelines.domain import ledger as ledger_domain
 from zentra_pipelines.domain import packet_plan
 from zentra_pipelines.domain.evidence import PacketInput
 
-
 #: Tenant-days sealed at once (each holds one packet's tables and bytes in memory).
 SEAL_WORKERS = max(1, min(4, os.cpu_count() or 1))
 

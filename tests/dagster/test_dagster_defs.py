@@ -23,7 +23,6 @@ from dagster_project.defs.sensors import (
     root_message,
 )
 from dagster_project.pipeline import INSTANCE_YAML, load_definitions, upstream_keys
-
 from tests.dagster.support import BIN, REPO, clean_env
 
 

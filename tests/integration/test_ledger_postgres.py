@@ -15,10 +15,17 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 from polars.testing import assert_frame_equal
-
 from test_ledger_stage import (  # shared fixture: same rows for both databases
-    ACCOUNTS_DDL, POSTINGS_DDL, START, expected_balances, make_ledger, tables, ts, write_sqlite,
+    ACCOUNTS_DDL,
+    POSTINGS_DDL,
+    START,
+    expected_balances,
+    make_ledger,
+    tables,
+    ts,
+    write_sqlite,
 )
+
 from zentra_pipelines.adapters import ledger_source
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import errors

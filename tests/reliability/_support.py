@@ -98,7 +98,13 @@ def run_stages(home: Path, landing: Path, source_db: Path | str, policies: Path,
     provenance-free packet members use it to stay affordable.
     """
     from zentra_pipelines import (
-        break_log_stage, controls, evidence_stage, events_stage, ingest, ledger_stage, reconciliation_stage,
+        break_log_stage,
+        controls,
+        events_stage,
+        evidence_stage,
+        ingest,
+        ledger_stage,
+        reconciliation_stage,
     )
     from zentra_pipelines.adapters.warehouse import Warehouse
     from zentra_pipelines.settings import normalise_db_url

@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import hostile
 from tests.reliability._support import knob, run_measured
 from zentra_pipelines.adapters.landing import MAX_LINE_BYTES
