@@ -283,34 +283,34 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 CSV_FORMULA_GUARD = "text cells starting with = + - @ TAB CR are prefixed with ' in CSV; Parquet is exact"
 
 
-def _guard_formula(column: pl.Series) -> pl.Series:
-    starts = pl.lit(False)
-    for prefix in FORMULA_PREFIXES:
-        starts = starts | pl.col(column.name).str.starts_with(prefix)
-    return column.to_frame().select(
-        pl.when(starts).then(pl.lit("'") + pl.col(column.name)).otherwise(pl.col(column.name)).alias(column.name)
-    ).to_series()
+#: The same prefixes as one anchored pattern: one vectorised pass per text column.
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def _guard_formula(name: str) -> pl.Expr:
+    col = pl.col(name)
+    return pl.when(col.str.contains(_FORMULA_START)).then(pl.lit("'") + col).otherwise(col).alias(name)
 
 
 def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
     """Columns a CSV cannot hold natively become text: nested -> canonical JSON, binary -> hex;
-    text that a spreadsheet would run as a formula is defused (see CSV_FORMULA_GUARD)."""
-    cols = []
+    text that a spreadsheet would run as a formula is defused (see CSV_FORMULA_GUARD).
+    One ``select`` over the frame, so Polars converts the columns in parallel."""
+    exprs: list[pl.Expr | pl.Series] = []
     for name, dtype in df.schema.items():
         if _is_nested(dtype):
             values = [
                 None if v is None else canonical_json(v).decode("utf-8").rstrip("\n")
                 for v in df.get_column(name).to_list()
             ]
-            cols.append(pl.Series(name, values, dtype=pl.String))
+            exprs.append(pl.Series(name, values, dtype=pl.String))
         elif dtype == pl.Binary:
-            values = [None if v is None else bytes(v).hex() for v in df.get_column(name).to_list()]
-            cols.append(pl.Series(name, values, dtype=pl.String))
+            exprs.append(pl.col(name).bin.encode("hex"))
         elif dtype == pl.String:
-            cols.append(_guard_formula(df.get_column(name)))
+            exprs.append(_guard_formula(name))
         else:
-            cols.append(df.get_column(name))
-    return pl.DataFrame(cols) if cols else df
+            exprs.append(pl.col(name))
+    return df.select(exprs) if exprs else df
 
 
 def csv_bytes(df: pl.DataFrame) -> bytes:
