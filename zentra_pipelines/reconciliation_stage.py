@@ -14,7 +14,7 @@ from zentra_pipelines.domain import ledger as ledger_domain
 from zentra_pipelines.domain.accounting import count_by, per_file_accounting
 from zentra_pipelines.domain.reconcile import reconcile
 from zentra_pipelines.domain.routing import routing_decisions
-from zentra_pipelines.domain.timeline import intent_timeline
+from zentra_pipelines.domain.timeline import TIMELINE_SCHEMA, intent_timeline
 
 
 def as_of(con: duckdb.DuckDBPyConnection) -> datetime:
@@ -23,11 +23,17 @@ def as_of(con: duckdb.DuckDBPyConnection) -> datetime:
     return value or datetime(1970, 1, 1)
 
 
-def _columns(con: duckdb.DuckDBPyConnection, name: str, columns: tuple[str, ...]) -> pl.DataFrame:
-    """Some columns of a published table, in table order (names: constants, quoted)."""
+def _columns(
+    con: duckdb.DuckDBPyConnection, name: str, columns: tuple[str, ...], tenant: str | None = None
+) -> pl.DataFrame:
+    """Some columns of a published table, in table order (names: constants, quoted), of
+    every tenant or of one (bound, never SQL text)."""
     if not Warehouse.exists(con, name):
         raise RuntimeError(f"table {name} has not been built yet: materialize its upstream asset first")
-    return con.sql(f'SELECT {", ".join(chr(34) + c + chr(34) for c in columns)} FROM "{name}"').pl()
+    sql = f'SELECT {", ".join(chr(34) + c + chr(34) for c in columns)} FROM "{name}"'
+    if tenant is None:
+        return con.sql(sql).pl()
+    return con.sql(sql + " WHERE tenant_id = $tenant", params={"tenant": tenant}).pl()
 
 
 def _table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
@@ -113,18 +119,28 @@ TIMELINE_COLUMNS = {
 
 
 def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
-    read = {name: _columns(con, name, cols) for name, cols in TIMELINE_COLUMNS.items()}
-    events = read.pop("callback_events")
-    unique_events = events.group_by("tenant_id", "provider", "event_id").agg(
-        pl.col("intent_id", "type", "sequence", "amount_minor", "currency", "occurred_at").first(),
-        pl.col("received_at").min(),
-        pl.len().alias("copies"),
-    )
-    del events
-    timeline = intent_timeline(
-        read.pop("intents"), read.pop("policy_decisions"), read.pop("ledger_entries"),
-        read.pop("routing_decisions"), unique_events, read.pop("deliveries"),
-    )
+    """Build the timeline one tenant at a time: the timeline is ordered by tenant first and
+    no row joins across tenants, so the concatenation in tenant order is the same frame,
+    while only one tenant's inputs and intermediates are held at once (at 1M intents the
+    inputs alone are several GB)."""
+    tenants = [t for (t,) in con.sql('SELECT DISTINCT tenant_id FROM "intents" ORDER BY 1').fetchall()]
+    parts = []
+    for tenant in tenants:
+        read = {name: _columns(con, name, cols, tenant) for name, cols in TIMELINE_COLUMNS.items()}
+        events = read.pop("callback_events")
+        unique_events = events.group_by("tenant_id", "provider", "event_id").agg(
+            pl.col("intent_id", "type", "sequence", "amount_minor", "currency", "occurred_at").first(),
+            pl.col("received_at").min(),
+            pl.len().alias("copies"),
+        )
+        del events
+        parts.append(intent_timeline(
+            read.pop("intents"), read.pop("policy_decisions"), read.pop("ledger_entries"),
+            read.pop("routing_decisions"), unique_events, read.pop("deliveries"),
+        ))
+        del read, unique_events
+    timeline = pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=TIMELINE_SCHEMA)
+    del parts
     Warehouse.publish(con, {"intent_timeline": timeline}, allow_empty={"intent_timeline"})
     return timeline.height
 
