@@ -148,8 +148,11 @@ def sha256_hex(data: bytes) -> str:
 
 
 def merkle_leaf_hash(data: bytes) -> bytes:
-    """RFC 6962 section 2.1: ``SHA-256(0x00 || data)``."""
-    return hashlib.sha256(b"\x00" + data).digest()
+    """RFC 6962 section 2.1: ``SHA-256(0x00 || data)``, fed in two parts so that a large
+    file is never copied to prepend one byte."""
+    h = hashlib.sha256(b"\x00")
+    h.update(data)
+    return h.digest()
 
 
 def merkle_node_hash(left: bytes, right: bytes) -> bytes:
@@ -179,13 +182,6 @@ def merkle_root_from_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """RFC 6962 Merkle Tree Hash of the leaves, in the given order."""
     return merkle_root_from_leaf_hashes([merkle_leaf_hash(d) for d in leaves])
-
-
-def _leaf_hash_no_copy(data: bytes) -> bytes:
-    """``merkle_leaf_hash`` without building ``0x00 || data`` (a copy of a large file)."""
-    h = hashlib.sha256(b"\x00")
-    h.update(data)
-    return h.digest()
 
 
 # ----------------------------------------------------------------------------------
@@ -283,8 +279,9 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 CSV_FORMULA_GUARD = "text cells starting with = + - @ TAB CR are prefixed with ' in CSV; Parquet is exact"
 
 
-#: The same prefixes as one anchored pattern: one vectorised pass per text column.
-_FORMULA_START = r"^[=+\-@\t\r]"
+#: The same prefixes as one anchored character class: one vectorised pass per text column
+#: (``-`` escaped inside the class; TAB and CR stand for themselves).
+_FORMULA_START = "^[" + "".join("\\" + c if c in "-]\\^" else c for c in FORMULA_PREFIXES) + "]"
 
 
 def _guard_formula(name: str) -> pl.Expr:
@@ -545,7 +542,7 @@ def build_packet(
         {"path": p, "sha256": digests[p], "bytes": len(files[p]), "rows": rows[p]}
         for p in paths
     ]
-    root = merkle_root_from_leaf_hashes([_leaf_hash_no_copy(files[p]) for p in paths]).hex()
+    root = merkle_root([files[p] for p in paths]).hex()
 
     manifest = {
         "packet_format": PACKET_FORMAT,
