@@ -16,6 +16,8 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from zentra_pipelines.domain.money import is_amount
+
 ACCEPTED, REVIEW, REJECTED = "accepted", "review", "rejected"
 
 # reason codes (stable, shown to finance and sealed into evidence)
@@ -70,9 +72,6 @@ def decide(intents: pl.DataFrame, policies: Mapping) -> pl.DataFrame:
     return _decide_frame(intents, *table)
 
 
-_INT64 = (-(2**63), 2**63 - 1)
-
-
 def _policy_tables(tenants: Mapping) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None:
     """(per tenant, per tenant+corridor, per tenant+currency limits), or None for a shape
     only the reference loop reads faithfully (a non-list corridor set, a limit table that
@@ -102,7 +101,7 @@ def _policy_tables(tenants: Mapping) -> tuple[pl.DataFrame, pl.DataFrame, pl.Dat
             m, d = maxima.get(currency), daily.get(currency)
             m = m if type(m) is int else None
             d = d if type(d) is int else None
-            if any(v is not None and not _INT64[0] <= v <= _INT64[1] for v in (m, d)):
+            if any(v is not None and not is_amount(v) for v in (m, d)):
                 return None
             limits.append((tenant, currency, m, d))
     per_tenant = pl.DataFrame(rows, schema={"tenant_id": pl.String, "_has_policy": pl.Boolean,
