@@ -491,6 +491,19 @@ def step_table(run: dict, field: str = "seconds") -> dict[str, float]:
     return {s["step"] if s["run"] == 1 else f"{s['step']} (run 2)": s.get(field) for s in run.get("steps", [])}
 
 
+def rebuild_seconds(run: dict) -> float | None:
+    """Seconds of the balance rebuild alone, inside the run's ledger step (its metadata)."""
+    return (run.get("metadata", {}).get("ledger_entries", {}).get("seconds") or {}).get("rebuild")
+
+
+def with_runs(results: dict, section: str, sizes: list[int]):
+    """(size, entry of ``results[section]``, the zentra run) for each size having both."""
+    for n in sizes:
+        entry, run = (results.get(section) or {}).get(str(n)), results["runs"].get(str(n))
+        if entry and run:
+            yield n, entry, run
+
+
 def fmt(v: object, digits: int = 2) -> str:
     if v is None:
         return "—"
@@ -649,11 +662,7 @@ def render(results: dict, baseline: dict | None) -> str:
         out.append("")
         out.append("| intents | floor s | floor peak RSS MiB | zentra e2e s | ratio | target ≤ 3× |")
         out.append("| ---: | ---: | ---: | ---: | ---: | --- |")
-        for n in sizes:
-            f = results["floor"].get(str(n))
-            r = results["runs"].get(str(n))
-            if not f or not r:
-                continue
+        for n, f, r in with_runs(results, "floor", sizes):
             ratio = r["e2e_s"] / f["wall_s"] if f.get("wall_s") else None
             out.append(f"| {n:,} | {f['wall_s']:.2f} | {f['maxrss_mib']:,.0f} | {r['e2e_s']:.1f} | "
                        f"{fmt(ratio, 1)}× | {verdict(ratio <= TARGETS['floor_ratio'] if ratio else None)} |")
@@ -675,14 +684,9 @@ def render(results: dict, baseline: dict | None) -> str:
         out.append("| intents | postings | journal MiB | ledger bal s | hledger bal s | our ledger step s | our rebuild s | "
                    "ledger ÷ step | hledger ÷ step | ledger ÷ rebuild | hledger ÷ rebuild |")
         out.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for n in sizes:
-            lc = results["ledger_cli"].get(str(n))
-            r = results["runs"].get(str(n))
-            if not lc or not r:
-                continue
+        for n, lc, r in with_runs(results, "ledger_cli", sizes):
             step = step_table(r).get("ledger")
-            led = r.get("metadata", {}).get("ledger_entries", {}).get("seconds") or {}
-            rebuild = led.get("rebuild")
+            rebuild = rebuild_seconds(r)
             lw = lc.get("ledger", {}).get("wall_s")
             hw = lc.get("hledger", {}).get("wall_s")
             lcell = fmt(lw) if lw else f"failed ({lc.get('ledger', {}).get('failed', '?')})"
@@ -748,14 +752,12 @@ def render(results: dict, baseline: dict | None) -> str:
         out.append(f"| 1M intents end to end ≤ 30 s | {big['e2e_s']:.1f} s | {verdict(big['e2e_s'] <= TARGETS['e2e_1m_s'])} |")
         gib = big["maxrss_mib"] / 1024
         out.append(f"| peak RSS < 6 GiB at 1M | {gib:.2f} GiB | {verdict(gib < TARGETS['rss_1m_gib'])} |")
-    for n in sizes:
-        lc = (results.get("ledger_cli") or {}).get(str(n))
-        r = results["runs"].get(str(n))
-        if lc and r and lc.get("ledger", {}).get("wall_s"):
+    for n, lc, r in with_runs(results, "ledger_cli", sizes):
+        if lc.get("ledger", {}).get("wall_s"):
             step = step_table(r).get("ledger")
             out.append(f"| faster than `ledger bal` ({n:,}), whole ledger step | step {step:.2f} s vs "
                        f"{lc['ledger']['wall_s']:.2f} s | {verdict(step < lc['ledger']['wall_s'])} |")
-            rebuild = (r.get("metadata", {}).get("ledger_entries", {}).get("seconds") or {}).get("rebuild")
+            rebuild = rebuild_seconds(r)
             if rebuild:
                 out.append(f"| faster than `ledger bal` ({n:,}), balances alone | rebuild {rebuild:.3f} s vs "
                            f"{lc['ledger']['wall_s']:.2f} s | {verdict(rebuild < lc['ledger']['wall_s'])} |")
@@ -765,14 +767,13 @@ def render(results: dict, baseline: dict | None) -> str:
         sp = lc["hledger"]["wall_s"] / step
         out.append(f"| ≥ 20× faster than `hledger bal` at 100k, whole ledger step | {sp:.1f}× | "
                    f"{verdict(sp >= TARGETS['hledger_speedup_100k'])} |")
-        rebuild = (r.get("metadata", {}).get("ledger_entries", {}).get("seconds") or {}).get("rebuild")
+        rebuild = rebuild_seconds(r)
         if rebuild:
             sp = lc["hledger"]["wall_s"] / rebuild
             out.append(f"| ≥ 20× faster than `hledger bal` at 100k, balances alone | {sp:.0f}× | "
                        f"{verdict(sp >= TARGETS['hledger_speedup_100k'])} |")
-    for n in sizes:
-        f, r = (results.get("floor") or {}).get(str(n)), results["runs"].get(str(n))
-        if f and r and f.get("wall_s"):
+    for n, f, r in with_runs(results, "floor", sizes):
+        if f.get("wall_s"):
             ratio = r["e2e_s"] / f["wall_s"]
             out.append(f"| within 3× of the floor ({n:,}) | {ratio:.1f}× | {verdict(ratio <= TARGETS['floor_ratio'])} |")
     if inc and inc.get("ratio"):
