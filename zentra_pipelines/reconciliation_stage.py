@@ -23,13 +23,17 @@ def as_of(con: duckdb.DuckDBPyConnection) -> datetime:
     return value or datetime(1970, 1, 1)
 
 
+def _require(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    if not Warehouse.exists(con, name):
+        raise RuntimeError(f"table {name} has not been built yet: materialize its upstream asset first")
+
+
 def _columns(
     con: duckdb.DuckDBPyConnection, name: str, columns: tuple[str, ...], tenant: str | None = None
 ) -> pl.DataFrame:
     """Some columns of a published table, in table order (names: constants, quoted), of
     every tenant or of one (bound, never SQL text)."""
-    if not Warehouse.exists(con, name):
-        raise RuntimeError(f"table {name} has not been built yet: materialize its upstream asset first")
+    _require(con, name)
     sql = f'SELECT {", ".join(chr(34) + c + chr(34) for c in columns)} FROM "{name}"'
     if tenant is None:
         return con.sql(sql).pl()
@@ -37,10 +41,8 @@ def _columns(
 
 
 def _table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
-    frame = Warehouse.read(con, name)
-    if frame is None:
-        raise RuntimeError(f"table {name} has not been built yet: materialize its upstream asset first")
-    return frame
+    _require(con, name)
+    return Warehouse.read(con, name)
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
     no row joins across tenants, so the concatenation in tenant order is the same frame,
     while only one tenant's inputs and intermediates are held at once (at 1M intents the
     inputs alone are several GB)."""
+    for name in TIMELINE_COLUMNS:  # every input exists, whether or not a tenant has rows
+        _require(con, name)
     tenants = [t for (t,) in con.sql('SELECT DISTINCT tenant_id FROM "intents" ORDER BY 1').fetchall()]
     parts = []
     for tenant in tenants:
