@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
@@ -95,8 +95,8 @@ def frame_lines(
                 pending = data[cut + 1 :]
                 frame = frame_bytes(file, data[: cut + 1], line_no, max_line_bytes)
             elif len(data) > max_line_bytes:
-                size, digest, pending = _stream_past_line(fh, data, batch_bytes)
-                frame = _too_large_row(file, line_no, _too_large_detail(size, max_line_bytes, digest.hexdigest()))
+                size, sha256, pending = _stream_past_line(fh, data, batch_bytes)
+                frame = _too_large_row(file, line_no, _too_large_detail(size, max_line_bytes, sha256))
             else:
                 pending = data
                 continue
@@ -107,17 +107,17 @@ def frame_lines(
             yield frame_bytes(file, pending, line_no, max_line_bytes)
 
 
-def _stream_past_line(fh: BinaryIO, head: bytes, batch_bytes: int) -> tuple[int, Any, bytes]:
-    """Hash the rest of an oversized line; return its size, digest and the bytes after it."""
+def _stream_past_line(fh: BinaryIO, head: bytes, batch_bytes: int) -> tuple[int, str, bytes]:
+    """Hash the rest of an oversized line; return its size, sha256 (hex) and the bytes after it."""
     digest, size = hashlib.sha256(head), len(head)
     while chunk := fh.read(batch_bytes):
         nl = chunk.find(b"\n")
         if nl >= 0:
             digest.update(chunk[:nl])
-            return size + nl, digest, chunk[nl + 1 :]
+            return size + nl, digest.hexdigest(), chunk[nl + 1 :]
         digest.update(chunk)
         size += len(chunk)
-    return size, digest, b""
+    return size, digest.hexdigest(), b""
 
 
 def _too_large_detail(size: int, limit: int, sha256: str) -> str:
