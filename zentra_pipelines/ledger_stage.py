@@ -220,6 +220,7 @@ def ledger_audit(received: int, collapsed: int) -> Audit:
         daily = frames["daily_balances"]
         found: list[inv.Violation] = []
         found += inv.schema_violations(entries, inv.LedgerEntriesModel)
+        found += inv.unique_values(entries, inv.ENTRY_UNIQUE)
         found += inv.schema_violations(balances, inv.LedgerBalancesModel)
         found += inv.schema_violations(daily, inv.DailyBalancesModel)
         found += inv.journal_balance(entries)

@@ -516,6 +516,36 @@ def test_invariants_catch_broken_frames() -> None:
     assert any("amount_minor" in v.detail for v in found) and any("currency" in v.detail for v in found)
 
 
+def test_unique_values_holds_on_a_chained_ledger() -> None:
+    assert inv.unique_values(two_days(), inv.ENTRY_UNIQUE) == []
+
+
+def test_unique_values_reports_a_repeated_posting_id_and_entry_hash() -> None:
+    entries = two_days()
+    copy = entries.head(1)
+    found = inv.unique_values(pl.concat([entries, copy]), inv.ENTRY_UNIQUE)
+    assert [v.invariant for v in found] == ["unique_values", "unique_values"]
+    assert found[0].detail.startswith("posting_id: 2 row(s) share their value")
+    assert found[1].detail.startswith("entry_hash: 2 row(s) share their value")
+
+
+def test_unique_values_leaves_nulls_to_the_schema() -> None:
+    frame = pl.DataFrame({"posting_id": ["a", None, None, "b"]})
+    assert inv.unique_values(frame, ("posting_id",)) == []
+
+
+def test_ledger_audit_refuses_duplicate_entries() -> None:
+    from zentra_pipelines.ledger_stage import ledger_audit
+
+    entries = two_days()
+    doubled = pl.concat([entries, entries.head(1)])
+    balances, daily = L.rebuild_balances(entries)
+    frames = {"ledger_entries": doubled, "ledger_postings_quarantine": L.empty(L.QUARANTINE_SCHEMA),
+              "ledger_balances": balances, "daily_balances": daily}
+    found = ledger_audit(doubled.height, 0)(frames)
+    assert any(v.startswith("unique_values: posting_id") for v in found)
+
+
 # --------------------------------------------------------------------- property ---
 
 BASE_ROWS = [
