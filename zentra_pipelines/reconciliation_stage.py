@@ -121,32 +121,31 @@ TIMELINE_COLUMNS = {
 
 
 def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
-    """Build the timeline one tenant at a time: the timeline is ordered by tenant first and
-    no row joins across tenants, so the concatenation in tenant order is the same frame,
-    while only one tenant's inputs and intermediates are held at once (at 1M intents the
-    inputs alone are several GB)."""
+    """Build and publish the timeline one tenant at a time: the timeline is ordered by
+    tenant first and no row joins across tenants, so the tenants' parts staged in tenant
+    order are the same table, while only one tenant's inputs, intermediates and part are
+    held at once (at 1M intents the inputs alone are several GB, the whole timeline
+    9M string-heavy rows)."""
     for name in TIMELINE_COLUMNS:  # every input exists, whether or not a tenant has rows
         _require(con, name)
     tenants = [t for (t,) in con.sql('SELECT DISTINCT tenant_id FROM "intents" ORDER BY 1').fetchall()]
-    parts = []
-    for tenant in tenants:
-        read = {name: _columns(con, name, cols, tenant) for name, cols in TIMELINE_COLUMNS.items()}
-        events = read.pop("callback_events")
-        unique_events = events.group_by("tenant_id", "provider", "event_id").agg(
-            pl.col("intent_id", "type", "sequence", "amount_minor", "currency", "occurred_at").first(),
-            pl.col("received_at").min(),
-            pl.len().alias("copies"),
-        )
-        del events
-        parts.append(intent_timeline(
-            read.pop("intents"), read.pop("policy_decisions"), read.pop("ledger_entries"),
-            read.pop("routing_decisions"), unique_events, read.pop("deliveries"),
-        ))
-        del read, unique_events
-    timeline = pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=TIMELINE_SCHEMA)
-    del parts
-    Warehouse.publish(con, {"intent_timeline": timeline}, allow_empty={"intent_timeline"})
-    return timeline.height
+    return Warehouse.publish_parts(con, "intent_timeline", (_tenant_timeline(con, t) for t in tenants),
+                                   schema=TIMELINE_SCHEMA, allow_empty=True)
+
+
+def _tenant_timeline(con: duckdb.DuckDBPyConnection, tenant: str) -> pl.DataFrame:
+    read = {name: _columns(con, name, cols, tenant) for name, cols in TIMELINE_COLUMNS.items()}
+    events = read.pop("callback_events")
+    unique_events = events.group_by("tenant_id", "provider", "event_id").agg(
+        pl.col("intent_id", "type", "sequence", "amount_minor", "currency", "occurred_at").first(),
+        pl.col("received_at").min(),
+        pl.len().alias("copies"),
+    )
+    del events
+    return intent_timeline(
+        read.pop("intents"), read.pop("policy_decisions"), read.pop("ledger_entries"),
+        read.pop("routing_decisions"), unique_events, read.pop("deliveries"),
+    )
 
 
 QUARANTINE_TABLES = {

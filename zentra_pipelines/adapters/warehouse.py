@@ -10,7 +10,7 @@ unexpectedly empty frame leaves the published tables exactly as they were.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,21 +177,86 @@ class Warehouse:
         staged = {t: f"_stage_{n}" for t, n in names.items()}
         try:
             for table, frame in frames.items():
-                con.register("_publish_frame", naive_utc(frame))
-                try:
-                    con.execute(f'CREATE OR REPLACE TABLE "{staged[table]}" AS SELECT * FROM _publish_frame')
-                finally:
-                    con.unregister("_publish_frame")
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for table in frames:
-                    con.execute(f'DROP TABLE IF EXISTS "{names[table]}"')
-                    con.execute(f'ALTER TABLE "{staged[table]}" RENAME TO "{names[table]}"')
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+                _stage(con, staged[table], naive_utc(frame), create=True)
+            _swap(con, {names[t]: staged[t] for t in frames})
         finally:
             for stage in staged.values():
                 con.execute(f'DROP TABLE IF EXISTS "{stage}"')
         return {t: f.height for t, f in frames.items()}
+
+    @staticmethod
+    def publish_parts(
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        parts: Iterable[pl.DataFrame],
+        *,
+        schema: Mapping[str, pl.DataType] | None = None,
+        audit: Audit | None = None,
+        allow_empty: bool = False,
+    ) -> int:
+        """Write-audit-publish one table from a sequence of frames, held one at a time.
+
+        The published table is the parts' concatenation in iteration order (as if their
+        ``pl.concat`` went through :meth:`publish`), but only one part is in memory at
+        a time: a generator may build each part just before it is staged. The first part
+        creates ``_stage_<table>``, the next ones are inserted into it (every part must
+        have the first part's schema), and the staged table is swapped in within one
+        transaction. ``audit`` sees each part alone (``{table: part}``; it must judge
+        rows, not the whole table); any violation, an exception while producing a part,
+        or an empty result without ``allow_empty`` drops the staging table and leaves
+        the published one exactly as it was. ``schema`` gives the table's columns when
+        there are no parts at all (required then, and only then).
+        """
+        name = _table(table)
+        stage = f"_stage_{name}"
+        rows, first_part, first_schema, violations = 0, True, None, []
+        try:
+            for part in parts:
+                part = naive_utc(part)
+                if first_schema is None:
+                    first_schema = part.schema
+                elif part.schema != first_schema:
+                    raise ValueError(f"{name}: a part's schema {dict(part.schema)} differs from the first "
+                                     f"part's {dict(first_schema)}")
+                if audit:
+                    violations += audit({table: part})
+                _stage(con, stage, part, create=first_part)
+                first_part, rows = False, rows + part.height
+                del part  # the generator builds the next part without this one alive
+            if rows == 0 and not allow_empty:
+                raise IntegrityError(name, ["unexpectedly empty input: refusing to publish"])
+            if violations:
+                raise IntegrityError(name, violations)
+            if first_part:
+                if schema is None:
+                    raise ValueError(f"{name}: no parts and no schema to create an empty table from")
+                _stage(con, stage, naive_utc(pl.DataFrame(schema=schema)), create=True)
+            _swap(con, {name: stage})
+        finally:
+            con.execute(f'DROP TABLE IF EXISTS "{stage}"')
+        return rows
+
+
+def _stage(con: duckdb.DuckDBPyConnection, stage: str, frame: pl.DataFrame, *, create: bool) -> None:
+    """Create the staging table from ``frame`` (replacing any leftover), or append to it."""
+    con.register("_publish_frame", frame)
+    try:
+        if create:
+            con.execute(f'CREATE OR REPLACE TABLE "{stage}" AS SELECT * FROM _publish_frame')
+        else:
+            con.execute(f'INSERT INTO "{stage}" SELECT * FROM _publish_frame')
+    finally:
+        con.unregister("_publish_frame")
+
+
+def _swap(con: duckdb.DuckDBPyConnection, staged: Mapping[str, str]) -> None:
+    """Replace every published table by its staged one, all in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name, stage in staged.items():
+            con.execute(f'DROP TABLE IF EXISTS "{name}"')
+            con.execute(f'ALTER TABLE "{stage}" RENAME TO "{name}"')
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise

@@ -1,0 +1,149 @@
+"""Warehouse.publish_parts: one table written-audited-published from a sequence of frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import duckdb
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from zentra_pipelines.adapters.warehouse import IntegrityError, Warehouse
+
+SCHEMA = {"tenant_id": pl.String, "at": pl.Datetime("us"), "n": pl.Int64}
+
+
+def part(tenant: str, *ns: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"tenant_id": [tenant] * len(ns), "at": [datetime(2026, 1, 1, n % 24) for n in ns], "n": list(ns)},
+        schema=SCHEMA,
+    )
+
+
+@pytest.fixture
+def con(tmp_path) -> Iterator[duckdb.DuckDBPyConnection]:
+    with Warehouse(tmp_path / "home").connect() as con:
+        yield con
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {t for (t,) in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+
+def published(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    return con.sql('SELECT * FROM "intent_timeline"').pl()
+
+
+def test_parts_are_staged_in_order_and_equal_one_published_concatenation(con, tmp_path):
+    parts = [part("t_b", 5, 3), part("t_a", 1), part("t_c", 9, 8, 7)]
+    assert Warehouse.publish_parts(con, "intent_timeline", iter(parts)) == 6
+    assert_frame_equal(published(con), pl.concat(parts))
+    with Warehouse(tmp_path / "whole").connect() as whole:
+        Warehouse.publish(whole, {"intent_timeline": pl.concat(parts)})
+        assert whole.sql('DESCRIBE "intent_timeline"').fetchall() == con.sql('DESCRIBE "intent_timeline"').fetchall()
+        assert_frame_equal(published(whole), published(con))
+    assert "_stage_intent_timeline" not in tables(con)
+
+
+def test_only_one_part_is_alive_while_the_next_is_built(con):
+    """The stage keeps no reference to a part it has staged: a generator's previous part
+    can be freed before the next one is built."""
+    import gc
+    import weakref
+
+    alive: list[weakref.ref] = []
+
+    def gen() -> Iterator[pl.DataFrame]:
+        for tenant in ("t_a", "t_b", "t_c"):
+            gc.collect()
+            assert all(ref() is None for ref in alive), "a staged part is still referenced"
+            frame = part(tenant, 1, 2)
+            alive.append(weakref.ref(frame))
+            yield frame
+            del frame
+
+    assert Warehouse.publish_parts(con, "intent_timeline", gen()) == 6
+
+
+def test_a_failure_mid_way_leaves_the_published_table_and_no_stage(con):
+    old = part("t_old", 42)
+    Warehouse.publish(con, {"intent_timeline": old})
+
+    def gen() -> Iterator[pl.DataFrame]:
+        yield part("t_a", 1)
+        yield part("t_b", 2)
+        raise RuntimeError("tenant t_c failed")
+
+    with pytest.raises(RuntimeError, match="t_c"):
+        Warehouse.publish_parts(con, "intent_timeline", gen())
+    assert_frame_equal(published(con), old)
+    assert "_stage_intent_timeline" not in tables(con)
+
+
+def test_a_part_with_another_schema_is_refused(con):
+    old = part("t_old", 42)
+    Warehouse.publish(con, {"intent_timeline": old})
+    with pytest.raises(ValueError, match="schema"):
+        Warehouse.publish_parts(con, "intent_timeline", [part("t_a", 1), part("t_b", 2).with_columns(pl.col("n").cast(pl.Int32))])
+    assert_frame_equal(published(con), old)
+    assert "_stage_intent_timeline" not in tables(con)
+
+
+def test_an_audit_sees_every_part_and_any_violation_refuses_the_whole_table(con):
+    old = part("t_old", 42)
+    Warehouse.publish(con, {"intent_timeline": old})
+    seen: list[int] = []
+
+    def audit(frames):
+        frame = frames["intent_timeline"]
+        seen.append(frame.height)
+        return [f"negative n in {t}" for t in frame.filter(pl.col("n") < 0)["tenant_id"]]
+
+    with pytest.raises(IntegrityError, match="negative n in t_b"):
+        Warehouse.publish_parts(con, "intent_timeline", [part("t_a", 1), part("t_b", -2), part("t_c", 3, 4)], audit=audit)
+    assert seen == [1, 1, 2]
+    assert_frame_equal(published(con), old)
+    assert "_stage_intent_timeline" not in tables(con)
+
+
+def test_empty_is_refused_unless_allowed(con):
+    old = part("t_old", 42)
+    Warehouse.publish(con, {"intent_timeline": old})
+    for parts in ([], [part("t_a"), part("t_b")]):
+        with pytest.raises(IntegrityError, match="unexpectedly empty"):
+            Warehouse.publish_parts(con, "intent_timeline", iter(parts), schema=SCHEMA)
+        assert_frame_equal(published(con), old)
+        assert "_stage_intent_timeline" not in tables(con)
+
+
+def test_allowed_empty_publishes_an_empty_table_of_the_schema(con):
+    Warehouse.publish(con, {"intent_timeline": part("t_old", 42)})
+    assert Warehouse.publish_parts(con, "intent_timeline", [part("t_a"), part("t_b")], allow_empty=True) == 0
+    assert_frame_equal(published(con), part("t_a"))
+    assert Warehouse.publish_parts(con, "intent_timeline", [], schema=SCHEMA, allow_empty=True) == 0
+    assert_frame_equal(published(con), pl.DataFrame(schema=SCHEMA))
+    with pytest.raises(ValueError, match="no schema"):
+        Warehouse.publish_parts(con, "intent_timeline", [], allow_empty=True)
+    assert_frame_equal(published(con), pl.DataFrame(schema=SCHEMA))
+
+
+def test_an_empty_first_part_does_not_drop_the_next_ones(con):
+    assert Warehouse.publish_parts(con, "intent_timeline", [part("t_a"), part("t_b", 1, 2)]) == 2
+    assert_frame_equal(published(con), part("t_b", 1, 2))
+
+
+def test_aware_timestamps_are_stored_as_naive_utc_like_publish(con):
+    aware = part("t_a", 1).with_columns(pl.col("at").dt.replace_time_zone("UTC").dt.convert_time_zone("Europe/Paris"))
+    Warehouse.publish_parts(con, "intent_timeline", [aware, part("t_b", 2).with_columns(
+        pl.col("at").dt.replace_time_zone("UTC"))])
+    assert published(con)["at"].to_list() == [datetime(2026, 1, 1, 1), datetime(2026, 1, 1, 2)]
+    assert aware["at"][0] == datetime(2026, 1, 1, 1, tzinfo=timezone.utc)
+
+
+def test_only_allowlisted_tables(con):
+    with pytest.raises(ValueError, match="allowlist"):
+        Warehouse.publish_parts(con, "not_a_table", [part("t_a", 1)])
+    with pytest.raises(ValueError, match="allowlist"):
+        Warehouse.publish_parts(con, "x; DROP TABLE intents", [part("t_a", 1)])
