@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -65,6 +66,41 @@ def load_packet_frames(
     return frames
 
 
+def tenant_day_frames(con: duckdb.DuckDBPyConnection, tenant: str, day: date) -> dict[str, pl.DataFrame]:
+    """The tables of one tenant-day packet, as :func:`packet_plan.allocate` would cut
+    them out of :func:`load_packet_frames`: only that tenant's rows of that UTC day,
+    without the never-sealed columns, empty tables left out. Filtered in DuckDB, so only
+    one packet's rows reach Python (a whole day at 1M intents is ~1 GB of frames)."""
+    frames: dict[str, pl.DataFrame] = {}
+    params = {"tenant": tenant, "day": day}
+    for name, (table, column) in packet_plan.DAY_COLUMNS.items():
+        if name == "intent_timeline" or not Warehouse.exists(con, table):
+            continue
+        frames[name] = con.sql(
+            f'SELECT {_sealed_columns(con, table, "t")} FROM "{table}" AS t '
+            f'WHERE t.tenant_id = $tenant AND CAST(t."{column}" AS DATE) = $day',
+            params=params,
+        ).pl()
+    if Warehouse.exists(con, "intent_timeline") and Warehouse.exists(con, "intents"):
+        frames["intent_timeline"] = con.sql(
+            f'SELECT {_sealed_columns(con, "intent_timeline", "t")}, i.created_at AS intent_created_at '
+            'FROM "intent_timeline" AS t '
+            'JOIN "intents" AS i ON t.tenant_id = i.tenant_id AND t.intent_id = i.intent_id '
+            'WHERE t.tenant_id = $tenant AND i.tenant_id = $tenant AND CAST(i.created_at AS DATE) = $day',
+            params=params,
+        ).pl()
+    return {name: frame for name, frame in frames.items() if frame.height}
+
+
+def _sealed_columns(con: duckdb.DuckDBPyConnection, table: str, alias: str) -> str:
+    """A table's columns in table order, less packet_plan.DROP_COLUMNS (names from the catalog, quoted)."""
+    names = [c for (c,) in con.sql(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = $t ORDER BY column_index",
+        params={"t": table},
+    ).fetchall() if c not in packet_plan.DROP_COLUMNS]
+    return ", ".join(f'{alias}."{c.replace(chr(34), chr(34) * 2)}"' for c in names)
+
+
 def _day_filter(days: list[date] | None, tenants: list[str] | None) -> tuple[str, dict]:
     clauses, params = [], {}
     if days is not None:
@@ -98,16 +134,20 @@ def run_packets(
 ) -> EvidenceReport:
     """Seal every tenant-day (or only ``days``, for a partitioned run); unchanged days seal nothing.
 
-    One UTC day at a time: only that day's rows are read from the warehouse and held in
-    memory (at 1M intents the whole state is many GB), and the day's tenants are sealed
-    on a small thread pool.
+    One tenant-day at a time: only that packet's rows are read from the warehouse (at 1M
+    intents the whole state is many GB, one day's rows of every tenant ~1 GB of frames)
+    and sealed on a small thread pool, while the next one is read; at most SEAL_WORKERS
+    packets' rows are held at once.
     """
     signer = load_signer(home, signing_key)
     packet_store.sweep_staging(home)  # temp packets of a killed run: never evidence, never kept
     daily = Warehouse.read(con, "daily_balances")
-    # sums over every entry (a hostile journal could span days); exact (HUGEINT)
+    # sums over every entry (a hostile journal could span days); exact (HUGEINT). The day
+    # checks only look for journals whose sum is not zero: the balanced ones (all but a
+    # handful of ~1M at 1M intents) are left in DuckDB.
     journal_sums = (
-        con.sql('SELECT journal_id, currency, sum(amount_minor) AS total FROM "ledger_entries" GROUP BY ALL').pl()
+        con.sql('SELECT journal_id, currency, sum(amount_minor) AS total FROM "ledger_entries" GROUP BY ALL '
+                'HAVING sum(amount_minor) <> 0').pl()
         if Warehouse.exists(con, "ledger_entries")
         else pl.DataFrame(schema={"journal_id": pl.String, "currency": pl.String, "total": pl.Int64})
     )
@@ -115,10 +155,8 @@ def run_packets(
         daily.partition_by("tenant_id", as_dict=True) if daily is not None and daily.height else {}
     )
     todo = sorted(days) if days is not None else packet_days(con, tenants)
-    plan: dict[packet_plan.TenantDay, dict[str, pl.DataFrame]] = {}
 
-    def seal_one(key: packet_plan.TenantDay) -> tuple:
-        tables = dict(plan[key])
+    def seal_one(key: packet_plan.TenantDay, tables: dict[str, pl.DataFrame]) -> tuple:
         tenant_daily = daily_by_tenant.get((key.tenant_id,))
         if tenant_daily is not None:
             tables["closing_balances"] = ledger_domain.closing_balances_at(tenant_daily, key.period)
@@ -146,19 +184,21 @@ def run_packets(
 
     # Tenant-days are independent (own folder, own version chain) and the work is Parquet,
     # CSV, zlib and SHA-256 on large buffers, all of which release the GIL: seal them on
-    # a small pool. The packets table is sorted, so the thread schedule never shows.
+    # a small pool while this thread (the only one using ``con``) reads the next one.
+    # Rows come back in (day, tenant) order whatever the thread schedule.
     rows = []
-    for day in todo:
-        plan = packet_plan.allocate(load_packet_frames(con, [day], tenants), tenants)
-        plan = {k: v for k, v in plan.items() if k.period == day}
-        keys = sorted(plan, key=lambda k: (k.tenant_id, k.period))
-        workers = min(SEAL_WORKERS, len(keys)) or 1
-        if workers == 1:
-            rows += [seal_one(k) for k in keys]
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zentra-seal") as pool:
-                rows += list(pool.map(seal_one, keys))
-        plan.clear()
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=SEAL_WORKERS, thread_name_prefix="zentra-seal") as pool:
+        for day in todo:
+            for tenant in sorted(set(tenants)):
+                if len(pending) >= SEAL_WORKERS:  # bound the packets in memory
+                    rows.append(pending.popleft().result())
+                tables = tenant_day_frames(con, tenant, day)
+                if tables:  # a tenant without a row that day has no packet
+                    pending.append(pool.submit(seal_one, packet_plan.TenantDay(tenant, day), tables))
+                del tables  # held by the task only, freed when it is sealed
+        while pending:
+            rows.append(pending.popleft().result())
     packets = pl.DataFrame(
         rows,
         schema={"tenant_id": pl.String, "period": pl.Date, "version": pl.Int64, "created": pl.Boolean,
