@@ -516,6 +516,25 @@ def test_invariants_catch_broken_frames() -> None:
     assert any("amount_minor" in v.detail for v in found) and any("currency" in v.detail for v in found)
 
 
+def test_in_order_is_true_for_strictly_ascending_keys() -> None:
+    frame = pl.DataFrame({"t": ["a", "a", "b"], "n": [1, 2, 1]})
+    assert L.in_order(frame, ["t", "n"]) is True
+
+
+def test_in_order_is_false_for_a_descent_a_tie_or_a_null() -> None:
+    assert L.in_order(pl.DataFrame({"t": ["a", "b", "a"], "n": [1, 1, 2]}), ["t", "n"]) is False
+    assert L.in_order(pl.DataFrame({"t": ["a", "a"], "n": [1, 1]}), ["t", "n"]) is False
+    assert L.in_order(pl.DataFrame({"t": ["a", None], "n": [1, 2]}), ["t", "n"]) is False
+    assert L.in_order(pl.DataFrame({"t": [None], "n": [1]}), ["t", "n"]) is False
+
+
+def test_chain_of_shuffled_postings_equals_chain_of_sorted_ones() -> None:
+    entries = two_days()
+    postings = entries.select(L.POSTING_COLUMNS)
+    assert_frame_equal(L.chain_entries(postings.reverse()), L.chain_entries(postings))
+    assert L.verify_chain(entries.reverse()) == []
+
+
 def test_unique_values_holds_on_a_chained_ledger() -> None:
     assert inv.unique_values(two_days(), inv.ENTRY_UNIQUE) == []
 
