@@ -42,7 +42,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,8 +163,8 @@ def machine() -> dict:
 # ---------------------------------------------------------------------- scenarios ---
 
 
-def ensure_scenario(out: Path, intents: int, seed: int, days: int | None = None) -> Path:
-    name = f"n{intents}-s{seed}" + (f"-d{days}" if days else "")
+def ensure_scenario(out: Path, intents: int, seed: int, days: int | None = None, start: str | None = None) -> Path:
+    name = f"n{intents}-s{seed}" + (f"-d{days}" if days else "") + (f"-from{start}" if start else "")
     path = out / "scenarios" / name
     done = path / ".complete"
     if done.is_file():
@@ -175,9 +175,10 @@ def ensure_scenario(out: Path, intents: int, seed: int, days: int | None = None)
     if days is None:
         cmd = [ZENTRA, "sample", "--out", str(path), "--intents", str(intents), "--seed", str(seed)]
     else:
-        cmd = [PY, "-c", "import sys; from pathlib import Path; from zentra_pipelines.sample import generate_sample; "
-               "generate_sample(Path(sys.argv[1]), intents=int(sys.argv[2]), seed=int(sys.argv[3]), days=int(sys.argv[4]))",
-               str(path), str(intents), str(seed), str(days)]
+        cmd = [PY, "-c", "import sys, datetime; from pathlib import Path; from zentra_pipelines.sample import generate_sample; "
+               "generate_sample(Path(sys.argv[1]), intents=int(sys.argv[2]), seed=int(sys.argv[3]), days=int(sys.argv[4]), "
+               "start=datetime.date.fromisoformat(sys.argv[5]) if sys.argv[5] else None)",
+               str(path), str(intents), str(seed), str(days), start or ""]
     m = run_measured(cmd, cwd=ROOT)
     if m["rc"] != 0:
         raise SystemExit(f"scenario generation failed: {m['stderr_tail']}")
@@ -429,7 +430,10 @@ _DAY_RE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
 
 def run_incremental(out: Path, intents: int, seed: int, days: int) -> dict:
-    scn = ensure_scenario(out, intents, seed, days)
+    # The month ends yesterday: every day of it is inside the evidence calendar (daily
+    # partitions end today), so the new day's packets are sealed in both measured runs.
+    start = (datetime.now(timezone.utc).date() - timedelta(days=days)).isoformat()
+    scn = ensure_scenario(out, intents, seed, days, start)
     files = sorted(p for p in (scn / "landing").rglob("*") if p.is_file())
     intent_days = sorted(m.group(1) for p in (scn / "landing" / "intents").iterdir() if (m := _DAY_RE.search(p.name)))
     last = intent_days[-1]
@@ -457,7 +461,7 @@ def run_incremental(out: Path, intents: int, seed: int, days: int) -> dict:
     db_hist, db_day = base / "source_history.sqlite", base / "source_day.sqlite"
     copy_db(scn / "source.sqlite", db_hist, "posted_at >= ?", (last,))
     copy_db(scn / "source.sqlite", db_day, "posted_at < ?", (last,))
-    res = {"intents": intents, "days": days, "new_day": last, "history_files": len(history),
+    res = {"intents": intents, "days": days, "first_day": start, "new_day": last, "history_files": len(history),
            "new_files": len(new_day), "new_file_bytes": sum(p.stat().st_size for p in new_day),
            "history_file_bytes": sum(p.stat().st_size for p in history)}
 
@@ -714,7 +718,8 @@ def render(results: dict, baseline: dict | None) -> str:
                        f"incremental run nor the day-alone run seals packets for {inc['new_day']}: the ratio covers "
                        "ingest through reconciliation and the evidence step's bookkeeping.")
             out.append("")
-        out.append(f"Scenario: {inc['intents']:,} intents over {inc['days']} UTC days. The history run sees every "
+        first = f" from {inc['first_day']}" if inc.get("first_day") else ""
+        out.append(f"Scenario: {inc['intents']:,} intents over {inc['days']} UTC days{first}. The history run sees every "
                    f"landing file dated before {inc['new_day']} ({inc['history_files']} files, "
                    f"{inc['history_file_bytes'] / 2**20:,.0f} MiB) and the ledger postings before that day; then "
                    f"that day's {inc['new_files']} files ({inc['new_file_bytes'] / 2**20:,.0f} MiB) land and its "

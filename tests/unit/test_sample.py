@@ -733,3 +733,19 @@ def test_every_failure_case_is_planted_even_at_the_minimum_size(tmp_path):
         assert case in cases, case
     assert exp["delivery_findings"]["failed_last_attempt"] and exp["delivery_findings"]["retry_too_fast"]
     assert len(exp["negative_balances"]) == 1
+
+
+def test_start_moves_the_calendar_and_keeps_the_cases(tmp_path):
+    """The bench's month of history ends before today: the scenario can start elsewhere,
+    with the same planted cases, and the module's calendar is restored afterwards."""
+    from datetime import date
+
+    from zentra_pipelines.sample import _scenario
+
+    moved = generate_sample(tmp_path / "moved", intents=MIN_INTENTS, seed=3, days=2, start=date(2026, 10, 1))
+    usual = generate_sample(tmp_path / "usual", intents=MIN_INTENTS, seed=3, days=2)
+    assert {k: v for k, v in moved.items() if k != "out_dir"} == {k: v for k, v in usual.items() if k != "out_dir"}
+    days = sorted(p.name for p in (tmp_path / "moved" / "landing" / "intents").glob("2026-*.jsonl"))
+    assert days == ["2026-10-01.jsonl", "2026-10-02.jsonl"]
+    assert _scenario.START_DATE == date(2026, 11, 20)
+    assert _scenario._iso(_scenario.BASE_MS) == "2026-11-20T00:00:00.000Z"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import calendar
+import contextlib
 import datetime as _dt
 import hashlib
 import hmac
@@ -29,6 +30,7 @@ import math
 import os
 import random
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -1348,11 +1350,37 @@ class _Scenario:
         }
 
 
-def generate_sample(out_dir: Path, intents: int = 200, seed: int = 7, days: int | None = None) -> dict:
+def generate_sample(
+    out_dir: Path, intents: int = 200, seed: int = 7, days: int | None = None, start: _dt.date | None = None
+) -> dict:
     """Write the sandbox scenario under ``out_dir`` and return a summary of counts.
 
-    Deterministic: the same ``(intents, seed, days)`` gives byte-identical files. ``days``
-    spreads the intents over that many UTC days (default: 1-5 by size, as ``zentra sample``);
-    the benchmark's incremental case uses a month of history.
+    Deterministic: the same ``(intents, seed, days, start)`` gives byte-identical files.
+    ``days`` spreads the intents over that many UTC days (default: 1-5 by size, as
+    ``zentra sample``); ``start`` is the first day (default START_DATE). The benchmark's
+    incremental case uses a month of history ending before today, so that every day of it
+    is inside the evidence calendar and gets sealed.
     """
-    return _Scenario(Path(out_dir), intents, seed, days).run()
+    if start is None or start == START_DATE:
+        return _Scenario(Path(out_dir), intents, seed, days).run()
+    with _calendar_from(start):
+        return _Scenario(Path(out_dir), intents, seed, days).run()
+
+
+@contextlib.contextmanager
+def _calendar_from(start: _dt.date) -> Iterator[None]:
+    """Move the scenario's calendar to ``start`` for one generation.
+
+    The hot-path formatters (``_iso``, ``_posted``, ``_day``) read the module's
+    BASE_MS and _DAYS; they are rebound here and restored afterwards (one generation
+    per process in practice: the CLI and the bench's child process).
+    """
+    global START_DATE, BASE_MS, _DAYS
+    saved = START_DATE, BASE_MS, _DAYS
+    START_DATE = start
+    BASE_MS = calendar.timegm(start.timetuple()) * 1000
+    _DAYS = {d: (start + _dt.timedelta(days=d)).isoformat() for d in range(-3, 64)}
+    try:
+        yield
+    finally:
+        START_DATE, BASE_MS, _DAYS = saved
