@@ -21,16 +21,26 @@ Levels
 Performance (CPU seconds on this 2-core box, bench/bench_data_contracts.py): GX import +
 context + the six suites cost ~4.5 s once per process (``engine()`` is cached); a run
 then costs ~2 s at the 100-intent sample and ~2.3-2.8 s at the 10k-intent one (141k rows):
-GX's per-expectation bookkeeping (~9 ms x 225), not the rows. Whole tables, always: 1M
-rows per source (6M) ~18 s, 2.5M per source (15M) ~43 s and ~7.8 GB peak RSS (Polars
-frames + their pandas copies; about 3-9 s per 2.5M-row table, callbacks/deliveries
-slowest because GX checks ranges on nullable Int64 row by row in Python). Tables are
-converted Polars -> pandas once each, all expectations of a source run in one suite
-validation, GX's per-batch MD5 fingerprint of the whole frame is switched off (it was half
-the time at 1M rows), and GX's cached copy of each frame is released after validation.
-The per-tenant table is derived from the row indices GX itself reports as unexpected
-(``result_format="COMPLETE"``), not by validating per tenant: same verdicts, no extra GX
-runs, ~0.1 s per 2.5M rows.
+GX's per-expectation bookkeeping (~9 ms x 225), not the rows. Every row of every table is
+validated, but no table is ever held whole: the table-level rules (column set, column
+types) run on a zero-row frame with the table's columns and dtypes (GX decides them from
+``df.dtypes`` alone and reports no element count), and each group of row-level rules (a
+"part", <= 4 columns) reads only its own columns from DuckDB, converts them to pandas,
+is validated and released before the next part is read; the per-tenant derivation reads
+``tenant_id`` and the day column last. ``run_data_contracts`` on the 1M-intent warehouse
+(13.9M rows; ledger_entries 6.1M x 13, callback_events 2.4M x 22), measured in a fresh
+process, engine excluded: peak RSS 8.2 -> 3.96 GiB; CPU 60-76 s before and 63-72 s after
+over two runs each on a shared, busy box (wall 85-88 -> 102-103 s), but paired in one
+process the three largest tables cost 63 -> 54 CPU s (read, convert, GX; the per-tenant
+re-read of two columns adds ~0.3-1 s per table). At 100k intents (1.4M rows): 1.19 ->
+0.76 GiB, 9.0 -> 8.6 CPU s. Published results byte-identical. The peak is now GX itself on ledger_entries' key part
+(three uniqueness checks over 6.1M ids and 64-char hashes: ~3 GiB in a process that read
+nothing else; about 1 GiB more after the other five tables, memory the allocators and
+DuckDB's buffer pool keep). GX's per-batch MD5 fingerprint of the whole frame is switched
+off (it was half the time at 1M rows), and GX's cached copy of each part is released after
+it is validated. The per-tenant table is derived from the row indices GX itself reports
+as unexpected (``result_format="COMPLETE"``), not by validating per tenant: same
+verdicts, no extra GX runs, ~0.1-1.5 s per table at 1M intents.
 
 GX is imported lazily, so importing this module (the Dagster definitions do) stays cheap.
 """
@@ -41,7 +51,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -398,30 +408,41 @@ class _Engine:
             self.parts[contract.source] = parts
             self.rules[contract.source] = {r.rule: r for r in rules}
 
-    def validate(self, source: str, frame: pd.DataFrame) -> list[Any]:
-        """The result of every expectation of the source's contract.
+    def validate(self, source: str, table: _Table) -> tuple[list[Any], float]:
+        """The result of every expectation of the source's contract, and the seconds spent
+        reading and converting the frames GX saw.
 
-        Table-level expectations (the column set, the column types) see the whole
-        table. Row-level expectations run on narrow frames holding only the columns
-        they read, a few columns per frame: GX's pandas engine copies the *whole* frame
+        Table-level expectations (the column set, the column types) see a zero-row frame
+        with every column and dtype of the table: GX decides them from ``df.columns`` and
+        ``df.dtypes`` alone and reports no element count, so the verdicts are those of the
+        whole table. Row-level expectations run on narrow frames holding only the columns
+        they read, a few columns per frame, read from the table one part at a time and
+        released before the next: GX's pandas engine copies the *whole* frame
         (``df[df[column].notnull()]``) several times per row-level expectation, so on a
         22-column table each one cost ~10x what it costs on its own columns. In those
         frames an integer column without nulls is plain NumPy int64, which GX compares
-        vectorised (on nullable Int64 it calls Python per value). Same rows, same index
-        (row positions), exact integers: the same verdicts and counts.
+        vectorised (on nullable Int64 it calls Python per value). Same rows, same order
+        (row positions, see ``_Table.select``), exact integers: the same verdicts and counts.
         """
         with self.lock, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_ROW_CONDITION_DEPRECATION, category=DeprecationWarning)
+            manager = self.datasource.get_execution_engine().batch_manager
+            results: list[Any] = []
+            prepare_s = 0.0
             try:
-                results: list[Any] = []
                 for columns, as_int64, batch_definition, suite in self.parts[source]:
-                    data = frame if columns is None else _narrow(frame, columns, as_int64)
+                    t0 = time.perf_counter()
+                    data = to_pandas_frame(table.empty()) if columns is None else table.pandas(columns, as_int64)
+                    prepare_s += time.perf_counter() - t0
                     batch = batch_definition.get_batch(batch_parameters={"dataframe": data})
                     results += list(batch.validate(suite, result_format="COMPLETE").results)
-                return results
+                    # the datasource's engine keeps the last frame of every asset: release
+                    # this part's before the next part is read
+                    del batch, data
+                    manager.batch_data_cache.clear()
+                    manager.reset_batch_cache()
+                return results, prepare_s
             finally:
-                # the datasource's engine keeps the last frame of every asset: release it
-                manager = self.datasource.get_execution_engine().batch_manager
                 manager.batch_data_cache.clear()
                 manager.reset_batch_cache()
 
@@ -483,6 +504,91 @@ def _narrow(frame: pd.DataFrame, columns: Sequence[str], as_int64: bool = True) 
     return pd.DataFrame(out, index=frame.index)
 
 
+class _Table:
+    """One source table as the validation reads it: its columns and dtypes, its row count,
+    and subsets of its columns, every subset in the same row order (row positions are what
+    GX reports as unexpected, and ``_by_tenant`` maps them to tenant-days)."""
+
+    schema: pl.Schema
+    height: int
+
+    def empty(self) -> pl.DataFrame:
+        """Zero rows, every column, the table's dtypes (for the table-level rules)."""
+        raise NotImplementedError
+
+    def select(self, columns: Sequence[str]) -> pl.DataFrame:
+        """Those of ``columns`` the table has (a missing one stays missing), all rows."""
+        raise NotImplementedError
+
+    def pandas(self, columns: Sequence[str], as_int64: bool) -> pd.DataFrame:
+        """A narrow GX frame: ``_narrow(to_pandas_frame(<table>), columns, as_int64)``
+        without converting (or reading) the other columns."""
+        import pandas as pd
+
+        part = self.select(columns)
+        if not part.width:  # every column missing: the rows stay, as in _narrow
+            return pd.DataFrame(index=pd.RangeIndex(self.height))
+        frame = to_pandas_frame(part)
+        del part
+        return _narrow(frame, columns, as_int64)
+
+
+class _FrameTable(_Table):
+    """An in-memory Polars frame (``validate_frames``)."""
+
+    def __init__(self, frame: pl.DataFrame):
+        self.frame = frame
+        self.schema = frame.schema
+        self.height = frame.height
+
+    def empty(self) -> pl.DataFrame:
+        return self.frame.clear()
+
+    def select(self, columns: Sequence[str]) -> pl.DataFrame:
+        return self.frame.select(c for c in columns if c in self.schema)
+
+
+#: Alias of DuckDB's row id in the column reads (no contract column has this name).
+_ROW_ID = "__zentra_rowid"
+
+
+class _WarehouseTable(_Table):
+    """A published warehouse table, read a few columns at a time (never whole).
+
+    Every read is in row-id order, so row positions agree between reads: a plain scan
+    (DuckDB keeps insertion order by default, ``preserve_insertion_order``) is checked to
+    have returned every row with strictly increasing row ids; if it did not, the read is
+    repeated with ``ORDER BY rowid``, which sorts (measured at 6M rows: +1 s, +1 GB).
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, source: str):
+        if source not in SOURCES:  # the contracts' tables only; Warehouse.exists checks its allowlist
+            raise KeyError(source)
+        self.con, self.source = con, source
+        self._empty = con.sql(f'SELECT * FROM "{source}" LIMIT 0').pl()
+        self.schema = self._empty.schema
+        self.height = int(con.sql(f'SELECT count(*) FROM "{source}"').fetchall()[0][0])
+
+    def empty(self) -> pl.DataFrame:
+        return self._empty
+
+    def select(self, columns: Sequence[str]) -> pl.DataFrame:
+        # names from the contract (an allowlist), and only those the table has
+        names = [c for c in dict.fromkeys(columns) if c in self.schema]
+        if any('"' in c for c in names):  # pragma: no cover - contract column names are plain
+            raise ValueError(f"{self.source}: unexpected column name in {names}")
+        query = f'SELECT rowid AS "{_ROW_ID}"' + "".join(f', "{c}"' for c in names) + f' FROM "{self.source}"'
+        frame = self.con.sql(query).pl()
+        if not _in_row_id_order(frame[_ROW_ID], self.height):
+            frame = self.con.sql(f"{query} ORDER BY rowid").pl()
+        return frame.drop(_ROW_ID)
+
+
+def _in_row_id_order(row_id: pl.Series, height: int) -> bool:
+    """Every row once, in ascending row-id order (row ids are unique within a table)."""
+    return row_id.len() == height and (height < 2 or bool((row_id.diff().slice(1) > 0).all()))
+
+
 _ENGINE: _Engine | None = None
 _ENGINE_LOCK = threading.Lock()
 
@@ -527,7 +633,7 @@ def prewarm() -> threading.Thread:
 class SourceOutcome:
     source: str
     rows: int
-    convert_s: float  # Polars -> pandas
+    convert_s: float  # reading the parts' columns + Polars -> pandas
     validate_s: float  # the GX suite validation
     by_tenant_s: float  # per tenant-day counts from GX's unexpected row indices
     results: pl.DataFrame  # RESULT_SCHEMA
@@ -540,7 +646,7 @@ class ContractReport:
     results: pl.DataFrame  # RESULT_SCHEMA, sorted by source, expectation, column, rule
     by_tenant: pl.DataFrame  # BY_TENANT_SCHEMA, sorted by tenant_id, day, source, expectation, column, rule
     rows: dict[str, int]  # source -> rows validated
-    timings: dict[str, float]  # source -> seconds (convert + GX validate + per-tenant derivation)
+    timings: dict[str, float]  # source -> seconds (read + convert + GX validate + per-tenant derivation)
     timing_detail: dict[str, dict[str, float]]  # source -> convert_s, gx_s, by_tenant_s
     engine_s: float  # GX import + context + suites; paid once per process (0 afterwards)
     total_s: float  # this call, engine included
@@ -584,18 +690,17 @@ def _rule_columns(rule: Rule) -> list[str]:
     return [kw["column"]] if "column" in kw else list(kw.get("column_list", ()))
 
 
-def _validate_source(eng: _Engine, contract: Contract, frame: pl.DataFrame | None) -> SourceOutcome:
+def _validate_source(eng: _Engine, contract: Contract, table: _Table | None) -> SourceOutcome:
     rules = eng.rules[contract.source]
-    if frame is None:  # the upstream asset never published: one structural failure, no GX run
+    if table is None:  # the upstream asset never published: one structural failure, no GX run
         rows = [(contract.source, "expect_table_to_exist", None, "table_exists", STRUCTURE, False, None, None, None,
                  "table not published")]
         return SourceOutcome(contract.source, 0, 0.0, 0.0, 0.0, pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row"),
                              pl.DataFrame(schema=BY_TENANT_SCHEMA), missing=True)
     t0 = time.perf_counter()
-    pdf = to_pandas_frame(frame)
-    t1 = time.perf_counter()
-    validation = eng.validate(contract.source, pdf)
+    validation, prepare_s = eng.validate(contract.source, table)
     t2 = time.perf_counter()
+    t1 = t0 + prepare_s  # convert_s: reading and converting the parts; validate_s: GX itself
 
     out_rows: list[tuple] = []
     unexpected: list[tuple[str, pl.Series]] = []  # (rule, row positions) for row-level rules
@@ -610,12 +715,12 @@ def _validate_source(eng: _Engine, contract: Contract, frame: pl.DataFrame | Non
         percent = result.get("unexpected_percent")
         if rule.row_condition is not None and not raised:
             # GX counted only the rows its condition selected: restate over the table
-            element = frame.height
+            element = table.height
             percent = (100.0 * count / element) if element and count is not None else (0.0 if count == 0 else None)
         observed = _observed(cfg.type, result)
         if raised:
             # GX's exception text may quote data: keep a fixed reason instead
-            absent = [c for c in _rule_columns(rule) if c not in frame.columns]
+            absent = [c for c in _rule_columns(rule) if c not in table.schema]
             observed = f"error: column missing: {','.join(absent)}" if absent else "error: expectation raised"
             element, count, percent = None, None, None
         if percent is not None and (math.isnan(percent) or math.isinf(percent)):
@@ -628,14 +733,14 @@ def _validate_source(eng: _Engine, contract: Contract, frame: pl.DataFrame | Non
             unexpected.append((rule.rule, pl.Series(index, dtype=pl.Int64)))
     results = pl.DataFrame(out_rows, schema=RESULT_SCHEMA, orient="row")
     t3 = time.perf_counter()
-    by_tenant = _by_tenant(contract, frame, results, unexpected)
+    by_tenant = _by_tenant(contract, table, results, unexpected)
     t4 = time.perf_counter()
-    return SourceOutcome(contract.source, frame.height, t1 - t0, t2 - t1, t4 - t3, results, by_tenant)
+    return SourceOutcome(contract.source, table.height, t1 - t0, t2 - t1, t4 - t3, results, by_tenant)
 
 
 def _by_tenant(
     contract: Contract,
-    frame: pl.DataFrame,
+    table: _Table,
     results: pl.DataFrame,
     unexpected: list[tuple[str, pl.Series]],
 ) -> pl.DataFrame:
@@ -643,14 +748,21 @@ def _by_tenant(
 
     Row-level rules: element_count = the tenant-day's rows, unexpected_count = its rows GX
     flagged. Table-level rules (column set, types) hold or fail for the whole table: the
-    tenant-day row repeats that verdict, unexpected_count is null.
+    tenant-day row repeats that verdict, unexpected_count is null. Only the two key
+    columns are read, in the row order of the parts GX validated.
     """
+    schema = table.schema
+    frame = table.select([c for c in ("tenant_id", contract.day_column) if c is not None])
     keys = frame.select(
-        (pl.col("tenant_id").cast(pl.String) if "tenant_id" in frame.columns else pl.lit(None, pl.String)).alias("tenant_id"),
+        (pl.col("tenant_id").cast(pl.String) if "tenant_id" in schema else pl.lit(None, pl.String)).alias("tenant_id"),
         (pl.col(contract.day_column).cast(pl.Date, strict=False)
-         if contract.day_column in frame.columns and frame.schema[contract.day_column].is_temporal()
+         if contract.day_column in schema and schema[contract.day_column].is_temporal()
          else pl.lit(None, pl.Date)).alias("day"),
     )
+    if not frame.width:  # neither key column: one (null, null) key per row
+        keys = pl.DataFrame({"tenant_id": pl.Series([None] * table.height, dtype=pl.String),
+                             "day": pl.Series([None] * table.height, dtype=pl.Date)})
+    del frame
     groups = keys.group_by("tenant_id", "day").agg(pl.len().cast(pl.Int64).alias("element_count"))
     if groups.height == 0:
         return pl.DataFrame(schema=BY_TENANT_SCHEMA)
@@ -684,11 +796,20 @@ def validate_frames(frames: Mapping[str, pl.DataFrame | None], *, sources: Seque
 
     Pure apart from GX: no database. ``sources`` limits which suites run (default: all).
     """
+
+    def table(source: str) -> _Table | None:
+        frame = frames.get(source)
+        return None if frame is None else _FrameTable(frame)
+
+    return _validate(table, sources)
+
+
+def _validate(tables: Callable[[str], _Table | None], sources: Sequence[str] | None) -> ContractReport:
     t0 = time.perf_counter()
     eng = engine()
     engine_s = time.perf_counter() - t0
     wanted = set(SOURCES if sources is None else sources)
-    outcomes = [_validate_source(eng, c, frames.get(c.source)) for c in CONTRACTS if c.source in wanted]
+    outcomes = [_validate_source(eng, c, tables(c.source)) for c in CONTRACTS if c.source in wanted]
     results = pl.concat([o.results for o in outcomes]) if outcomes else pl.DataFrame(schema=RESULT_SCHEMA)
     by_tenant = pl.concat([o.by_tenant for o in outcomes]) if outcomes else pl.DataFrame(schema=BY_TENANT_SCHEMA)
     return ContractReport(
@@ -704,28 +825,17 @@ def validate_frames(frames: Mapping[str, pl.DataFrame | None], *, sources: Seque
     )
 
 
-class _TableReader(Mapping):
-    """source -> published table, read from the warehouse on each ``get`` (not kept)."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection):
-        self.con = con
-
-    def __getitem__(self, source: str) -> pl.DataFrame | None:
-        if source not in SOURCES:
-            raise KeyError(source)
-        return Warehouse.read(self.con, source)
-
-    def __iter__(self):
-        return iter(SOURCES)
-
-    def __len__(self) -> int:
-        return len(SOURCES)
-
-
 def run_data_contracts(con: duckdb.DuckDBPyConnection) -> ContractReport:
-    """Read every published source table, validate it in full, publish the results."""
-    # one table in memory at a time: each is read when its suite runs, then released
-    report = validate_frames(_TableReader(con))
+    """Validate every published source table in full, publish the results.
+
+    A table is never read whole: each GX part reads only its own columns, then the
+    per-tenant derivation its two key columns (see ``_WarehouseTable``).
+    """
+
+    def table(source: str) -> _Table | None:
+        return _WarehouseTable(con, source) if Warehouse.exists(con, source) else None
+
+    report = _validate(table, None)
     Warehouse.publish(
         con,
         {RESULTS_TABLE: report.results, BY_TENANT_TABLE: report.by_tenant},

@@ -356,3 +356,149 @@ def test_dagster_asset_and_checks_block_on_structure_and_warn_on_values(tmp_path
     assert ("settlements: unique:tenant_id,provider,provider_ref (expect_compound_columns_to_be_unique): "
             "2 of 3 rows") in structure_lines
     assert not any("ap_001" in line or "usd" in line for line in structure_lines)
+
+
+# ------------------------------------------------- narrow reads, same verdicts ---
+
+
+class _WholeTable(dc._FrameTable):
+    """The reference reading: the table-level rules see the whole table, and every GX
+    part is cut from one pandas conversion of the whole table."""
+
+    def __init__(self, frame: pl.DataFrame):
+        super().__init__(frame)
+        self.whole = dc.to_pandas_frame(frame)
+
+    def empty(self) -> pl.DataFrame:
+        return self.frame
+
+    def pandas(self, columns, as_int64):
+        return dc._narrow(self.whole, columns, as_int64)
+
+
+def _whole(frames: dict[str, pl.DataFrame]) -> dc.ContractReport:
+    return dc._validate(lambda s: _WholeTable(frames[s]) if s in frames else None, list(frames))
+
+
+#: Failure cases of every kind: types (float, narrower int, another time unit, Null-typed),
+#: missing and extra columns, nulls, duplicates, bad values, the net rule, no tenant column.
+CASES = {
+    "clean": lambda: settlements(),
+    "float_amount": lambda: settlements(gross_minor=[125000.0, 5000.0, 900.0]),
+    "int32_copies": lambda: settlements().with_columns(pl.col("copies").cast(pl.Int32)),
+    "ms_timestamps": lambda: settlements().with_columns(pl.col("settled_at").cast(pl.Datetime("ms"))),
+    "null_net": lambda: settlements(net_minor=[123750, None, 891]),
+    "missing_batch_id": lambda: settlements().drop("batch_id"),
+    "missing_fee": lambda: settlements().drop("fee_minor"),
+    "missing_day_and_tenant": lambda: settlements().drop("settled_at", "tenant_id"),
+    "extra_column": lambda: settlements().with_columns(pl.lit("x").alias("surprise")),
+    "bad_rows": lambda: settlements(provider_ref=["ap_001", "ap_001", "ap 003"], currency=["EUR", "usd", "eur"],
+                                    net_minor=[123750, 4949, 891]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_narrow_parts_and_zero_row_schema_give_the_whole_table_verdicts(case):
+    """Table-level rules on a zero-row frame, row rules on their own columns only: the
+    same results and per-tenant rows as with the whole table converted once."""
+    frame = CASES[case]()
+    narrow = check(frame, "settlements")
+    whole = _whole({"settlements": frame})
+    assert_frame_equal(narrow.results, whole.results)
+    assert_frame_equal(narrow.by_tenant, whole.by_tenant)
+
+
+def test_null_typed_and_empty_tables_give_the_whole_table_verdicts():
+    for frame in (settlements().with_columns(pl.lit(None).alias("batch_id")), settlements().head(0),
+                  settlements(gross_minor=[1.0, 2.0, 3.0]).head(0)):
+        narrow, whole = check(frame, "settlements"), _whole({"settlements": frame})
+        assert_frame_equal(narrow.results, whole.results)
+        assert_frame_equal(narrow.by_tenant, whole.by_tenant)
+
+
+def test_zero_row_frame_keeps_every_pandas_dtype():
+    for case in CASES.values():
+        frame = case()
+        assert dict(dc.to_pandas_frame(frame.clear()).dtypes) == dict(dc.to_pandas_frame(frame).dtypes)
+
+
+class _RecordingConnection:
+    """A DuckDB connection that records every query (and can scramble plain reads)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, scramble: bool = False):
+        self.con, self.scramble, self.queries = con, scramble, []
+
+    def sql(self, query: str, **kwargs):
+        self.queries.append(query)
+        if self.scramble and query.startswith("SELECT rowid") and "ORDER BY" not in query:
+            query += " ORDER BY rowid DESC"  # what a scan without order could return
+        return self.con.sql(query, **kwargs)
+
+
+def _publish_cases(con, frame: pl.DataFrame) -> None:
+    Warehouse.publish(con, {"settlements": frame})
+
+
+@pytest.mark.parametrize("case", sorted(set(CASES) - {"clean"}))
+def test_warehouse_run_reads_columns_not_tables_and_matches_the_whole_table(tmp_path, case):
+    with Warehouse(tmp_path).connect() as con:
+        _publish_cases(con, CASES[case]())
+        whole = _whole({"settlements": Warehouse.read(con, "settlements")})
+        recording = _RecordingConnection(con)
+        narrow = dc._validate(lambda s: dc._WarehouseTable(recording, s) if s == "settlements" else None,
+                              ["settlements"])
+        report = dc.run_data_contracts(con)
+        published = Warehouse.read(con, dc.RESULTS_TABLE).filter(pl.col("source") == "settlements")
+        published_by_tenant = Warehouse.read(con, dc.BY_TENANT_TABLE)
+    assert_frame_equal(narrow.results, whole.results)
+    assert_frame_equal(narrow.by_tenant, whole.by_tenant)
+    assert_frame_equal(published, whole.results)
+    assert_frame_equal(published_by_tenant, whole.by_tenant)
+    assert report.rows["settlements"] == whole.rows["settlements"]
+    # never the whole table: the schema (no rows), the row count, then a few columns per read
+    reads = [q for q in recording.queries if q.startswith("SELECT rowid")]
+    assert recording.queries[:2] == ['SELECT * FROM "settlements" LIMIT 0', 'SELECT count(*) FROM "settlements"']
+    assert len(recording.queries) == 2 + len(reads)
+    assert all(q.count(",") <= dc._PART_COLUMNS for q in reads)
+
+
+def test_missing_column_is_reported_from_the_warehouse(tmp_path):
+    with Warehouse(tmp_path).connect() as con:
+        _publish_cases(con, settlements().drop("fee_minor"))
+        report = dc.run_data_contracts(con)
+    results = report.results.filter(pl.col("source") == "settlements")
+    observed = dict(results.select("rule", "observed").rows())
+    assert observed["columns"] == "missing: fee_minor"
+    assert observed["type:fee_minor"] == "error: column missing: fee_minor"
+    for rule in ("columns", "type:fee_minor", "not_null:fee_minor", "net_equals_gross_minus_fee"):
+        assert not row(report, rule)["success"], rule
+    assert_frame_equal(results, check(settlements().drop("fee_minor"), "settlements").results)
+
+
+def test_reads_out_of_row_order_are_read_again_in_row_order(tmp_path):
+    frame = pl.concat([settlements(currency=["EUR", "usd", "JPY"])] * 40).with_columns(
+        provider_ref=pl.format("r{}", pl.int_range(pl.len())),
+        tenant_id=pl.when(pl.int_range(pl.len()) % 7 == 0).then(pl.lit("t_gamma")).otherwise(pl.col("tenant_id")),
+    )
+    with Warehouse(tmp_path).connect() as con:
+        _publish_cases(con, frame)
+        con.execute("DELETE FROM settlements WHERE provider_ref IN ('r3', 'r50')")  # gaps in the row ids
+        whole = _whole({"settlements": Warehouse.read(con, "settlements")})
+        scrambled = _RecordingConnection(con, scramble=True)
+        table = dc._WarehouseTable(scrambled, "settlements")
+        assert_frame_equal(table.select(["provider_ref", "currency"]),
+                           Warehouse.read(con, "settlements").select("provider_ref", "currency"))
+        narrow = dc._validate(lambda s: dc._WarehouseTable(scrambled, s) if s == "settlements" else None,
+                              ["settlements"])
+    assert any(q.endswith("ORDER BY rowid") for q in scrambled.queries)
+    assert_frame_equal(narrow.results, whole.results)
+    assert_frame_equal(narrow.by_tenant, whole.by_tenant)
+    assert row(narrow, "currency:currency")["unexpected_count"] == 40
+
+
+def test_row_id_order_check():
+    assert dc._in_row_id_order(pl.Series([0, 1, 5, 9]), 4)
+    assert dc._in_row_id_order(pl.Series([], dtype=pl.Int64), 0)
+    assert not dc._in_row_id_order(pl.Series([0, 5, 1]), 3)  # out of order
+    assert not dc._in_row_id_order(pl.Series([0, 1, 1]), 3)  # a row twice
+    assert not dc._in_row_id_order(pl.Series([0, 1]), 3)  # a row short
