@@ -115,6 +115,8 @@ class Warehouse:
             "SET disabled_compression_methods = $methods",
             {"methods": os.environ.get(DISABLED_COMPRESSION_ENV, DEFAULT_DISABLED_COMPRESSION)},
         )
+        # long queries would otherwise draw DuckDB's progress bar into `zentra run`'s output
+        con.execute("SET enable_progress_bar = false")
         con.execute("SET autoload_known_extensions = false")
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET enable_external_access = false")
