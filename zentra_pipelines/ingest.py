@@ -85,7 +85,9 @@ def verify_new_callbacks(con: duckdb.DuckDBPyConnection, webhook_keys: pl.DataFr
     """Verify callback lines not verified before; append one judged row per line.
 
     The verdict is kept as evidence of what was checked at receipt, so a later secret
-    rotation never re-judges history.
+    rotation never re-judges history. The verdicts go straight from the query into the
+    table inside DuckDB: at 1M intents (2.45M lines) holding them as a frame first cost
+    ~0.7 GB that stayed resident through the convergence that follows.
     """
     ensure_archive(con)
     ensure_macros(con)
@@ -93,17 +95,15 @@ def verify_new_callbacks(con: duckdb.DuckDBPyConnection, webhook_keys: pl.DataFr
     con.register("webhook_secrets", webhook_keys)
     con.register("iso_currencies", pl.DataFrame({"currency": sorted(currency_exponents())}))
     try:
-        judged = con.sql(
-            load_sql("verify_callbacks"),
-            params={"identifier": IDENTIFIER_PATTERN.strip("^$"), "max_skew_ms": MAX_SKEW_MS},
-        ).pl()
+        (judged,) = con.execute(
+            "INSERT INTO callback_checked BY NAME SELECT * FROM (\n" + load_sql("verify_callbacks") + "\n)",
+            {"identifier": IDENTIFIER_PATTERN.strip("^$"), "max_skew_ms": MAX_SKEW_MS},
+        ).fetchall()[0]
     finally:
         con.unregister("webhook_secrets")
         con.unregister("iso_currencies")
         con.execute("DROP VIEW IF EXISTS callback_lines_new")
-    if judged.height:
-        Warehouse.append(con, "callback_checked", judged)
-    return judged.height
+    return int(judged)
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,9 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
     """Verify newly archived callback lines, then converge every judged line."""
     verified = verify_new_callbacks(con, load_webhook_keys(secrets_path))
     checked = con.sql("SELECT * FROM callback_checked").pl()
+    received = checked.height
     result = converge(checked)
+    del checked  # only its count is needed from here on (millions of rows at scale)
     Warehouse.publish(
         con,
         {
@@ -133,7 +135,7 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
             "callback_conflicts": result.conflicts,
         },
         audit=lambda frames: rows_conserved_violations(
-            checked.height, frames["callback_events"].height, frames["callbacks_quarantine"].height, "callbacks"
+            received, frames["callback_events"].height, frames["callbacks_quarantine"].height, "callbacks"
         ),
         # provider state may only be empty when no line at all passed verification
         allow_empty={"callbacks_quarantine", "callback_conflicts"}
@@ -142,7 +144,7 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
     distinct = result.events.select("tenant_id", "provider", "event_id").n_unique() if result.events.height else 0
     return CallbackReport(
         verified_now=verified,
-        received=checked.height,
+        received=received,
         accepted=result.events.height,
         quarantined=result.quarantine.height,
         quarantined_by_code=count_by(result.quarantine, "error_code"),
