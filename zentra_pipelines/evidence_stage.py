@@ -42,33 +42,9 @@ def configured_tenants(policies_path: Path, secrets_path: Path) -> list[str]:
     return sorted(t for t in tenants if isinstance(t, str))
 
 
-def load_packet_frames(
-    con: duckdb.DuckDBPyConnection, days: list[date] | None = None, tenants: list[str] | None = None
-) -> dict[str, pl.DataFrame]:
-    """Every packet table; with ``days`` (and ``tenants``) only the rows a packet of those
-    days (and tenants) can hold: each row's day is its DAY_COLUMNS timestamp's UTC day,
-    a timeline row's the day its intent was created. Table and column names come from
-    the packet plan (an allowlist); days and tenants are bound.
-    """
-    frames: dict[str, pl.DataFrame] = {}
-    where, params = _day_filter(days, tenants)
-    for name, (table, column) in packet_plan.DAY_COLUMNS.items():
-        if name == "intent_timeline" or not Warehouse.exists(con, table):
-            continue
-        frames[name] = con.sql(f'SELECT * FROM "{table}" AS t {where.format(col=column)}', params=params).pl()
-    if Warehouse.exists(con, "intent_timeline") and Warehouse.exists(con, "intents"):
-        frames["intent_timeline"] = con.sql(
-            'SELECT t.*, i.created_at AS intent_created_at FROM "intent_timeline" AS t '
-            'JOIN "intents" AS i ON t.tenant_id = i.tenant_id AND t.intent_id = i.intent_id '
-            + where.replace("t.", "i.").format(col="created_at"),
-            params=params,
-        ).pl()
-    return frames
-
-
 def tenant_day_frames(con: duckdb.DuckDBPyConnection, tenant: str, day: date) -> dict[str, pl.DataFrame]:
     """The tables of one tenant-day packet, as :func:`packet_plan.allocate` would cut
-    them out of :func:`load_packet_frames`: only that tenant's rows of that UTC day,
+    them out of the whole day's rows: only that tenant's rows of that UTC day,
     without the never-sealed columns, empty tables left out. Filtered in DuckDB, so only
     one packet's rows reach Python (a whole day at 1M intents is ~1 GB of frames)."""
     frames: dict[str, pl.DataFrame] = {}
@@ -99,17 +75,6 @@ def _sealed_columns(con: duckdb.DuckDBPyConnection, table: str, alias: str) -> s
         params={"t": table},
     ).fetchall() if c not in packet_plan.DROP_COLUMNS]
     return ", ".join(f'{alias}."{c.replace(chr(34), chr(34) * 2)}"' for c in names)
-
-
-def _day_filter(days: list[date] | None, tenants: list[str] | None) -> tuple[str, dict]:
-    clauses, params = [], {}
-    if days is not None:
-        clauses.append('list_contains($days, CAST(t."{col}" AS DATE))')
-        params["days"] = sorted(days)
-    if tenants is not None:
-        clauses.append("list_contains($tenants, t.tenant_id)")
-        params["tenants"] = sorted(tenants)
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def packet_days(con: duckdb.DuckDBPyConnection, tenants: list[str]) -> list[date]:

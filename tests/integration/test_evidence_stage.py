@@ -17,6 +17,24 @@ from zentra_pipelines.domain import packet_plan
 from zentra_pipelines.domain.evidence import canonical_frame
 
 
+def whole_day_frames(con, day, tenants) -> dict[str, pl.DataFrame]:
+    """The reference: every packet table's rows of ``day`` for ``tenants``, whole (the way
+    run_packets read them before it read one tenant-day at a time)."""
+    where = 'WHERE list_contains($days, CAST(t."{col}" AS DATE)) AND list_contains($tenants, t.tenant_id)'
+    params = {"days": [day], "tenants": sorted(tenants)}
+    frames = {}
+    for name, (table, column) in packet_plan.DAY_COLUMNS.items():
+        if name != "intent_timeline" and Warehouse.exists(con, table):
+            frames[name] = con.sql(f'SELECT * FROM "{table}" AS t {where.format(col=column)}', params=params).pl()
+    frames["intent_timeline"] = con.sql(
+        'SELECT t.*, i.created_at AS intent_created_at FROM "intent_timeline" AS t '
+        'JOIN "intents" AS i ON t.tenant_id = i.tenant_id AND t.intent_id = i.intent_id '
+        + where.replace("t.", "i.").format(col="created_at"),
+        params=params,
+    ).pl()
+    return frames
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, list[str]]:
     """The sample's warehouse with every table a packet seals from (no packets yet)."""
@@ -33,7 +51,7 @@ def test_tenant_day_frames_equal_the_whole_day_cut_by_tenant(built):
         assert len(days) >= 2
         compared = 0
         for day in days:
-            plan = packet_plan.allocate(evidence_stage.load_packet_frames(con, [day], tenants), tenants)
+            plan = packet_plan.allocate(whole_day_frames(con, day, tenants), tenants)
             for tenant in tenants + ["t_not_configured_anywhere"]:
                 got = evidence_stage.tenant_day_frames(con, tenant, day)
                 want = plan.get(packet_plan.TenantDay(tenant, day), {}) if tenant in tenants else {}
