@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,6 +14,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from zentra_pipelines import packet_inputs
 from zentra_pipelines.adapters import packet_store
 from zentra_pipelines.adapters.config import load_policies, load_webhook_keys
 from zentra_pipelines.adapters.signing import load_signer
@@ -30,6 +33,7 @@ class EvidenceReport:
     packets: pl.DataFrame  # tenant_id, period, version, created, path, merkle_root, key_id
     key_kind: str
     key_id: str
+    unchanged: int = 0  # tenant-days whose inputs and sealed version were as recorded: not rebuilt
 
     @property
     def sealed_now(self) -> int:
@@ -69,12 +73,8 @@ def tenant_day_frames(con: duckdb.DuckDBPyConnection, tenant: str, day: date) ->
 
 
 def _sealed_columns(con: duckdb.DuckDBPyConnection, table: str, alias: str) -> str:
-    """A table's columns in table order, less packet_plan.DROP_COLUMNS (names from the catalog, quoted)."""
-    names = [c for (c,) in con.sql(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = $t ORDER BY column_index",
-        params={"t": table},
-    ).fetchall() if c not in packet_plan.DROP_COLUMNS]
-    return ", ".join(f'{alias}."{c.replace(chr(34), chr(34) * 2)}"' for c in names)
+    """A table's sealed columns in table order, quoted, for a SELECT list."""
+    return ", ".join(f"{alias}.{packet_inputs.quote(c)}" for c, _ in packet_inputs.sealed_columns(con, table))
 
 
 def packet_days(con: duckdb.DuckDBPyConnection, tenants: list[str]) -> list[date]:
@@ -102,7 +102,9 @@ def run_packets(
     One tenant-day at a time: only that packet's rows are read from the warehouse (at 1M
     intents the whole state is many GB, one day's rows of every tenant ~1 GB of frames)
     and sealed on a small thread pool, while the next one is read; at most SEAL_WORKERS
-    packets' rows are held at once.
+    packets' rows are held at once. A tenant-day whose input digest
+    (:mod:`zentra_pipelines.packet_inputs`) and latest sealed version are what this
+    warehouse recorded when it sealed that version is not read or rebuilt at all.
     """
     signer = load_signer(home, signing_key)
     packet_store.sweep_staging(home)  # temp packets of a killed run: never evidence, never kept
@@ -120,6 +122,8 @@ def run_packets(
         daily.partition_by("tenant_id", as_dict=True) if daily is not None and daily.height else {}
     )
     todo = sorted(days) if days is not None else packet_days(con, tenants)
+    digests = packet_inputs.fingerprints(con, tenants, todo, signer.key_id)
+    prior = {} if packet_inputs.rebuild_all_requested() else packet_inputs.recorded(con)
 
     def seal_one(key: packet_plan.TenantDay, tables: dict[str, pl.DataFrame]) -> tuple:
         tenant_daily = daily_by_tenant.get((key.tenant_id,))
@@ -145,33 +149,68 @@ def run_packets(
         )
         result = packet_store.seal(home, inp, signer)
         return (key.tenant_id, key.period, result.version, result.created, str(result.path),
-                result.merkle_root, result.key_id)
+                result.merkle_root, result.key_id, result.manifest_sha256)
 
     # Tenant-days are independent (own folder, own version chain) and the work is Parquet,
     # CSV, zlib and SHA-256 on large buffers, all of which release the GIL: seal them on
     # a small pool while this thread (the only one using ``con``) reads the next one.
     # Rows come back in (day, tenant) order whatever the thread schedule.
-    rows = []
-    pending: deque[Future] = deque()
+    rows, skipped = [], 0
+    pending: deque[Future | tuple] = deque()  # a tuple: an unchanged day, already answered
+
+    def settle(item: Future | tuple) -> None:
+        rows.append(item.result() if isinstance(item, Future) else item)
+
     with ThreadPoolExecutor(max_workers=SEAL_WORKERS, thread_name_prefix="zentra-seal") as pool:
         for day in todo:
             for tenant in sorted(set(tenants)):
                 if len(pending) >= SEAL_WORKERS:  # bound the packets in memory
-                    rows.append(pending.popleft().result())
+                    settle(pending.popleft())
+                unchanged = _unchanged(home, tenant, day, digests.get((tenant, day)), prior.get((tenant, day)))
+                if unchanged is not None:
+                    pending.append(unchanged)
+                    skipped += 1
+                    continue
                 tables = tenant_day_frames(con, tenant, day)
                 if tables:  # a tenant without a row that day has no packet
                     pending.append(pool.submit(seal_one, packet_plan.TenantDay(tenant, day), tables))
                 del tables  # held by the task only, freed when it is sealed
         while pending:
-            rows.append(pending.popleft().result())
+            settle(pending.popleft())
+    packet_inputs.record(con, [
+        (tenant, day, version, digests[(tenant, day)], manifest_sha)
+        for tenant, day, version, *_, manifest_sha in rows if (tenant, day) in digests
+    ], days)
     packets = pl.DataFrame(
-        rows,
+        [row[:-1] for row in rows],
         schema={"tenant_id": pl.String, "period": pl.Date, "version": pl.Int64, "created": pl.Boolean,
                 "path": pl.String, "merkle_root": pl.String, "key_id": pl.String},
         orient="row",
     )
     _record_packets(con, packets, days)
-    return EvidenceReport(packets=packets, key_kind=signer.key_kind, key_id=signer.key_id)
+    return EvidenceReport(packets=packets, key_kind=signer.key_kind, key_id=signer.key_id, unchanged=skipped)
+
+
+def _unchanged(home: Path, tenant: str, day: date, digest: str | None, prior: tuple | None) -> tuple | None:
+    """The packets row of a tenant-day left as it is, or ``None`` if it must be rebuilt.
+
+    Unchanged means: its input digest is the one recorded when its latest version was
+    sealed, and that version is still the latest in the store with the same manifest.
+    """
+    if digest is None or prior is None or prior[1] != digest:
+        return None
+    try:
+        found = packet_store.latest_manifest(home, tenant, day.isoformat())
+    except packet_store.PacketStoreError:
+        return None  # rebuilt, and sealing reports what is wrong with the stored version
+    if found is None:
+        return None
+    version, path, manifest_raw = found
+    manifest_sha = hashlib.sha256(manifest_raw).hexdigest()
+    if (version, manifest_sha) != (prior[0], prior[2]):
+        return None
+    manifest = json.loads(manifest_raw)
+    return (tenant, day, version, False, str(path), manifest["merkle_root"], manifest["key_id"], manifest_sha)
 
 
 def _record_packets(con: duckdb.DuckDBPyConnection, packets: pl.DataFrame, days: set[date] | None) -> None:

@@ -10,7 +10,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from tests.reliability._support import make_sample, run_stages
-from zentra_pipelines import evidence_stage
+from zentra_pipelines import evidence_stage, packet_inputs
 from zentra_pipelines.adapters import packet_store
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import packet_plan
@@ -99,3 +99,114 @@ def test_run_packets_holds_at_most_seal_workers_packets(built, tmp_path, monkeyp
     assert report.packets.select("period", "tenant_id").rows() == sorted(
         report.packets.select("period", "tenant_id").rows())
     assert report.packets.filter(pl.col("path").str.starts_with(str(tmp_path))).height == report.packets.height
+
+
+# ---------------------------------------------------------------- unchanged days ---
+
+
+@pytest.fixture
+def sealed(built, tmp_path) -> tuple[Path, list[str], evidence_stage.EvidenceReport]:
+    """A copy of the built warehouse whose every tenant-day has been sealed once."""
+    home, tenants = built
+    copy = tmp_path / "home"
+    copy.mkdir()
+    (copy / "warehouse.duckdb").write_bytes((home / "warehouse.duckdb").read_bytes())
+    with Warehouse(copy).connect() as con:
+        first = evidence_stage.run_packets(con, copy, tenants, None)
+    return copy, tenants, first
+
+
+def _rerun(home: Path, tenants: list[str]) -> evidence_stage.EvidenceReport:
+    with Warehouse(home).connect() as con:
+        return evidence_stage.run_packets(con, home, tenants, None)
+
+
+def _zips(home: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(home)): p.read_bytes() for p in sorted((home / "packets").rglob("*.zip"))}
+
+
+def test_a_rerun_with_nothing_new_rebuilds_no_day(sealed):
+    home, tenants, first = sealed
+    before = _zips(home)
+    again = _rerun(home, tenants)
+    assert first.unchanged == 0 and first.sealed_now == first.packets.height
+    assert again.unchanged == again.packets.height == first.packets.height and again.sealed_now == 0
+    assert_frame_equal(again.packets.drop("created"), first.packets.drop("created"))
+    assert _zips(home) == before
+
+
+def test_a_changed_row_reseals_only_its_tenant_day(sealed):
+    home, tenants, first = sealed
+    tenant, day = first.packets.row(0)[:2]
+    with Warehouse(home).connect() as con:
+        con.execute(
+            "UPDATE callback_events SET detail = 'late correction' WHERE rowid = ("
+            "SELECT min(rowid) FROM callback_events WHERE tenant_id = $t AND CAST(received_at AS DATE) = $d)",
+            {"t": tenant, "d": day},
+        )
+    again = _rerun(home, tenants)
+    resealed = again.packets.filter(pl.col("created")).select("tenant_id", "period", "version").rows()
+    assert resealed == [(tenant, day, 2)]
+    assert again.unchanged == first.packets.height - 1
+
+
+def test_an_earlier_balance_change_reseals_every_later_day_of_that_tenant(sealed):
+    """Closing balances carry forward: a late posting on day 1 moves day 2's closings too."""
+    home, tenants, first = sealed
+    tenant = first.packets["tenant_id"][0]
+    days = sorted(first.packets.filter(pl.col("tenant_id") == tenant)["period"])
+    assert len(days) >= 2
+    with Warehouse(home).connect() as con:
+        digests = packet_inputs.fingerprints(con, tenants, days, "key")
+        con.execute(
+            "UPDATE daily_balances SET closing_minor = closing_minor + 1 WHERE rowid = ("
+            "SELECT min(rowid) FROM daily_balances WHERE tenant_id = $t AND day = $d)",
+            {"t": tenant, "d": days[0]},
+        )
+        moved = packet_inputs.fingerprints(con, tenants, days, "key")
+    assert all(moved[(tenant, d)] != digests[(tenant, d)] for d in days)
+    assert all(moved[k] == digests[k] for k in digests if k[0] != tenant)
+
+
+def test_a_version_sealed_elsewhere_is_not_taken_as_unchanged(sealed):
+    """The record names the version it describes: a newer version in the store (another
+    run, a restore) makes the day go through sealing again, which compares content."""
+    home, tenants, first = sealed
+    tenant, day = first.packets.row(0)[:2]
+    folder = home / "packets" / tenant / day.isoformat()
+    (folder / "v1.zip").unlink()
+    again = _rerun(home, tenants)
+    assert again.unchanged == first.packets.height - 1
+    assert again.packets.filter((pl.col("tenant_id") == tenant) & (pl.col("period") == day))["created"].to_list() == [True]
+
+
+def test_a_damaged_latest_version_is_not_skipped(sealed):
+    home, tenants, first = sealed
+    tenant, day = first.packets.row(0)[:2]
+    (home / "packets" / tenant / day.isoformat() / "v1.zip").chmod(0o644)
+    (home / "packets" / tenant / day.isoformat() / "v1.zip").write_bytes(b"not a zip")
+    with pytest.raises(packet_store.PacketStoreError, match="fails verification"):
+        _rerun(home, tenants)
+
+
+def test_rebuild_all_ignores_the_record_and_seals_nothing_new(sealed, monkeypatch):
+    home, tenants, first = sealed
+    monkeypatch.setenv(packet_inputs.REBUILD_ALL_ENV, "1")
+    again = _rerun(home, tenants)
+    assert again.unchanged == 0 and again.sealed_now == 0 and again.packets.height == first.packets.height
+
+
+def test_the_digest_does_not_depend_on_row_order(built, tmp_path):
+    home, tenants = built
+    with Warehouse(home).connect(read_only=True) as con:
+        days = evidence_stage.packet_days(con, tenants)
+        want = packet_inputs.fingerprints(con, tenants, days, "key")
+    copy = tmp_path / "home"
+    copy.mkdir()
+    (copy / "warehouse.duckdb").write_bytes((home / "warehouse.duckdb").read_bytes())
+    with Warehouse(copy).connect() as con:
+        con.execute("CREATE TABLE reversed AS SELECT * FROM ledger_entries ORDER BY entry_seq DESC")
+        con.execute("DROP TABLE ledger_entries")
+        con.execute("ALTER TABLE reversed RENAME TO ledger_entries")
+        assert packet_inputs.fingerprints(con, tenants, days, "key") == want
+        assert packet_inputs.fingerprints(con, tenants, days, "another key") != want

@@ -247,6 +247,20 @@ def seal(root: Path, inp: PacketInput, signer: SignerLike) -> SealResult:
     raise PacketStoreError(f"could not seal {inp.tenant_id} {inp.period}: too many concurrent writers")
 
 
+def latest_manifest(root: Path, tenant_id: str, period: str) -> tuple[int, Path, bytes] | None:
+    """``(version, path, manifest.json bytes)`` of the latest sealed version, or ``None``.
+
+    Only the manifest is read (not verified): callers compare its SHA-256 with one they
+    recorded when they sealed it, which is how an unchanged day is recognised cheaply.
+    """
+    day_dir = packet_dir(root, tenant_id, period)
+    versions = _versions_in(day_dir)
+    if not versions:
+        return None
+    path = day_dir / f"v{versions[-1]}.zip"
+    return versions[-1], path, _read_manifest_bytes(path)
+
+
 def list_packets(root: Path) -> list[tuple[str, str, list[int]]]:
     """``(tenant_id, period, versions)`` for every tenant-day in the store, sorted."""
     base = _packets_root(root)

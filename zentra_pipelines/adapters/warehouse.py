@@ -52,7 +52,7 @@ TABLES = frozenset(
         "webhook_health", "replay_queue", "routing_decisions", "callback_conflicts", "settlement_conflicts",
         # reconciliation and evidence
         "reconciliation_breaks", "break_log", "intent_timeline", "data_contract_results", "data_contract_results_by_tenant", "check_results",
-        "packets", "run_summary",
+        "packets", "packet_fingerprints", "run_summary",
     }
 )
 

@@ -60,6 +60,7 @@ def audit_packets(context: dg.AssetExecutionContext, zentra: ZentraResource) -> 
     return dg.MaterializeResult(
         metadata={
             "days_in_run": len(days),
+            "tenant_days_unchanged": dg.MetadataValue.int(r.unchanged),
             "key_id": r.key_id,
             "key_kind": r.key_kind,
             "packets_root": dg.MetadataValue.path(str(settings.home / "packets")),

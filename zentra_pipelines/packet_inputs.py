@@ -1,0 +1,183 @@
+"""What each tenant-day packet is made of, summed up in one digest, so an unchanged day
+is recognised without reading its rows or rebuilding its packet.
+
+Why: re-sealing compares a freshly built packet with the latest sealed version, which
+means reading every row of every day and serialising it again: at 100k intents over
+31 days that was 26 of the 75 seconds of adding one day, and a run with nothing new
+cost as much as the first. The digest is computed in DuckDB in one grouped pass per
+table (about 0.1 s per 250k rows) and recorded beside the version it describes
+(``packet_fingerprints``); a tenant-day whose digest and sealed version are both
+unchanged keeps its packet untouched.
+
+What goes in, per tenant-day: for each packet table, the count and the sum of a 64-bit
+hash of every sealed column of its rows of that day (order-free, so arrival order does
+not matter); the intent timeline of the intents created that day; the tenant's daily
+balances up to that day (closing balances carry forward); the unbalanced journals among
+that day's entries (the day's checks read them); and, for every day alike, the signing
+key id, the packet tables' schemas, the library versions that write the bytes and a
+digest of this package's source (a code change rebuilds every packet once, and the
+content comparison still seals a new version only where bytes differ).
+
+What it is not: evidence. The hash is DuckDB's fast non-cryptographic ``hash``; the
+digest only decides whether a day needs rebuilding. Packets stay signed and verified
+as before; ``ZENTRA_PACKETS_REBUILD_ALL=1`` (read at run time) ignores the recorded
+digests and rebuilds every day, e.g. after restoring a warehouse from backup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from datetime import date
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain import packet_plan
+
+TABLE = "packet_fingerprints"
+REBUILD_ALL_ENV = "ZENTRA_PACKETS_REBUILD_ALL"
+#: Bump when what a packet holds changes in a way neither its rows nor the code digest show.
+FORMAT = "zentra.packet_inputs/1"
+_LIBRARIES = ("duckdb", "polars", "pyarrow")
+
+Key = tuple[str, date]
+
+
+def rebuild_all_requested() -> bool:
+    return os.environ.get(REBUILD_ALL_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def fingerprints(con: duckdb.DuckDBPyConnection, tenants: list[str], days: list[date], key_id: str) -> dict[Key, str]:
+    """``(tenant_id, day) -> sha256 hex`` for every tenant-day of ``days`` holding a packet row."""
+    params = {"tenants": sorted(set(tenants)), "days": sorted(days)}
+    parts: dict[Key, dict[str, list[str]]] = defaultdict(dict)
+    schemas: dict[str, list[list[str]]] = {}
+    for name, (table, column) in packet_plan.DAY_COLUMNS.items():
+        if not Warehouse.exists(con, table) or (name == "intent_timeline" and not Warehouse.exists(con, "intents")):
+            continue
+        columns = sealed_columns(con, table)
+        schemas[name] = columns
+        row = ", ".join(f"t.{quote(c)}" for c, _ in columns)
+        if name == "intent_timeline":  # dated by its intent's creation, as the packet cuts it
+            source = 'FROM "intent_timeline" AS t JOIN "intents" AS i ON t.tenant_id = i.tenant_id AND t.intent_id = i.intent_id'
+            day = "CAST(i.created_at AS DATE)"
+            row += ", i.created_at"
+        else:
+            source = f'FROM "{table}" AS t'
+            day = f"CAST(t.{quote(column)} AS DATE)"
+        for tenant, d, n, h in con.sql(
+            f"SELECT t.tenant_id, {day}, count(*), CAST(sum(hash({row})) AS VARCHAR) {source} "
+            f"WHERE list_contains($tenants, t.tenant_id) AND list_contains($days, {day}) GROUP BY ALL",
+            params=params,
+        ).fetchall():
+            parts[(tenant, d)][name] = [str(n), h]
+    balances = _carried_balances(con, params["tenants"], parts.keys())
+    journals = _unbalanced_journals(con, params)
+    common = {"format": FORMAT, "key_id": key_id, "schemas": schemas, "code": code_digest(), "libraries": _versions()}
+    return {
+        key: hashlib.sha256(json.dumps(
+            {"common": common, "tables": tables, "balances": balances.get(key), "journals": journals.get(key)},
+            sort_keys=True, separators=(",", ":"),
+        ).encode()).hexdigest()
+        for key, tables in parts.items()
+    }
+
+
+def sealed_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[list[str]]:
+    """``[name, type]`` of a table's sealed columns in table order (packet_plan.DROP_COLUMNS left out)."""
+    return [[c, t] for c, t in con.sql(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = $t "
+        "ORDER BY column_index",
+        params={"t": table},
+    ).fetchall() if c not in packet_plan.DROP_COLUMNS]
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _carried_balances(con: duckdb.DuckDBPyConnection, tenants: list[str], keys) -> dict[Key, list[str]]:
+    """Per tenant-day, the count and hash sum of the tenant's daily balances up to that day:
+    a packet's closing balances carry every account's last movement forward."""
+    if not Warehouse.exists(con, "daily_balances"):
+        return {}
+    row = ", ".join(f"t.{quote(c)}" for c, _ in sealed_columns(con, "daily_balances"))
+    per_day: dict[str, list[tuple[date, int, int]]] = defaultdict(list)
+    for tenant, day, n, h in con.sql(
+        f'SELECT t.tenant_id, t."day", count(*), sum(hash({row})) FROM "daily_balances" AS t '
+        "WHERE list_contains($tenants, t.tenant_id) GROUP BY ALL ORDER BY ALL",
+        params={"tenants": tenants},
+    ).fetchall():
+        per_day[tenant].append((day, int(n), int(h)))
+    out: dict[Key, list[str]] = {}
+    for tenant, day in keys:
+        upto = [(n, h) for d, n, h in per_day.get(tenant, []) if d <= day]
+        out[(tenant, day)] = [str(sum(n for n, _ in upto)), str(sum(h for _, h in upto))]
+    return out
+
+
+def _unbalanced_journals(con: duckdb.DuckDBPyConnection, params: dict) -> dict[Key, list[str]]:
+    """Per tenant-day, the journals among its entries whose sum is not zero (with their sums)."""
+    if not Warehouse.exists(con, "ledger_entries"):
+        return {}
+    rows = con.sql(
+        "WITH off AS (SELECT journal_id, currency, sum(amount_minor) AS total FROM ledger_entries "
+        "GROUP BY ALL HAVING sum(amount_minor) <> 0), "
+        "days AS (SELECT DISTINCT tenant_id, CAST(posted_at AS DATE) AS day, journal_id FROM ledger_entries "
+        "WHERE journal_id IN (SELECT journal_id FROM off) AND list_contains($tenants, tenant_id) "
+        "AND list_contains($days, CAST(posted_at AS DATE))) "
+        "SELECT d.tenant_id, d.day, count(*), CAST(sum(hash(o.journal_id, o.currency, o.total)) AS VARCHAR) "
+        "FROM days AS d JOIN off AS o USING (journal_id) GROUP BY ALL",
+        params=params,
+    ).fetchall()
+    return {(tenant, day): [str(n), h] for tenant, day, n, h in rows}
+
+
+@cache
+def code_digest() -> str:
+    """SHA-256 over this package's Python source: packets are rebuilt once after any code change."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    return {name: metadata.version(name) for name in _LIBRARIES}
+
+
+# ------------------------------------------------------------------ the record ---
+
+SCHEMA = {
+    "tenant_id": pl.String,
+    "period": pl.Date,
+    "version": pl.Int64,
+    "inputs_sha256": pl.String,
+    "manifest_sha256": pl.String,
+}
+
+
+def recorded(con: duckdb.DuckDBPyConnection) -> dict[Key, tuple[int, str, str]]:
+    """``(tenant_id, period) -> (version, inputs_sha256, manifest_sha256)`` as last recorded."""
+    frame = Warehouse.read(con, TABLE)
+    if frame is None:
+        return {}
+    return {(t, p): (v, i, m) for t, p, v, i, m in frame.select(list(SCHEMA)).iter_rows()}
+
+
+def record(con: duckdb.DuckDBPyConnection, rows: list[tuple[str, date, int, str, str]], days: set[date] | None) -> None:
+    """Keep the record whole: a partitioned run replaces only the rows of its days."""
+    frame = pl.DataFrame(rows, schema=SCHEMA, orient="row")
+    old = Warehouse.read(con, TABLE) if days is not None else None
+    if old is not None and old.height:
+        kept = old.select(list(SCHEMA)).filter(~pl.col("period").is_in(sorted(days)))
+        frame = pl.concat([kept, frame])
+    Warehouse.publish(con, {TABLE: frame.sort("tenant_id", "period")}, allow_empty={TABLE})
