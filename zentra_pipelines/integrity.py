@@ -8,6 +8,7 @@ findings (negative balances, clearing accounts not back at zero) are reported on
 from __future__ import annotations
 
 import duckdb
+import polars as pl
 
 from zentra_pipelines.adapters.sql_files import load_sql
 
@@ -30,15 +31,33 @@ def files_balanced(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def ledger_invariants(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Re-check the published ledger: journals balance, chain verifies, balances agree."""
+    """Re-check the published ledger: journals balance, chain verifies, balances agree.
+
+    The entries are read and checked one tenant at a time (every invariant over them
+    is per tenant: journals, the chain and balances are all keyed by tenant_id), so only
+    one tenant's entries are held (at 1M intents, 6M entries whole took ~5.6 GB). Should
+    any tenant show a violation, the whole ledger is checked once more as one frame, so
+    the messages (their order and the per-invariant limits) are those of a single pass.
+    """
     from zentra_pipelines.adapters.warehouse import Warehouse
     from zentra_pipelines.domain import invariants as inv
 
-    entries = Warehouse.read(con, "ledger_entries")
     balances = Warehouse.read(con, "ledger_balances")
     daily = Warehouse.read(con, "daily_balances")
-    if entries is None or balances is None or daily is None:
+    if balances is None or daily is None or not Warehouse.exists(con, "ledger_entries"):
         return ["ledger tables are not published"]
+    tenants = [t for (t,) in con.sql(load_sql("select_ledger_entry_tenants")).fetchall()]
+    clean = balances.filter(~pl.col("tenant_id").is_in(tenants, nulls_equal=True)).height == 0
+    for tenant in tenants if clean else []:
+        entries = con.sql(load_sql("select_ledger_entries_of_tenant"), params={"tenant": tenant}).pl()
+        mine = balances.filter(pl.col("tenant_id").eq_missing(tenant))
+        if inv.journal_balance(entries) or inv.chain_verifies(entries) or inv.balances_match_entries(mine, entries):
+            clean = False
+        del entries
+    if clean:
+        return [str(v) for v in inv.balances_sum_to_zero(balances) + inv.closing_is_opening_plus_movements(daily)]
+    entries = Warehouse.read(con, "ledger_entries")
+    assert entries is not None
     found = (
         inv.journal_balance(entries)
         + inv.chain_verifies(entries)

@@ -321,3 +321,38 @@ def test_a_missing_source_file_is_a_clear_error(warehouse: duckdb.DuckDBPyConnec
     with pytest.raises(ledger_source.LedgerSourceError, match="does not exist"):
         run_ledger(warehouse, f"sqlite:///{tmp_path / 'nope.sqlite'}")
     assert not (tmp_path / "nope.sqlite").exists()
+
+
+def _single_pass_invariants(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The published-ledger check as one pass over the whole entries table (the reference)."""
+    from zentra_pipelines.domain import invariants as inv
+
+    entries, balances, daily = (con.sql(f'SELECT * FROM "{t}"').pl() for t in
+                                ("ledger_entries", "ledger_balances", "daily_balances"))
+    found = (inv.journal_balance(entries) + inv.chain_verifies(entries) + inv.balances_sum_to_zero(balances)
+             + inv.balances_match_entries(balances, entries) + inv.closing_is_opening_plus_movements(daily))
+    return [str(v) for v in found]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        None,
+        "UPDATE ledger_entries SET amount_minor = amount_minor + 1 WHERE posting_id = (SELECT min(posting_id) FROM ledger_entries)",
+        "UPDATE ledger_entries SET tenant_id = NULL WHERE posting_id = (SELECT max(posting_id) FROM ledger_entries)",
+        "DELETE FROM ledger_entries WHERE tenant_id = 't_beta'",
+        "INSERT INTO ledger_balances VALUES ('t_nobody', 't_nobody:funding', 'EUR', 0)",
+        "UPDATE ledger_entries SET entry_seq = entry_seq + 1 WHERE tenant_id = 't_gamma'",
+    ],
+)
+def test_the_published_ledger_check_reads_one_tenant_at_a_time_with_single_pass_messages(
+    warehouse: duckdb.DuckDBPyConnection, source: str, tamper: str | None
+) -> None:
+    from zentra_pipelines import integrity
+
+    run_ledger(warehouse, source)
+    if tamper:
+        warehouse.execute(tamper)
+    got = integrity.ledger_invariants(warehouse)
+    assert got == _single_pass_invariants(warehouse)
+    assert (got == []) == (tamper is None)

@@ -617,14 +617,22 @@ def verify_chain(entries: pl.DataFrame, *, limit: int = 1000) -> list[str]:
     frame = _sorted(_conform(entries, ENTRY_SCHEMA), ["tenant_id", "entry_seq"], nulls_last=True)
     first = (pl.col("tenant_id") != pl.col("tenant_id").shift(1)).fill_null(True)
     expected_prev = pl.when(first).then(pl.lit(ZERO_HASH)).otherwise(pl.col("entry_hash").shift(1))
-    # The seq order must be the entry order: compare with the same rows sorted by it.
-    # (only posting_id is gathered in that order, not every column)
-    expected_posting = frame.select(pl.col("posting_id").sort_by(ENTRY_ORDER, nulls_last=True)).to_series()
-    checked = frame.with_columns(
-        expected_posting.alias("_expected_posting"),
+    # The seq order must be the entry order: compare with the same rows sorted by it
+    # (only posting_id is gathered in that order, not every column). The verdicts are
+    # three boolean columns of their own: attached to ``frame`` (read in many chunks)
+    # they would make every later step re-chunk all its columns.
+    # Rows already strictly in entry order (as chain_entries writes them) need no sort:
+    # sorting them again would give the very same order.
+    order_ok = (
+        pl.lit(True)
+        if in_order(frame, ENTRY_ORDER)
+        else (pl.col("posting_id") == pl.col("posting_id").sort_by(ENTRY_ORDER, nulls_last=True)).fill_null(False)
+    )
+    ok = frame.select(
         _seq_ok=(pl.col("entry_seq") == pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("tenant_id")).fill_null(False),
         _link_ok=(pl.col("prev_hash") == expected_prev).fill_null(False),
-    ).with_columns(_order_ok=(pl.col("posting_id") == pl.col("_expected_posting")).fill_null(False))
+        _order_ok=order_ok,
+    )
 
     # Content hashes: independent per row (each from its stored prev_hash; the links
     # above tie them together), so a plain comprehension, compared vectorised.
@@ -632,7 +640,7 @@ def verify_chain(entries: pl.DataFrame, *, limit: int = 1000) -> list[str]:
     hashed = pl.concat_str([pl.col("prev_hash").fill_null(""), pl.lit("\n"), canonical_text()])
     bad_hash: list[pl.DataFrame] = []
     hexdigest = methodcaller("hexdigest")
-    for chunk, texts in _canonical_chunks(checked, hashed):
+    for chunk, texts in _canonical_chunks(frame, hashed):
         recomputed = pl.Series("_recomputed", list(map(hexdigest, map(sha256, texts))), dtype=pl.String)
         bad_hash.append(chunk.filter(~(recomputed == chunk["entry_hash"]).fill_null(False)))
 
@@ -642,10 +650,10 @@ def verify_chain(entries: pl.DataFrame, *, limit: int = 1000) -> list[str]:
         pl.col("posting_id").fill_null("?"),
     )
     problems = [
-        (checked.filter(~pl.col("_seq_ok")), "entry_seq out of sequence"),
-        (checked.filter(~pl.col("_link_ok")), "prev_hash does not link to the previous entry_hash"),
-        (checked.filter(~pl.col("_order_ok")), "entry out of (posted_at, journal_id, posting_id) order"),
-        (pl.concat(bad_hash) if bad_hash else checked.clear(), "entry_hash does not match the entry's content"),
+        (frame.filter(~ok["_seq_ok"]), "entry_seq out of sequence"),
+        (frame.filter(~ok["_link_ok"]), "prev_hash does not link to the previous entry_hash"),
+        (frame.filter(~ok["_order_ok"]), "entry out of (posted_at, journal_id, posting_id) order"),
+        (pl.concat(bad_hash) if bad_hash else frame.clear(), "entry_hash does not match the entry's content"),
     ]
     violations = [
         f"{at}: {message}" for rows, message in problems for at in rows.select(where).to_series().to_list()
