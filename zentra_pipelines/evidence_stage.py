@@ -46,29 +46,41 @@ def configured_tenants(policies_path: Path, secrets_path: Path) -> list[str]:
     return sorted(t for t in tenants if isinstance(t, str))
 
 
-def tenant_day_frames(con: duckdb.DuckDBPyConnection, tenant: str, day: date) -> dict[str, pl.DataFrame]:
-    """The tables of one tenant-day packet, as :func:`packet_plan.allocate` would cut
-    them out of the whole day's rows: only that tenant's rows of that UTC day,
-    without the never-sealed columns, empty tables left out. Filtered in DuckDB, so only
-    one packet's rows reach Python (a whole day at 1M intents is ~1 GB of frames)."""
-    frames: dict[str, pl.DataFrame] = {}
-    params = {"tenant": tenant, "day": day}
+def packet_queries(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Packet table name -> the SELECT of one tenant-day's sealed rows (``$tenant``, ``$day``).
+
+    Built once per run: which tables exist and their sealed columns come from the catalog,
+    and each catalog lookup costs milliseconds (``Warehouse.exists`` ~8 ms), which per
+    table per tenant-day added up to most of the time of reading a small packet.
+    """
+    queries: dict[str, str] = {}
     for name, (table, column) in packet_plan.DAY_COLUMNS.items():
         if name == "intent_timeline" or not Warehouse.exists(con, table):
             continue
-        frames[name] = con.sql(
+        queries[name] = (
             f'SELECT {_sealed_columns(con, table, "t")} FROM "{table}" AS t '
-            f'WHERE t.tenant_id = $tenant AND CAST(t."{column}" AS DATE) = $day',
-            params=params,
-        ).pl()
+            f'WHERE t.tenant_id = $tenant AND CAST(t."{column}" AS DATE) = $day'
+        )
     if Warehouse.exists(con, "intent_timeline") and Warehouse.exists(con, "intents"):
-        frames["intent_timeline"] = con.sql(
+        queries["intent_timeline"] = (
             f'SELECT {_sealed_columns(con, "intent_timeline", "t")}, i.created_at AS intent_created_at '
             'FROM "intent_timeline" AS t '
             'JOIN "intents" AS i ON t.tenant_id = i.tenant_id AND t.intent_id = i.intent_id '
-            'WHERE t.tenant_id = $tenant AND i.tenant_id = $tenant AND CAST(i.created_at AS DATE) = $day',
-            params=params,
-        ).pl()
+            'WHERE t.tenant_id = $tenant AND i.tenant_id = $tenant AND CAST(i.created_at AS DATE) = $day'
+        )
+    return queries
+
+
+def tenant_day_frames(
+    con: duckdb.DuckDBPyConnection, tenant: str, day: date, queries: dict[str, str] | None = None
+) -> dict[str, pl.DataFrame]:
+    """The tables of one tenant-day packet, as :func:`packet_plan.allocate` would cut
+    them out of the whole day's rows: only that tenant's rows of that UTC day,
+    without the never-sealed columns, empty tables left out. Filtered in DuckDB, so only
+    one packet's rows reach Python (a whole day at 1M intents is ~1 GB of frames).
+    ``queries``: :func:`packet_queries`, when the caller reads many tenant-days."""
+    params = {"tenant": tenant, "day": day}
+    frames = {name: con.sql(sql, params=params).pl() for name, sql in (queries or packet_queries(con)).items()}
     return {name: frame for name, frame in frames.items() if frame.height}
 
 
@@ -123,6 +135,7 @@ def run_packets(
     )
     todo = sorted(days) if days is not None else packet_days(con, tenants)
     digests = packet_inputs.fingerprints(con, tenants, todo, signer.key_id)
+    queries = packet_queries(con)
     prior = {} if packet_inputs.rebuild_all_requested() else packet_inputs.recorded(con)
 
     def seal_one(key: packet_plan.TenantDay, tables: dict[str, pl.DataFrame]) -> tuple:
@@ -171,7 +184,7 @@ def run_packets(
                     pending.append(unchanged)
                     skipped += 1
                     continue
-                tables = tenant_day_frames(con, tenant, day)
+                tables = tenant_day_frames(con, tenant, day, queries)
                 if tables:  # a tenant without a row that day has no packet
                     pending.append(pool.submit(seal_one, packet_plan.TenantDay(tenant, day), tables))
                 del tables  # held by the task only, freed when it is sealed
