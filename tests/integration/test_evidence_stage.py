@@ -210,3 +210,14 @@ def test_the_digest_does_not_depend_on_row_order(built, tmp_path):
         con.execute("ALTER TABLE reversed RENAME TO ledger_entries")
         assert packet_inputs.fingerprints(con, tenants, days, "key") == want
         assert packet_inputs.fingerprints(con, tenants, days, "another key") != want
+
+
+def test_a_one_day_run_keeps_the_other_days_records(sealed):
+    home, tenants, first = sealed
+    day = first.packets["period"][0]
+    with Warehouse(home).connect() as con:
+        one = evidence_stage.run_packets(con, home, tenants, None, days={day})
+        kept = packet_inputs.recorded(con)
+    assert one.unchanged == one.packets.height == first.packets.filter(pl.col("period") == day).height
+    assert sorted(kept) == sorted(first.packets.select("tenant_id", "period").rows())
+    assert _rerun(home, tenants).unchanged == first.packets.height
