@@ -30,14 +30,18 @@ SEAL_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 @dataclass(frozen=True)
 class EvidenceReport:
-    packets: pl.DataFrame  # tenant_id, period, version, created, path, merkle_root, key_id
+    packets: pl.DataFrame  # tenant_id, period, version, created, rebuilt, path, merkle_root, key_id
     key_kind: str
     key_id: str
-    unchanged: int = 0  # tenant-days whose inputs and sealed version were as recorded: not rebuilt
 
     @property
     def sealed_now(self) -> int:
         return int(self.packets["created"].sum()) if self.packets.height else 0
+
+    @property
+    def unchanged(self) -> int:
+        """Tenant-days whose inputs and sealed version were as recorded: not read, not rebuilt."""
+        return int((~self.packets["rebuilt"]).sum()) if self.packets.height else 0
 
 
 def configured_tenants(policies_path: Path, secrets_path: Path) -> list[str]:
@@ -161,14 +165,14 @@ def run_packets(
             report=report,
         )
         result = packet_store.seal(home, inp, signer)
-        return (key.tenant_id, key.period, result.version, result.created, str(result.path),
+        return (key.tenant_id, key.period, result.version, result.created, True, str(result.path),
                 result.merkle_root, result.key_id, result.manifest_sha256)
 
     # Tenant-days are independent (own folder, own version chain) and the work is Parquet,
     # CSV, zlib and SHA-256 on large buffers, all of which release the GIL: seal them on
     # a small pool while this thread (the only one using ``con``) reads the next one.
     # Rows come back in (day, tenant) order whatever the thread schedule.
-    rows, skipped = [], 0
+    rows = []
     pending: deque[Future | tuple] = deque()  # a tuple: an unchanged day, already answered
 
     def settle(item: Future | tuple) -> None:
@@ -182,7 +186,6 @@ def run_packets(
                 unchanged = _unchanged(home, tenant, day, digests.get((tenant, day)), prior.get((tenant, day)))
                 if unchanged is not None:
                     pending.append(unchanged)
-                    skipped += 1
                     continue
                 tables = tenant_day_frames(con, tenant, day, queries)
                 if tables:  # a tenant without a row that day has no packet
@@ -197,11 +200,11 @@ def run_packets(
     packets = pl.DataFrame(
         [row[:-1] for row in rows],
         schema={"tenant_id": pl.String, "period": pl.Date, "version": pl.Int64, "created": pl.Boolean,
-                "path": pl.String, "merkle_root": pl.String, "key_id": pl.String},
+                "rebuilt": pl.Boolean, "path": pl.String, "merkle_root": pl.String, "key_id": pl.String},
         orient="row",
     )
     _record_packets(con, packets, days)
-    return EvidenceReport(packets=packets, key_kind=signer.key_kind, key_id=signer.key_id, unchanged=skipped)
+    return EvidenceReport(packets=packets, key_kind=signer.key_kind, key_id=signer.key_id)
 
 
 def _unchanged(home: Path, tenant: str, day: date, digest: str | None, prior: tuple | None) -> tuple | None:
@@ -223,7 +226,7 @@ def _unchanged(home: Path, tenant: str, day: date, digest: str | None, prior: tu
     if (version, manifest_sha) != (prior[0], prior[2]):
         return None
     manifest = json.loads(manifest_raw)
-    return (tenant, day, version, False, str(path), manifest["merkle_root"], manifest["key_id"], manifest_sha)
+    return (tenant, day, version, False, False, str(path), manifest["merkle_root"], manifest["key_id"], manifest_sha)
 
 
 def _record_packets(con: duckdb.DuckDBPyConnection, packets: pl.DataFrame, days: set[date] | None) -> None:

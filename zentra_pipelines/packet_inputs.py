@@ -11,7 +11,8 @@ unchanged keeps its packet untouched.
 
 What goes in, per tenant-day: for each packet table, the count and the sum of a 64-bit
 hash of every sealed column of its rows of that day (order-free, so arrival order does
-not matter); the intent timeline of the intents created that day; the tenant's daily
+not matter; the columns a packet recomputes at its day's end, packet_plan.DAY_END_COLUMNS,
+are left out: they move with every run's as-of); the intent timeline of the intents created that day; the tenant's daily
 balances up to that day (closing balances carry forward); the unbalanced journals among
 that day's entries (the day's checks read them); and, for every day alike, the signing
 key id, the packet tables' schemas, the library versions that write the bytes and a
@@ -64,7 +65,8 @@ def fingerprints(con: duckdb.DuckDBPyConnection, tenants: list[str], days: list[
             continue
         columns = sealed_columns(con, table)
         schemas[name] = columns
-        row = ", ".join(f"t.{quote(c)}" for c, _ in columns)
+        recomputed = packet_plan.DAY_END_COLUMNS.get(name, frozenset())
+        row = ", ".join(f"t.{quote(c)}" for c, _ in columns if c not in recomputed)
         if name == "intent_timeline":  # dated by its intent's creation, as the packet cuts it
             source = 'FROM "intent_timeline" AS t JOIN "intents" AS i ON t.tenant_id = i.tenant_id AND t.intent_id = i.intent_id'
             day = "CAST(i.created_at AS DATE)"

@@ -70,7 +70,11 @@ def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
     packets = _rows(con, "packets")
     if packets.height:
         created = int(packets["created"].sum())
-        out.append(f"Audit packets: {packets.height:,} tenant-days, {created:,} sealed this run")
+        line = f"Audit packets: {packets.height:,} tenant-days, {created:,} sealed this run"
+        if "rebuilt" in packets.columns:
+            kept = int((~packets["rebuilt"].fill_null(True)).sum())
+            line += f", {kept:,} unchanged (not rebuilt)"
+        out.append(line)
     from zentra_pipelines.data_contracts import summary_lines
 
     out.extend(summary_lines(con))

@@ -39,6 +39,10 @@ DAY_COLUMNS: dict[str, tuple[str, str]] = {
 #: Columns never sealed: raw lines stay in the warehouse archive.
 DROP_COLUMNS = {"raw", "text", "content_hash"}
 
+#: Columns a packet recomputes as of its day's end (the warehouse holds them as of the
+#: run, so they move every day): sealed, but not inputs of the packet.
+DAY_END_COLUMNS = {"reconciliation_breaks": frozenset({"age_days"})}
+
 
 @dataclass(frozen=True)
 class TenantDay:
@@ -71,7 +75,8 @@ def allocate(
 
 
 def age_at_day_end(breaks: pl.DataFrame, day: date) -> pl.DataFrame:
-    """Ages as they stood when the day closed: stable however late the packet is re-sealed."""
+    """Ages as they stood when the day closed: stable however late the packet is re-sealed
+    (the ``DAY_END_COLUMNS`` of reconciliation_breaks)."""
     return breaks.with_columns(
         age_days=(pl.lit(day_end(day)) - pl.col("first_seen")).dt.total_days().cast(pl.Int64)
     )
