@@ -122,10 +122,10 @@ class CallbackReport:
 def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> CallbackReport:
     """Verify newly archived callback lines, then converge every judged line."""
     verified = verify_new_callbacks(con, load_webhook_keys(secrets_path))
-    checked = con.sql("SELECT * FROM callback_checked").pl()
-    received = checked.height
-    result = converge(checked)
-    del checked  # only its count is needed from here on (millions of rows at scale)
+    (received,) = con.sql("SELECT count(*) FROM callback_checked").fetchall()[0]
+    # handed over without a name here, so converge can release it once split into
+    # ok and bad lines (2.45M lines at 1M intents: ~0.7 GB not held to the end)
+    result = converge(con.sql("SELECT * FROM callback_checked").pl())
     Warehouse.publish(
         con,
         {

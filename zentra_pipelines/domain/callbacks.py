@@ -18,6 +18,7 @@ import polars as pl
 
 from zentra_pipelines.domain import errors
 from zentra_pipelines.domain.dedupe import quarantine_all, split_conflicts
+from zentra_pipelines.domain.ledger import in_order
 
 EVENT_KEY = ["tenant_id", "provider", "event_id"]
 STATE_KEY = ["tenant_id", "provider", "provider_ref"]
@@ -38,7 +39,15 @@ class Convergence:
 
 
 def converge(checked: pl.DataFrame) -> Convergence:
+    """The convergence of every judged line.
+
+    Only the lines judged bad (a few) and those judged ok are kept from ``checked``:
+    a caller that passes the frame without keeping it (``converge(read())``) lets it go
+    here, so the whole read and its ok copy are not both held to the end.
+    """
     ok = checked.filter(pl.col("error_code").is_null())
+    judged_bad = checked.filter(pl.col("error_code").is_not_null())
+    del checked
     split = split_conflicts(ok, EVENT_KEY)
     accepted = split.accepted
     conflicts = (
@@ -53,17 +62,27 @@ def converge(checked: pl.DataFrame) -> Convergence:
         .sort(EVENT_KEY)
     )
     quarantine = quarantine_all(
-        checked, split, errors.EVENT_CONFLICT,
+        judged_bad, split, errors.EVENT_CONFLICT,
         pl.format("event_id {} arrived with {} different contents; no copy wins", "event_id", "contents"),
         QUARANTINE_COLUMNS,
     )
 
+    # Lines are judged in landing order, so usually already in this one: then no sort
+    # (a sort of rows already in order would still copy every column).
+    line_order = ["source_file", "line_no", "file_sha256"]
+    ordered = in_order(accepted, line_order)
     events = accepted.with_columns(
         pl.len().over(EVENT_KEY).alias("copies"),
         pl.col("received_at").min().over(EVENT_KEY).alias("first_received_at"),
-    ).sort("source_file", "line_no", "file_sha256")
+    )
+    if not ordered:
+        events = events.sort(line_order)
 
-    unique_events = accepted.group_by(EVENT_KEY).agg(
+    # the columns it needs first: grouping the whole wide frame costs far more memory
+    unique_events = accepted.select(
+        *EVENT_KEY, "provider_ref", "intent_id", "type", "amount_minor", "currency", "sequence", "occurred_at",
+        "received_at",
+    ).group_by(EVENT_KEY).agg(
         pl.col("provider_ref", "intent_id", "type", "amount_minor", "currency", "sequence", "occurred_at").first(),
         pl.col("received_at").min(),
     )

@@ -20,10 +20,37 @@ class Deduped:
 
 
 def split_conflicts(ok: pl.DataFrame, key: list[str], content: str = "content_hash") -> Deduped:
-    contents = ok.group_by(key).agg(pl.col(content).n_unique().alias("contents"))
+    # An id with several contents has its smallest and largest content apart, or mixes
+    # null with a value. Found per 64-bit hash of the id (two ids sharing a hash only add
+    # a candidate, never hide one) over just that hash and the content column, then the
+    # distinct contents are counted exactly, by id, on the candidates' lines alone. With
+    # no conflict at all (the usual case) ``accepted`` is ``ok`` itself, not a copy.
+    id_hash = pl.struct(key).hash()
+    spread = (
+        ok.select(id_hash.alias("_id"), pl.col(content))
+        .group_by("_id")
+        .agg(
+            pl.col(content).min().alias("_min"),
+            pl.col(content).max().alias("_max"),
+            pl.col(content).null_count().alias("_nulls"),
+            pl.len().alias("_n"),
+        )
+    )
+    candidates = spread.filter(
+        (pl.col("_min") != pl.col("_max")).fill_null(False) | ((pl.col("_nulls") > 0) & (pl.col("_nulls") < pl.col("_n")))
+    ).get_column("_id")
+    del spread
+    contents = (
+        ok.filter(id_hash.is_in(candidates.implode()))
+        .group_by(key)
+        .agg(pl.col(content).n_unique().alias("contents"))
+    )
     conflicting = contents.filter(pl.col("contents") > 1).sort(key)
+    if conflicting.height == 0:
+        return Deduped(accepted=ok, conflict_lines=ok.clear().join(conflicting, on=key, how="inner"),
+                       conflicts=conflicting)
     return Deduped(
-        accepted=ok.join(conflicting, on=key, how="anti"),
+        accepted=ok.join(conflicting, on=key, how="anti", maintain_order="left"),
         conflict_lines=ok.join(conflicting, on=key, how="inner"),
         conflicts=conflicting,
     )
