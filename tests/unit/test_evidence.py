@@ -401,3 +401,55 @@ def test_csv_defuses_spreadsheet_formulas_but_parquet_stays_exact():
     assert "'=HYPERLINK" in text and "'+1" in text and "'-2" in text and "'@SUM" in text
     assert sorted(pl.read_csv(io.BytesIO(ev.csv_bytes(df)))["n"].to_list()) == [-1, 2, 3, 4, 5, 6]
     assert pl.read_parquet(io.BytesIO(ev.parquet_bytes(df))).sort("n")["error"].to_list()[0] == "=HYPERLINK(\"http://x\")"
+
+
+_FORMULA_CASES = [None, "", "=1", "+x", "-3", "@a", "\tq", "\rz", "a=", " =x", "é=", "'=", "ok", "\n=", "-", "ü"]
+
+
+def test_formula_columns_are_exactly_the_columns_the_guard_changes() -> None:
+    """build_packet guards only the text columns _formula_columns names (read off the
+    Arrow buffers); that must be exactly the columns the per-cell regex would change,
+    whatever the nulls, empty texts, non-ASCII first characters or chunk offsets."""
+    import random
+
+    import pyarrow as pa
+
+    rng = random.Random(7)
+    for _ in range(200):
+        n = rng.randint(0, 7)
+        cols = {}
+        for j in range(3):
+            pool = rng.sample(_FORMULA_CASES, rng.randint(1, len(_FORMULA_CASES)))
+            if rng.random() < 0.5:  # a column with no formula cell at all
+                pool = [v for v in pool if v is None or v[:1] not in ev.FORMULA_PREFIXES] or [None]
+            cols[f"c{j}"] = pl.Series([rng.choice(pool) for _ in range(n)], dtype=pl.String)
+        df = pl.DataFrame(cols)
+        if n > 2 and rng.random() < 0.5:
+            df = pl.concat([df.slice(1), df.slice(0, 1)], rechunk=False)
+        df = ev.canonical_frame(df)
+        guarded = ev._formula_columns(ev._arrow_of_canonical(df))
+        assert guarded == {c for c in df.columns if df[c].str.contains(ev._FORMULA_START).any()}
+        assert ev._csv_of_canonical(df, guarded) == ev.csv_bytes(df)
+    # a sliced Arrow array (non-zero offset) is read from its own offset
+    arr = pa.array(["=x", "ok", "", None, "y"], pa.large_string())
+    assert ev._formula_columns(pa.table({"a": arr.slice(1)})) == set()
+    assert ev._formula_columns(pa.table({"a": arr.slice(0, 2)})) == {"a"}
+    assert ev._formula_columns(pa.table({"a": pa.array(["ok", "-1"], pa.string())})) == {"a"}
+    # a text layout it cannot read is always guarded
+    assert ev._formula_columns(pa.table({"a": pa.array(["ok"], pa.string_view())})) == {"a"}
+
+
+def test_packet_csv_is_csv_bytes_of_the_table() -> None:
+    df = pl.DataFrame(
+        {
+            "tenant_id": ["t_alpha"] * 5,
+            "id": ["b", "a", "c", "d", "e"],
+            "detail": ["=cmd()", "plain", None, "", "é"],
+            "note": ["x", "y", "z", "w", "v"],
+            "amount_minor": [-5, 4, 3, 2, 1],
+        }
+    )
+    members = ev.build_packet(_packet_input(tables={"t": df}), 1, None, _PUB_PEM, _KEY_ID, "configured")
+    assert members["data/t.csv"] == ev.csv_bytes(df)
+    assert b"'=cmd()" in members["data/t.csv"]
+    assert members["data/t.parquet"] == ev.parquet_bytes(df)

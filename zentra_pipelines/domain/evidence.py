@@ -24,10 +24,11 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -254,9 +255,17 @@ def parquet_bytes(df: pl.DataFrame) -> bytes:
 
 def _parquet_of_canonical(df: pl.DataFrame) -> bytes:
     """``parquet_bytes`` of a frame already in ``canonical_frame`` order (sorted once per table)."""
+    return _parquet_of_table(_arrow_of_canonical(df))
+
+
+def _arrow_of_canonical(df: pl.DataFrame) -> pa.Table:
+    """The Arrow table that is written as Parquet: one chunk per column, no schema metadata."""
     table = df.to_arrow().combine_chunks()
     # Drop any schema-level metadata a producer may have attached; keep the types.
-    table = table.replace_schema_metadata(None)
+    return table.replace_schema_metadata(None)
+
+
+def _parquet_of_table(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(
         table,
@@ -289,10 +298,54 @@ def _guard_formula(name: str) -> pl.Expr:
     return pl.when(col.str.contains(_FORMULA_START)).then(pl.lit("'") + col).otherwise(col).alias(name)
 
 
-def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
+#: The formula prefixes as bytes: all ASCII, so a UTF-8 text starts with one of them
+#: exactly when its first byte is that byte (a non-ASCII first character starts >= 0x80).
+_FORMULA_FIRST_BYTE = np.zeros(256, dtype=bool)
+_FORMULA_FIRST_BYTE[list("".join(FORMULA_PREFIXES).encode("ascii"))] = True
+_ARROW_TEXT_OFFSETS = {pa.large_string(): np.int64, pa.string(): np.int32}
+
+
+def _formula_columns(table: pa.Table) -> set[str]:
+    """Names of the text columns of ``table`` in which some cell starts with a formula
+    prefix: the only columns :func:`_guard_formula` can change. Read off the Arrow
+    buffers (the first byte of each non-empty, non-null cell, one vectorised lookup per
+    column) instead of a regex per cell. A text type whose layout is not known here
+    (string_view, ...) is listed, so it goes through the guard whatever it holds."""
+    found: set[str] = set()
+    for field, column in zip(table.schema, table.columns):
+        if pa.types.is_integer(field.type) or pa.types.is_temporal(field.type) or (
+            pa.types.is_boolean(field.type) or pa.types.is_floating(field.type)
+        ):
+            continue
+        offsets_type = _ARROW_TEXT_OFFSETS.get(field.type)
+        if offsets_type is None or any(_has_formula_start(c, offsets_type) for c in column.chunks):
+            found.add(field.name)
+    return found
+
+
+def _has_formula_start(arr: pa.Array, offsets_type: type) -> bool:
+    n = len(arr)
+    if n == 0 or arr.null_count == n:
+        return False
+    _, offsets_buf, data_buf = arr.buffers()
+    if data_buf is None or offsets_buf is None:
+        return False
+    width = np.dtype(offsets_type).itemsize
+    offsets = np.frombuffer(offsets_buf, dtype=offsets_type, count=n + 1, offset=arr.offset * width)
+    data = np.frombuffer(data_buf, dtype=np.uint8)
+    starts = offsets[:-1]
+    filled = starts < offsets[1:]  # empty texts start with nothing
+    if arr.null_count:
+        filled &= arr.is_valid().to_numpy(zero_copy_only=False)
+    return bool(_FORMULA_FIRST_BYTE[data[starts[filled]]].any())
+
+
+def _csv_ready(df: pl.DataFrame, guarded: Collection[str] | None = None) -> pl.DataFrame:
     """Columns a CSV cannot hold natively become text: nested -> canonical JSON, binary -> hex;
     text that a spreadsheet would run as a formula is defused (see CSV_FORMULA_GUARD).
-    One ``select`` over the frame, so Polars converts the columns in parallel."""
+    ``guarded``, when given, names the text columns that hold such a cell (see
+    :func:`_formula_columns`); the others are left as they are, which is what the guard
+    would give them. One ``select`` over the frame, so Polars converts the columns in parallel."""
     exprs: list[pl.Expr | pl.Series] = []
     for name, dtype in df.schema.items():
         if _is_nested(dtype):
@@ -303,7 +356,7 @@ def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
             exprs.append(pl.Series(name, values, dtype=pl.String))
         elif dtype == pl.Binary:
             exprs.append(pl.col(name).bin.encode("hex"))
-        elif dtype == pl.String:
+        elif dtype == pl.String and (guarded is None or name in guarded):
             exprs.append(_guard_formula(name))
         else:
             exprs.append(pl.col(name))
@@ -316,9 +369,10 @@ def csv_bytes(df: pl.DataFrame) -> bytes:
     return _csv_of_canonical(canonical_frame(df))
 
 
-def _csv_of_canonical(df: pl.DataFrame) -> bytes:
-    """``csv_bytes`` of a frame already in ``canonical_frame`` order (sorted once per table)."""
-    frame = _csv_ready(df)
+def _csv_of_canonical(df: pl.DataFrame, guarded: Collection[str] | None = None) -> bytes:
+    """``csv_bytes`` of a frame already in ``canonical_frame`` order (sorted once per table);
+    ``guarded`` as in :func:`_csv_ready`."""
+    frame = _csv_ready(df, guarded)
     if not frame.columns:
         return b""
     buf = io.BytesIO()
@@ -508,10 +562,12 @@ def build_packet(
     rows: dict[str, int | None] = {}
     for name in sorted(inp.tables):
         df = canonical_frame(inp.tables[name])  # sorted once, written twice
-        for ext, data in (("parquet", _parquet_of_canonical(df)), ("csv", _csv_of_canonical(df))):
-            path = f"data/{name}.{ext}"
-            files[path] = data
-            rows[path] = df.height
+        table = _arrow_of_canonical(df)
+        guarded = _formula_columns(table)  # from the same Arrow buffers as the Parquet
+        files[f"data/{name}.parquet"] = _parquet_of_table(table)
+        del table
+        files[f"data/{name}.csv"] = _csv_of_canonical(df, guarded)
+        rows[f"data/{name}.parquet"] = rows[f"data/{name}.csv"] = df.height
     files[PUBKEY_NAME] = signer_public_pem
     rows[PUBKEY_NAME] = None
     digests = {p: sha256_hex(data) for p, data in files.items()}  # each file hashed once
