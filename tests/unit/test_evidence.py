@@ -453,3 +453,27 @@ def test_packet_csv_is_csv_bytes_of_the_table() -> None:
     assert members["data/t.csv"] == ev.csv_bytes(df)
     assert b"'=cmd()" in members["data/t.csv"]
     assert members["data/t.parquet"] == ev.parquet_bytes(df)
+
+
+def test_canonical_frame_is_the_sort_by_every_column() -> None:
+    """The prefix shortcut (sort by the first columns, check no two neighbours tie)
+    must give exactly the order of sorting by every sortable column, nulls last."""
+    import random
+
+    rng = random.Random(11)
+    for _ in range(300):
+        n = rng.randint(0, 9)
+        cols = {
+            "t": pl.Series([rng.choice(["t_a", "t_a", None]) for _ in range(n)], dtype=pl.String),
+            "k": pl.Series([rng.choice([None, 1, 2, 3, 4, 5, 6, 7, 8]) for _ in range(n)], dtype=pl.Int64),
+            "f": pl.Series([rng.choice([0.0, -0.0, 1.5, None]) for _ in range(n)], dtype=pl.Float64),
+            "s": pl.Series([rng.choice(["", "a", "b", None]) for _ in range(n)], dtype=pl.String),
+            "nested": pl.Series([[rng.randint(0, 2)] for _ in range(n)], dtype=pl.List(pl.Int64)),
+        }
+        order = list(cols)
+        rng.shuffle(order)
+        df = pl.DataFrame({c: cols[c] for c in order})
+        keys = [c for c in df.columns if c != "nested"]
+        got = ev.canonical_frame(df)
+        want = df.sort(keys, nulls_last=True, maintain_order=True) if n > 1 else df
+        assert got.equals(want, null_equal=True), (df, got, want)

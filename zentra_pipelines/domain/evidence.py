@@ -224,28 +224,47 @@ def canonical_frame(df: pl.DataFrame) -> pl.DataFrame:
     When the first few key columns already tell every row apart (a posting_id, a
     (tenant_id, intent_id)...), the comparison never reaches the later columns, so
     sorting by that prefix gives exactly the same order at a fraction of the cost
-    (the later columns include 64-character hashes and long texts).
+    (the later columns include 64-character hashes and long texts). Whether they do is
+    read off the frame sorted by them (no two neighbours equal); only when some rows tie
+    is it sorted again, by every column.
     """
     keys = [name for name, dtype in df.schema.items() if not _is_nested(dtype)]
     if df.height > 1 and keys:
-        df = df.sort(_distinct_prefix(df, keys), nulls_last=True, maintain_order=True)
+        lead = _sort_prefix(df, keys)
+        if lead:
+            by_lead = df.sort(lead, nulls_last=True, maintain_order=True)
+            if not _has_adjacent_tie(by_lead, lead):
+                return by_lead.rechunk()
+        df = df.sort(keys, nulls_last=True, maintain_order=True)
     return df.rechunk()
 
 
 _PREFIX_TRIES = 4
 
 
-def _distinct_prefix(df: pl.DataFrame, keys: list[str]) -> list[str]:
-    """The shortest leading run of ``keys`` (up to _PREFIX_TRIES) whose values are unique
-    per row (NULL counts as a value), else every key. Floats end the search: -0.0 and
-    0.0 are distinct values but sort as equals, so they could not decide the order."""
-    for size in range(1, min(_PREFIX_TRIES, len(keys) - 1) + 1):
-        prefix = keys[:size]
-        if df.schema[prefix[-1]].is_float():
+def _sort_prefix(df: pl.DataFrame, keys: list[str]) -> list[str]:
+    """The leading run of ``keys`` tried first: at most _PREFIX_TRIES columns, never all
+    of them, and none from the first float on (-0.0 and 0.0 are distinct values but sort
+    as equals, so a float could not decide the order)."""
+    lead: list[str] = []
+    for name in keys[: min(_PREFIX_TRIES, len(keys) - 1)]:
+        if df.schema[name].is_float():
             break
-        if df.select(pl.struct(prefix).n_unique()).item() == df.height:
-            return prefix
-    return keys
+        lead.append(name)
+    return lead
+
+
+def _has_adjacent_tie(df: pl.DataFrame, cols: list[str]) -> bool:
+    """Whether two neighbouring rows of ``df`` (sorted by ``cols``) are equal on every
+    one of ``cols`` (NULL equal to NULL). Sorting puts equal keys side by side, so no
+    such pair means the rows are unique on ``cols``: the all-columns comparison never
+    gets past them, and the order by ``cols`` is the order by every column. One linear
+    pass over the sorted frame instead of hashing each candidate prefix."""
+    n = df.height
+    tie = pl.all_horizontal(
+        pl.col(c).slice(1, n - 1).eq_missing(pl.col(c).slice(0, n - 1)) for c in cols
+    )
+    return bool(df.select(tie.any()).item())
 
 
 def parquet_bytes(df: pl.DataFrame) -> bytes:
