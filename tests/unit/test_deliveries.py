@@ -150,6 +150,20 @@ def test_line_level_codes(line, code):
     assert code_of(line) == code
 
 
+def test_keys_in_another_order_are_checked_for_duplicates_too():
+    """The SQL skips the duplicate-key count only for the contract's exact key list."""
+    reordered = dict(reversed(list(GOOD.items())))
+    assert code_of(reordered) is None
+    assert code_of(json.dumps(reordered)[:-1] + ', "delivery_id": "dlv_002"}') == errors.DUPLICATE_JSON_KEY
+    assert code_of(good(extra="x")) is None
+
+
+def test_every_bad_identifier_is_named_in_order():
+    parsed = parse(good(delivery_id="-bad", tenant_id="t alpha"))
+    assert parsed.select("error_code", "detail", "tenant_id", "delivery_id").row(0) == (
+        errors.INVALID_IDENTIFIER, "not a contract identifier: delivery_id, tenant_id", None, None)
+
+
 def test_nul_byte_arrives_pre_flagged():
     parsed = parse(json.dumps(GOOD).replace("dlv_001", "dlv\x00001").encode())
     assert parsed.select("tenant_id", "error_code", "detail").row(0) == (None, errors.NUL_BYTE, "NUL byte at offset 20")

@@ -37,6 +37,14 @@ ENDPOINT_KEY = ["tenant_id", "endpoint"]
 EVENT_KEY = ["tenant_id", "endpoint", "event_id"]
 EVENT_ORDER = ["attempt", "attempted_at", "delivery_id"]
 ENDPOINT_ORDER = ["attempted_at", "attempt", "delivery_id"]
+#: The same groups as EVENT_KEY, in the same order inside each group, led by the id with
+#: the most distinct values: Polars breaks ties on a low-cardinality leading string
+#: (tenant, endpoint) by comparing row by row, ~4x slower than sorting by event_id first
+#: (267k attempts: 0.85 vs 0.22 CPU s). For work that needs each event's attempts
+#: contiguous and ordered, not the events themselves in EVENT_KEY order.
+EVENT_GROUP_SORT = ["event_id", "tenant_id", "endpoint"] + EVENT_ORDER
+#: KEY with its high-cardinality column first, for the same reason (0.61 vs 0.19 CPU s).
+KEY_GROUP_SORT = ["delivery_id", "tenant_id"]
 
 #: Backoff rule: first retry at least 1 s after the first attempt, then gaps at least double.
 FIRST_RETRY_MIN_US = 1_000_000
@@ -129,7 +137,8 @@ def accept_deliveries(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     """(deliveries, quarantine): one row per accepted delivery_id; one per rejected line."""
     ok = parsed.filter(pl.col("error_code").is_null())
     split = split_conflicts(ok, KEY)
-    deliveries = _shape(_first_copies(split.accepted, KEY, ["source_file", "line_no", "file_sha256"]),
+    # first copy per KEY in line order; the groups sorted by delivery_id first, then by KEY
+    deliveries = _shape(_first_copies(split.accepted, KEY_GROUP_SORT, ["source_file", "line_no", "file_sha256"]),
                         DELIVERY_SCHEMA).sort(KEY)
     columns = list(QUARANTINE_SCHEMA)
     quarantine = _shape(
@@ -160,8 +169,19 @@ def _event_sorted(deliveries: pl.DataFrame) -> pl.DataFrame:
     return deliveries.sort(EVENT_KEY + EVENT_ORDER)
 
 
+#: What the event-ordered work (spacing, replay) reads of an attempt.
+_EVENT_COLUMNS = [*EVENT_KEY, "attempt", "attempted_at", "delivery_id", "status_code", "error"]
+
+
+def _event_grouped(deliveries: pl.DataFrame) -> pl.DataFrame:
+    """Each event's attempts contiguous and in EVENT_ORDER (see EVENT_GROUP_SORT), with
+    only the columns spacing and replay read (no hashes or latencies carried through)."""
+    return deliveries.select(_EVENT_COLUMNS).sort(EVENT_GROUP_SORT)
+
+
 def _spacing_of_sorted(ordered: pl.DataFrame) -> pl.DataFrame:
-    """``retry_spacing``'s columns on rows already in EVENT_KEY + EVENT_ORDER order."""
+    """``retry_spacing``'s columns on rows with each event's attempts contiguous and in
+    EVENT_ORDER (``_event_sorted`` or ``_event_grouped``)."""
     same = _same_as_previous(EVENT_KEY)
     return ordered.with_columns(_same=same).with_columns(
         _gap_us=pl.when(pl.col("_same")).then(pl.col("attempted_at").diff()).dt.total_microseconds()
@@ -219,10 +239,10 @@ def health_and_replay(
     one sort of the attempts by event when the cut-off keeps every attempt."""
     cutoff = as_of.astimezone(UTC).replace(tzinfo=None) if as_of.tzinfo is not None else as_of
     d = deliveries.filter(pl.col("attempted_at") <= cutoff).with_columns(_ok=_ok())
-    ordered = _event_sorted(d)
+    ordered = _event_grouped(d)
     queue = None
     if replay:
-        queue = _replay_of_sorted(ordered if d.height == deliveries.height else _event_sorted(deliveries))
+        queue = _replay_of_sorted(ordered if d.height == deliveries.height else _event_grouped(deliveries))
 
     by_time = ENDPOINT_ORDER
     base = d.group_by(ENDPOINT_KEY).agg(
@@ -273,12 +293,12 @@ def replay_queue(deliveries: pl.DataFrame) -> pl.DataFrame:
     event delivered once and failing on a later attempt is queued too: the latest
     outcome is what the tenant's system last saw.
     """
-    return _replay_of_sorted(_event_sorted(deliveries))
+    return _replay_of_sorted(_event_grouped(deliveries))
 
 
 def _replay_of_sorted(ordered: pl.DataFrame) -> pl.DataFrame:
-    """``replay_queue`` on rows already in EVENT_KEY + EVENT_ORDER order: each event's
-    last row, with the event's attempt count (run lengths on sorted rows, no grouping)."""
+    """``replay_queue`` on rows with each event's attempts contiguous and in EVENT_ORDER
+    (``_event_grouped``; the queue is sorted at the end): each event's last row, with the event's attempt count (run lengths on sorted rows, no grouping)."""
     position = pl.int_range(pl.len(), dtype=pl.Int64)
     marked = ordered.with_columns(_same=_same_as_previous(EVENT_KEY)).with_columns(
         _attempts=(position - pl.when(~pl.col("_same")).then(position).forward_fill() + 1).cast(pl.UInt32),
