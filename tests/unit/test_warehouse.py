@@ -147,3 +147,27 @@ def test_only_allowlisted_tables(con):
         Warehouse.publish_parts(con, "not_a_table", [part("t_a", 1)])
     with pytest.raises(ValueError, match="allowlist"):
         Warehouse.publish_parts(con, "x; DROP TABLE intents", [part("t_a", 1)])
+
+
+def test_publish_stores_every_column_type_and_value_as_given(con):
+    """Strings short and long (Polars keeps them as views), nulls, nested, dates: the
+    published table holds the frame's values and DuckDB's usual types for them."""
+    frame = pl.DataFrame(
+        {
+            "s": ["a", None, "x" * 40, ""],
+            "b": [b"a", None, b"y" * 40, b""],
+            "ls": [["a"], None, ["b" * 30, None], []],
+            "st": [{"a": 1, "b": "x"}, None, {"a": 2, "b": "y" * 30}, {"a": None, "b": None}],
+            "at": [datetime(2026, 1, 1, tzinfo=timezone.utc), None, datetime(2026, 1, 2, 3, tzinfo=timezone.utc), None],
+            "day": [datetime(2026, 1, 1).date(), None, datetime(2026, 1, 2).date(), None],
+            "n": [1, None, -(2**63), 2**63 - 1],
+            "ok": [True, None, False, True],
+        }
+    )
+    Warehouse.publish(con, {"intent_timeline": frame})
+    assert [(c, t) for c, t, *_ in con.sql('DESCRIBE "intent_timeline"').fetchall()] == [
+        ("s", "VARCHAR"), ("b", "BLOB"), ("ls", "VARCHAR[]"), ("st", "STRUCT(a BIGINT, b VARCHAR)"),
+        ("at", "TIMESTAMP"), ("day", "DATE"), ("n", "BIGINT"), ("ok", "BOOLEAN"),
+    ]
+    expected = frame.with_columns(pl.col("at").dt.replace_time_zone(None))
+    assert_frame_equal(published(con), expected)

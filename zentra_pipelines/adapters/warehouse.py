@@ -150,7 +150,7 @@ class Warehouse:
     def append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
         """Append rows to an archive table, creating it from the frame's schema once."""
         name = _table(table)
-        con.register("_append_frame", frame)
+        con.register("_append_frame", _arrow_view(frame))
         try:
             con.execute(f'CREATE TABLE IF NOT EXISTS "{name}" AS SELECT * FROM _append_frame LIMIT 0')
             con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM _append_frame')
@@ -244,7 +244,7 @@ class Warehouse:
 
 def _stage(con: duckdb.DuckDBPyConnection, stage: str, frame: pl.DataFrame, *, create: bool) -> None:
     """Create the staging table from ``frame`` (replacing any leftover), or append to it."""
-    con.register("_publish_frame", frame)
+    con.register("_publish_frame", _arrow_view(frame))
     try:
         if create:
             con.execute(f'CREATE OR REPLACE TABLE "{stage}" AS SELECT * FROM _publish_frame')
@@ -252,6 +252,35 @@ def _stage(con: duckdb.DuckDBPyConnection, stage: str, frame: pl.DataFrame, *, c
             con.execute(f'INSERT INTO "{stage}" SELECT * FROM _publish_frame')
     finally:
         con.unregister("_publish_frame")
+
+
+def _viewable(dtype: pl.DataType) -> bool:
+    """Whether Polars exports the type at its newest compat level in a form Arrow (and
+    so DuckDB) reads: not Int128/UInt128, at any depth."""
+    if isinstance(dtype, (pl.Int128, pl.UInt128)):
+        return False
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return _viewable(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return all(_viewable(f.dtype) for f in dtype.fields)
+    return True
+
+
+def _arrow_view(frame: pl.DataFrame) -> object:
+    """The frame as Arrow that shares Polars' buffers, for DuckDB to scan.
+
+    A Polars frame registered as is goes through ``to_arrow()`` at the oldest compat
+    level, which rewrites every string column from Polars' string views into a new
+    large-string buffer: at 1M intents staging the 6M ledger entries copied ~1 GB of
+    text that way (peak RSS of the ledger step). At the newest level strings stay views,
+    which DuckDB scans directly; measured on those entries: staging +1,922 -> +986 MiB
+    (the rest is DuckDB's own buffer pool), 12.6 -> 10.6 CPU s, the same table (column
+    types and values) either way. Frames with a type Arrow has no view for (Int128) are
+    handed over as before.
+    """
+    if not all(map(_viewable, frame.schema.values())):
+        return frame
+    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
 def _swap(con: duckdb.DuckDBPyConnection, staged: Mapping[str, str]) -> None:
