@@ -72,20 +72,37 @@ LEDGER_VIEW_COLUMNS = ("tenant_id", "intent_id", "journal_id", "account_id", "cu
                        "posted_at", "idempotency_key")
 
 
+#: What reconcile reads of the other large tables (the break frames pick columns by name,
+#: so every column reconcile or its joins could carry into a break is listed).
+RECONCILE_COLUMNS = {
+    "intents": ("tenant_id", "intent_id", "amount_minor", "currency", "ledger_currency", "created_at"),
+    "provider_state": ("tenant_id", "provider", "provider_ref", "intent_id", "type", "amount_minor", "currency",
+                       "received_at"),
+    "settlements": ("tenant_id", "provider", "provider_ref", "currency", "gross_minor", "settled_at", "batch_id"),
+}
+
+
 def run_reconciliation(con: duckdb.DuckDBPyConnection) -> BreakReport:
+    """Breaks from the current state. The engine does what needs no domain rule: the first
+    callback per intent (a min) and the few entries whose idempotency key has several
+    journals (duplicate_journals' only candidates) come out of SQL already reduced; the
+    ledger view still reads every entry."""
+    for name in ("ledger_entries", "callback_events"):
+        _require(con, name)
+    first_callbacks = con.sql(load_sql("select_first_callbacks")).pl()
+    duplicated = ledger_domain.duplicate_journals(con.sql(load_sql("select_duplicate_key_entries")).pl())
     entries, accounts = _columns(con, "ledger_entries", LEDGER_VIEW_COLUMNS), _table(con, "ledger_accounts")
-    events = _columns(con, "callback_events", ("tenant_id", "intent_id", "received_at"))
-    first_callbacks = events.group_by("tenant_id", "intent_id").agg(pl.col("received_at").min().alias("first_received_at"))
-    del events
+    ledger = ledger_domain.intent_ledger_view(entries, accounts)
+    del entries
     when = as_of(con)
     breaks = reconcile(
-        intents=_table(con, "intents"),
-        ledger=ledger_domain.intent_ledger_view(entries, accounts),
-        duplicate_journals=ledger_domain.duplicate_journals(entries),
-        provider_state=_table(con, "provider_state"),
+        intents=_columns(con, "intents", RECONCILE_COLUMNS["intents"]),
+        ledger=ledger,
+        duplicate_journals=duplicated,
+        provider_state=_columns(con, "provider_state", RECONCILE_COLUMNS["provider_state"]),
         first_callbacks=first_callbacks,
         callback_conflicts=_table(con, "callback_conflicts"),
-        settlements=_table(con, "settlements"),
+        settlements=_columns(con, "settlements", RECONCILE_COLUMNS["settlements"]),
         settlement_conflicts=_table(con, "settlement_conflicts"),
         as_of=when,
     )
