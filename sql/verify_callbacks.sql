@@ -11,44 +11,39 @@ WITH valid AS (
     FROM callback_lines_new AS l
 ),
 envelope AS (
-    SELECT
-        source_file, file_sha256, line_no, frame_error, frame_detail,
+    -- Each JSON function parses its whole input again, so every field is asked for in one
+    -- call per function (a list of paths): the line is parsed four times, not once per
+    -- field (json_valid, types, string values, keys). A path under a non-object, or a
+    -- missing one, gives NULL, as extracting from the parent first did.
+    SELECT source_file, file_sha256, line_no, frame_error, frame_detail,
         j IS NOT NULL AS is_json,
-        json_type(j) AS top_type,
-        CASE WHEN json_type(j) = 'OBJECT'
-             THEN json_extract(j, ['$.received_at', '$.tenant_id', '$.provider', '$.headers', '$.body'])
-        END AS f,
-        CASE WHEN json_type(j) = 'OBJECT' THEN len(json_keys(j)) <> len(list_distinct(json_keys(j))) END AS dup_keys
+        json_type(j, ['$', '$.received_at', '$.tenant_id', '$.provider', '$.headers', '$.body',
+                      '$.headers."webhook-id"', '$.headers."webhook-timestamp"', '$.headers."webhook-signature"']) AS t,
+        json_extract_string(j, ['$.received_at', '$.tenant_id', '$.provider', '$.body',
+                      '$.headers."webhook-id"', '$.headers."webhook-timestamp"', '$.headers."webhook-signature"']) AS v,
+        json_keys(j, ['$', '$.headers']) AS k
     FROM valid
 ),
-fields AS (
-    SELECT *,
-        json_type(f[1]) AS t_received_at, f[1] ->> '$' AS received_at_s,
-        json_type(f[2]) AS t_tenant, f[2] ->> '$' AS tenant_id,
-        json_type(f[3]) AS t_provider, f[3] ->> '$' AS provider,
-        json_type(f[4]) AS t_headers,
-        json_type(f[5]) AS t_body, f[5] ->> '$' AS body
+env2 AS (
+    -- A repeated key is found by counting distinct keys; a key list as long as one of the
+    -- contract's key sets and holding all of it has no repeat (pigeonhole), so the usual
+    -- line skips the count.
+    SELECT source_file, file_sha256, line_no, frame_error, frame_detail, is_json,
+        t[1] AS top_type,
+        CASE WHEN t[1] = 'OBJECT' THEN CASE WHEN len(k[1]) = 5 AND list_has_all(k[1], ['received_at', 'tenant_id', 'provider', 'headers', 'body']) THEN false ELSE len(k[1]) <> len(list_distinct(k[1])) END END AS dup_keys,
+        t[2] AS t_received_at, v[1] AS received_at_s,
+        t[3] AS t_tenant, v[2] AS tenant_id,
+        t[4] AS t_provider, v[3] AS provider,
+        t[5] AS t_headers,
+        t[6] AS t_body, v[4] AS body,
+        CASE WHEN t[5] = 'OBJECT' THEN CASE WHEN len(k[2]) = 3 AND list_has_all(k[2], ['webhook-id', 'webhook-timestamp', 'webhook-signature']) THEN false ELSE len(k[2]) <> len(list_distinct(k[2])) END END AS dup_header_keys,
+        t[7] AS t_wid, v[5] AS webhook_id,
+        t[8] AS t_wts, v[6] AS webhook_timestamp_s,
+        t[9] AS t_wsig, v[7] AS webhook_signature,
+        iso_utc(v[1]) AS received_at
     FROM envelope
 ),
-headers AS (
-    SELECT *,
-        CASE WHEN t_headers = 'OBJECT' THEN
-            json_extract(f[4], ['$."webhook-id"', '$."webhook-timestamp"', '$."webhook-signature"'])
-        END AS h,
-        CASE WHEN t_headers = 'OBJECT' THEN
-            len(json_keys(f[4])) <> len(list_distinct(json_keys(f[4])))
-        END AS dup_header_keys
-    FROM fields
-),
-env2 AS (
-    SELECT *,
-        json_type(h[1]) AS t_wid, h[1] ->> '$' AS webhook_id,
-        json_type(h[2]) AS t_wts, h[2] ->> '$' AS webhook_timestamp_s,
-        json_type(h[3]) AS t_wsig, h[3] ->> '$' AS webhook_signature,
-        iso_utc(received_at_s) AS received_at
-    FROM headers
-),
-signatures AS MATERIALIZED (  -- read by `matched` and `body`: computed once
+signatures AS (
     SELECT e.*,
         CASE WHEN regexp_full_match(webhook_timestamp_s, '[0-9]{1,12}')
              THEN try_cast(webhook_timestamp_s AS BIGINT) END AS webhook_timestamp,
@@ -56,71 +51,78 @@ signatures AS MATERIALIZED (  -- read by `matched` and `body`: computed once
                     lambda s: regexp_full_match(s, 'v1,[A-Za-z0-9+/]{43}=')) AS v1_signatures
     FROM env2 AS e
 ),
-matched AS (
-    -- One row per (line, configured secret): rotation means any secret may match.
-    SELECT s.file_sha256, s.line_no,
-        bool_or(list_contains(s.v1_signatures,
-            'v1,' || to_base64(unhex(sha256(k.okey || unhex(sha256(
-                k.ikey || encode(s.webhook_id || '.' || s.webhook_timestamp_s || '.' || s.body)))))))) AS signature_ok,
-        count(*) AS secrets
-    FROM signatures AS s
-    JOIN webhook_secrets AS k ON k.tenant_id = s.tenant_id AND k.provider = s.provider
-    WHERE s.t_body = 'VARCHAR' AND len(s.v1_signatures) > 0
-      AND s.t_wid = 'VARCHAR' AND s.t_wts = 'VARCHAR'
-    GROUP BY ALL
-),
-known_tenants AS (
-    SELECT DISTINCT tenant_id, provider FROM webhook_secrets
+keyring AS (
+    -- every configured secret of a (tenant, provider): rotation means any of them may match
+    SELECT tenant_id, provider, list(ikey ORDER BY secret_index) AS ikeys, list(okey ORDER BY secret_index) AS okeys
+    FROM webhook_secrets
+    GROUP BY tenant_id, provider
 ),
 body AS (
-    SELECT s.*, m.signature_ok, kt.tenant_id IS NOT NULL AS tenant_known,
+    -- The first secret is tried alone, the others only for a line it does not sign (a CASE
+    -- evaluates a branch for the rows that reach it): most lines cost one HMAC, not one
+    -- per configured secret.
+    SELECT s.*,
+        CASE WHEN s.t_body = 'VARCHAR' AND len(s.v1_signatures) > 0 AND s.t_wid = 'VARCHAR' AND s.t_wts = 'VARCHAR' THEN
+            CASE WHEN list_contains(s.v1_signatures, 'v1,' || to_base64(unhex(sha256(kr.okeys[1] || unhex(sha256(
+                    kr.ikeys[1] || encode(s.webhook_id || '.' || s.webhook_timestamp_s || '.' || s.body)))))))
+                THEN true
+            WHEN len(kr.ikeys) > 1 THEN
+                list_bool_or(list_transform(list_zip(kr.ikeys[2:], kr.okeys[2:]), lambda k: list_contains(s.v1_signatures,
+                    'v1,' || to_base64(unhex(sha256(k[2] || unhex(sha256(
+                        k[1] || encode(s.webhook_id || '.' || s.webhook_timestamp_s || '.' || s.body)))))))))
+            ELSE false END
+        END AS signature_ok,
+        kr.ikeys IS NOT NULL AS tenant_known,
         CASE WHEN json_valid(s.body) THEN s.body END AS bj
     FROM signatures AS s
-    LEFT JOIN matched AS m USING (file_sha256, line_no)
-    LEFT JOIN known_tenants AS kt ON kt.tenant_id = s.tenant_id AND kt.provider = s.provider
-),
-body_checked AS (
-    SELECT *, coalesce(json_type(bj) = 'OBJECT', false) AS body_ok FROM body
+    LEFT JOIN keyring AS kr ON kr.tenant_id = s.tenant_id AND kr.provider = s.provider
 ),
 body_fields AS (
+    -- as for the envelope: one call per JSON function over the body, a list of paths each
     SELECT *,
-        CASE WHEN body_ok THEN json_extract(bj, [
-            '$.api_version', '$.event_id', '$.type', '$.occurred_at', '$.sequence',
+        json_type(bj, ['$', '$.api_version', '$.event_id', '$.type', '$.occurred_at', '$.sequence',
             '$.intent_id', '$.provider_ref', '$.amount_minor', '$.currency',
             '$.object.intent_id', '$.object.provider_ref', '$.object.amount.value', '$.object.amount.currency',
-            '$.object', '$.object.amount'])
-        END AS b,
-        CASE WHEN body_ok THEN
-            len(json_keys(bj)) <> len(list_distinct(json_keys(bj)))
-            OR coalesce(json_type(bj, '$.object') = 'OBJECT'
-                AND len(json_keys(bj, '$.object')) <> len(list_distinct(json_keys(bj, '$.object'))), false)
-            OR coalesce(json_type(bj, '$.object.amount') = 'OBJECT'
-                AND len(json_keys(bj, '$.object.amount')) <> len(list_distinct(json_keys(bj, '$.object.amount'))), false)
-        END AS dup_body_keys
-    FROM body_checked
+            '$.object', '$.object.amount']) AS bt,
+        json_extract_string(bj, ['$.api_version', '$.event_id', '$.type', '$.occurred_at', '$.sequence',
+            '$.intent_id', '$.provider_ref', '$.amount_minor', '$.currency',
+            '$.object.intent_id', '$.object.provider_ref', '$.object.amount.value', '$.object.amount.currency']) AS bv,
+        json_keys(bj, ['$', '$.object', '$.object.amount']) AS bk
+    FROM body
 ),
-canonical AS (
+body_checked AS (
     SELECT *,
-        b[1] ->> '$' AS api_version, json_type(b[1]) AS t_api_version,
-        b[2] ->> '$' AS event_id, json_type(b[2]) AS t_event_id,
-        b[3] ->> '$' AS type, json_type(b[3]) AS t_type,
-        b[4] ->> '$' AS occurred_at_s, json_type(b[4]) AS t_occurred_at,
-        json_type(b[5]) AS t_sequence, b[5] ->> '$' AS sequence_s,
-        CASE WHEN b[1] ->> '$' = '2026-06-01' THEN b[10] ELSE b[6] END AS j_intent_id,
-        CASE WHEN b[1] ->> '$' = '2026-06-01' THEN b[11] ELSE b[7] END AS j_provider_ref,
-        CASE WHEN b[1] ->> '$' = '2026-06-01' THEN b[12] ELSE b[8] END AS j_amount,
-        CASE WHEN b[1] ->> '$' = '2026-06-01' THEN b[13] ELSE b[9] END AS j_currency,
-        json_type(b[14]) AS t_object, json_type(b[15]) AS t_amount_object
+        coalesce(bt[1] = 'OBJECT', false) AS body_ok
     FROM body_fields
 ),
-typed AS (
+canonical AS (
+    -- A body that is valid JSON but no object gives NULL for every key path, as when the
+    -- fields were only extracted from an object body: no body_ok guard is needed on them.
     SELECT *,
-        j_intent_id ->> '$' AS intent_id, json_type(j_intent_id) AS t_intent_id,
-        j_provider_ref ->> '$' AS provider_ref, json_type(j_provider_ref) AS t_provider_ref,
-        json_type(j_amount) AS t_amount, j_amount ->> '$' AS amount_s,
-        j_currency ->> '$' AS currency, json_type(j_currency) AS t_currency,
-        iso_utc(occurred_at_s) AS occurred_at
-    FROM canonical
+        CASE WHEN body_ok THEN
+            CASE WHEN len(bk[1]) = 9 AND list_has_all(bk[1], ['api_version', 'event_id', 'type', 'intent_id', 'provider_ref', 'amount_minor', 'currency', 'sequence', 'occurred_at']) THEN false WHEN len(bk[1]) = 6 AND list_has_all(bk[1], ['api_version', 'event_id', 'type', 'occurred_at', 'sequence', 'object']) THEN false ELSE len(bk[1]) <> len(list_distinct(bk[1])) END
+            OR coalesce(bt[15] = 'OBJECT' AND CASE WHEN len(bk[2]) = 3 AND list_has_all(bk[2], ['intent_id', 'provider_ref', 'amount']) THEN false ELSE len(bk[2]) <> len(list_distinct(bk[2])) END, false)
+            OR coalesce(bt[16] = 'OBJECT' AND CASE WHEN len(bk[3]) = 2 AND list_has_all(bk[3], ['value', 'currency']) THEN false ELSE len(bk[3]) <> len(list_distinct(bk[3])) END, false)
+        END AS dup_body_keys,
+        bv[1] AS api_version, bt[2] AS t_api_version,
+        bv[2] AS event_id, bt[3] AS t_event_id,
+        bv[3] AS type, bt[4] AS t_type,
+        bv[4] AS occurred_at_s, bt[5] AS t_occurred_at,
+        bt[6] AS t_sequence, bv[5] AS sequence_s,
+        -- the 2026-06-01 body nests the money under object (upcast to the flat shape)
+        CASE WHEN bv[1] = '2026-06-01' THEN bt[11] ELSE bt[7] END AS t_intent_id,
+        CASE WHEN bv[1] = '2026-06-01' THEN bv[10] ELSE bv[6] END AS intent_id,
+        CASE WHEN bv[1] = '2026-06-01' THEN bt[12] ELSE bt[8] END AS t_provider_ref,
+        CASE WHEN bv[1] = '2026-06-01' THEN bv[11] ELSE bv[7] END AS provider_ref,
+        CASE WHEN bv[1] = '2026-06-01' THEN bt[13] ELSE bt[9] END AS t_amount,
+        CASE WHEN bv[1] = '2026-06-01' THEN bv[12] ELSE bv[8] END AS amount_s,
+        CASE WHEN bv[1] = '2026-06-01' THEN bt[14] ELSE bt[10] END AS t_currency,
+        CASE WHEN bv[1] = '2026-06-01' THEN bv[13] ELSE bv[9] END AS currency,
+        bt[15] AS t_object, bt[16] AS t_amount_object
+    FROM body_checked
+),
+typed AS (
+    SELECT *, iso_utc(occurred_at_s) AS occurred_at FROM canonical
 ),
 judged AS (
     SELECT *,
