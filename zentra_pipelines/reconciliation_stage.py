@@ -129,12 +129,14 @@ TIMELINE_COLUMNS = {
                 "corridor", "scope"),
     "policy_decisions": ("tenant_id", "intent_id", "decided_at", "service", "actor_id", "outcome", "reason",
                          "policy_version", "owner"),
-    "ledger_entries": ("tenant_id", "intent_id", "journal_id", "posted_at", "actor_id", "idempotency_key",
-                       "entry_hash", "entry_seq", "amount_minor", "currency"),
     "routing_decisions": ("tenant_id", "intent_id", "decided_at", "service", "status", "reason", "provider_ref"),
     "deliveries": ("tenant_id", "event_id", "delivery_id", "endpoint", "attempt", "attempted_at", "status_code",
                    "error"),
 }
+
+
+#: The timeline's ledger layer is one row per journal, aggregated in SQL from these entries.
+TIMELINE_JOURNALS_FROM = "ledger_entries"
 
 
 def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
@@ -143,7 +145,7 @@ def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
     order are the same table, while only one tenant's inputs, intermediates and part are
     held at once (at 1M intents the inputs alone are several GB, the whole timeline
     9M string-heavy rows)."""
-    for name in TIMELINE_COLUMNS:  # every input exists, whether or not a tenant has rows
+    for name in (*TIMELINE_COLUMNS, TIMELINE_JOURNALS_FROM):  # every input exists, whether or not a tenant has rows
         _require(con, name)
     tenants = [t for (t,) in con.sql('SELECT DISTINCT tenant_id FROM "intents" ORDER BY 1').fetchall()]
     return Warehouse.publish_parts(con, "intent_timeline", (_tenant_timeline(con, t) for t in tenants),
@@ -159,8 +161,9 @@ def _tenant_timeline(con: duckdb.DuckDBPyConnection, tenant: str) -> pl.DataFram
         pl.len().alias("copies"),
     )
     del events
+    journals = con.sql(load_sql("select_timeline_journals"), params={"tenant": tenant}).pl()
     return intent_timeline(
-        read.pop("intents"), read.pop("policy_decisions"), read.pop("ledger_entries"),
+        read.pop("intents"), read.pop("policy_decisions"), journals,
         read.pop("routing_decisions"), unique_events, read.pop("deliveries"),
     )
 

@@ -25,17 +25,11 @@ def _rows(frame: pl.DataFrame, **exprs: pl.Expr) -> pl.DataFrame:
 def intent_timeline(
     intents: pl.DataFrame,
     decisions: pl.DataFrame,
-    entries: pl.DataFrame,
+    journals: pl.DataFrame,  # one row per (tenant_id, intent_id, journal_id): posted_at (min), actor_id, idempotency_key, entry_hash (of the last entry_seq), moved (sum of the positive amounts), currency
     routing: pl.DataFrame,
     provider_events: pl.DataFrame,  # unique accepted events: tenant_id, provider, event_id, intent_id, type, sequence, amount_minor, currency, occurred_at, received_at, copies
     deliveries: pl.DataFrame,  # tenant_id, delivery_id, event_id, endpoint, attempt, attempted_at, status_code, error
 ) -> pl.DataFrame:
-    journals = entries.group_by("tenant_id", "intent_id", "journal_id").agg(
-        pl.col("posted_at").min(), pl.col("actor_id").first(), pl.col("idempotency_key").first(),
-        pl.col("entry_hash").sort_by("entry_seq").last(),
-        pl.col("amount_minor").filter(pl.col("amount_minor") > 0).sum().alias("moved"),
-        pl.col("currency").first(),
-    )
     event_intents = provider_events.select("tenant_id", "event_id", "intent_id").unique()
     attempts = deliveries.join(event_intents, on=["tenant_id", "event_id"], how="inner")
     ok = pl.col("status_code").is_between(200, 299)
@@ -69,11 +63,18 @@ def intent_timeline(
               detail=pl.format("sealed into the {} packet of {}", "tenant_id", pl.col("created_at").dt.date())),
     ]
     order = pl.col("layer").replace_strict({layer: i for i, layer in enumerate(LAYERS)}, return_dtype=pl.Int8)
+    # After the semi join every row's tenant is one of the intents' tenants: with one tenant
+    # (how the pipeline calls this, tenant by tenant) the column is constant and left out of
+    # the sort keys, which then lead with intent_id (Polars settles ties on a constant
+    # leading string row by row: ~15% of the sort).
+    keys = ["intent_id", "at", order, "event", "ref"]
+    if intents["tenant_id"].n_unique() > 1:
+        keys = ["tenant_id", *keys]
     # one lazy plan: the concatenation, the semi join and the sort are not each
     # materialised as a full copy (at 1M intents the timeline is ~10M rows)
     return (
         pl.concat([part.lazy() for part in parts], how="vertical")
         .join(intents.lazy().select("tenant_id", "intent_id"), on=["tenant_id", "intent_id"], how="semi")
-        .sort(["tenant_id", "intent_id", "at", order, "event", "ref"], nulls_last=True)
+        .sort(keys, nulls_last=True)
         .collect()
     )
