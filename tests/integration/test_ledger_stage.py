@@ -212,6 +212,23 @@ def test_a_changed_reread_quarantines_every_copy(warehouse: duckdb.DuckDBPyConne
     assert result.quarantined_by_code[errors.POSTING_CONFLICT] == 2
 
 
+def test_rows_added_to_a_non_empty_archive_validate_like_the_archive_read_back(
+    warehouse: duckdb.DuckDBPyConnection, source: str
+) -> None:
+    """A run that appends validates earlier rows + its own from memory; the next run
+    (nothing new) reads every row back from the warehouse: the same tables."""
+    run_ledger(warehouse, source)
+    last = warehouse.sql("SELECT posting_id FROM ledger_entries ORDER BY posted_at DESC, posting_id LIMIT 1").fetchall()[0]
+    add_sqlite(source, [], "UPDATE ledger_postings SET amount_minor = amount_minor + 1 WHERE posting_id = ?", (last[0],))
+    appended = run_ledger(warehouse, source)
+    before = tables(warehouse)
+    again = run_ledger(warehouse, source)
+    assert appended.new == 1 and again.new == 0 and again.received == appended.received
+    after = tables(warehouse)
+    for name in LEDGER_TABLES:
+        assert_frame_equal(before[name], after[name])
+
+
 def test_a_failing_audit_leaves_the_published_tables_unchanged(warehouse: duckdb.DuckDBPyConnection, source: str) -> None:
     run_ledger(warehouse, source)
     before = tables(warehouse)
