@@ -4,24 +4,28 @@ WITH valid AS (
     SELECT l.*, CASE WHEN json_valid(l.text) THEN l.text END AS j FROM intent_lines AS l
 ),
 fields AS (
+    -- Each JSON function parses its whole input again, so every field is asked for in one
+    -- call per function (a list of paths): types, string values and keys, one parse each.
+    -- A path under a non-object or a missing one gives NULL, as extracting the field first did.
     SELECT source_file, file_sha256, line_no, frame_error, frame_detail, j,
-        json_type(j) AS top_type,
-        CASE WHEN json_type(j) = 'OBJECT' THEN len(json_keys(j)) <> len(list_distinct(json_keys(j))) END AS dup_keys,
-        CASE WHEN json_type(j) = 'OBJECT' THEN json_extract(j, [
-            '$.intent_id', '$.tenant_id', '$.scope', '$.kind', '$.amount_minor', '$.currency',
-            '$.ledger_currency', '$.corridor', '$.actor_id', '$.created_at', '$.primitives'])
-        END AS f
+        json_type(j, ['$', '$.intent_id', '$.tenant_id', '$.scope', '$.kind', '$.amount_minor', '$.currency',
+            '$.ledger_currency', '$.corridor', '$.actor_id', '$.created_at', '$.primitives']) AS tt,
+        json_extract_string(j, ['$.intent_id', '$.tenant_id', '$.scope', '$.kind', '$.amount_minor', '$.currency',
+            '$.ledger_currency', '$.corridor', '$.actor_id', '$.created_at']) AS f,
+        json_keys(j) AS keys
     FROM valid
 ),
 typed AS (
-    SELECT *,
-        list_transform(f, lambda x: json_type(x)) AS t,
-        f[1] ->> '$' AS intent_id, f[2] ->> '$' AS tenant_id, f[3] ->> '$' AS scope,
-        f[4] ->> '$' AS kind, f[5] ->> '$' AS amount_s, f[6] ->> '$' AS currency,
-        f[7] ->> '$' AS ledger_currency, f[8] ->> '$' AS corridor, f[9] ->> '$' AS actor_id,
-        f[10] ->> '$' AS created_at_s,
-        CASE WHEN json_type(f[11]) = 'ARRAY' THEN json_extract_string(f[11], '$[*]') END AS primitives,
-        CASE WHEN json_type(f[11]) = 'ARRAY' THEN list_transform(json_extract(f[11], '$[*]'), lambda x: json_type(x)) END AS primitive_types
+    SELECT source_file, file_sha256, line_no, frame_error, frame_detail, j,
+        tt[1] AS top_type,
+        CASE WHEN tt[1] = 'OBJECT' THEN len(keys) <> len(list_distinct(keys)) END AS dup_keys,
+        tt[2:] AS t,
+        f[1] AS intent_id, f[2] AS tenant_id, f[3] AS scope,
+        f[4] AS kind, f[5] AS amount_s, f[6] AS currency,
+        f[7] AS ledger_currency, f[8] AS corridor, f[9] AS actor_id,
+        f[10] AS created_at_s,
+        CASE WHEN tt[12] = 'ARRAY' THEN json_extract_string(j, '$.primitives[*]') END AS primitives,
+        CASE WHEN tt[12] = 'ARRAY' THEN json_type(j, '$.primitives[*]') END AS primitive_types
     FROM fields
 ),
 stamped AS (
