@@ -86,11 +86,13 @@ def converge(checked: pl.DataFrame) -> Convergence:
         pl.col("provider_ref", "intent_id", "type", "amount_minor", "currency", "sequence", "occurred_at").first(),
         pl.col("received_at").min(),
     )
+    # Sorted by STATE_KEY first (never null on accepted lines), then best event first:
+    # keeping each key's first row in that order leaves the state sorted by STATE_KEY,
+    # so it is not sorted again.
     state = (
         unique_events.sort(STATE_KEY + ["sequence", "event_id"], descending=[False, False, False, True, False])
         .with_columns(pl.len().over(STATE_KEY).alias("events_seen"))
         .unique(subset=STATE_KEY, keep="first", maintain_order=True)
         .select(STATE_COLUMNS)
-        .sort(STATE_KEY)
     )
     return Convergence(events=events, quarantine=quarantine, state=state, conflicts=conflicts)
