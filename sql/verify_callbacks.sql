@@ -40,7 +40,10 @@ env2 AS (
         t[7] AS t_wid, v[5] AS webhook_id,
         t[8] AS t_wts, v[6] AS webhook_timestamp_s,
         t[9] AS t_wsig, v[7] AS webhook_signature,
-        iso_utc(v[1]) AS received_at
+        iso_utc(v[1]) AS received_at,
+        -- checked once: the verdict reads them and so do the tenant_id/provider columns of every line
+        regexp_full_match(v[2], $identifier) AS tenant_id_ok,
+        regexp_full_match(v[3], $identifier) AS provider_ok
     FROM envelope
 ),
 signatures AS (
@@ -137,7 +140,7 @@ judged AS (
             WHEN t_received_at <> 'VARCHAR' OR t_tenant <> 'VARCHAR' OR t_provider <> 'VARCHAR'
               OR t_headers <> 'OBJECT' OR t_body <> 'VARCHAR' THEN 'invalid_field_type'
             WHEN received_at IS NULL THEN 'invalid_timestamp'
-            WHEN NOT regexp_full_match(tenant_id, $identifier) OR NOT regexp_full_match(provider, $identifier)
+            WHEN NOT tenant_id_ok OR NOT provider_ok
                 THEN 'invalid_identifier'
             WHEN NOT tenant_known THEN 'unknown_tenant'
             WHEN t_wid IS NULL OR t_wts IS NULL OR t_wsig IS NULL THEN 'header_missing'
@@ -181,8 +184,8 @@ judged AS (
 )
 SELECT
     source_file, file_sha256, line_no,
-    CASE WHEN t_tenant = 'VARCHAR' AND regexp_full_match(tenant_id, $identifier) THEN tenant_id END AS tenant_id,
-    CASE WHEN t_provider = 'VARCHAR' AND regexp_full_match(provider, $identifier) THEN provider END AS provider,
+    CASE WHEN t_tenant = 'VARCHAR' AND tenant_id_ok THEN tenant_id END AS tenant_id,
+    CASE WHEN t_provider = 'VARCHAR' AND provider_ok THEN provider END AS provider,
     received_at,
     CASE WHEN error_code IS NULL THEN webhook_id END AS webhook_id,
     CASE WHEN error_code IS NULL THEN webhook_timestamp END AS webhook_timestamp,
