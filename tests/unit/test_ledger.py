@@ -421,6 +421,25 @@ def test_duplicate_journals_are_kept_and_listed() -> None:
     ]
 
 
+def test_duplicate_journals_lists_only_keys_with_several_journals() -> None:
+    """A key whose postings all share one journal is no duplicate; a null tenant is a
+    tenant of its own (as in a group by); the intent is the smallest non-null one."""
+    entries = pl.DataFrame(
+        {
+            "tenant_id": ["t", "t", "t", None, None, "t", "u", "u"],
+            "idempotency_key": ["k", "k", "k", "k", "k", None, "solo", "solo"],
+            "journal_id": ["j2", "j1", "j1", "j3", "j4", "j9", "j5", "j5"],
+            "intent_id": [None, "i", None, None, "z", "i", "s", "s"],
+            "amount_minor": [5, -5, 7, 1, 2, 3, 4, -4],
+            "currency": ["EUR"] * 8,
+        }
+    )
+    assert L.duplicate_journals(entries).rows() == [
+        (None, "z", "k", "j3,j4", 2, None, None),
+        ("t", "i", "k", "j1,j2", 2, 7, "EUR"),
+    ]
+
+
 def test_intent_view_counts_each_idempotency_key_once() -> None:
     first = reserve(1)
     dup = [dict(r, posting_id=r["posting_id"] + "_dup", journal_id="j_int_1_reserve_dup") for r in first]

@@ -826,6 +826,17 @@ def duplicate_journals(entries: pl.DataFrame) -> pl.DataFrame:
     keyed = entries.select(
         "tenant_id", "idempotency_key", "journal_id", "intent_id", "amount_minor", "currency"
     ).filter(pl.col("idempotency_key").is_not_null())
+    # Only keys with several journals are listed: count the journals per key first and
+    # build the sorted journal lists for those keys alone (at 6M entries nearly every
+    # key has one journal, and listing all of them cost ~13 CPU s).
+    several = (
+        keyed.group_by("tenant_id", "idempotency_key")
+        .agg(pl.col("journal_id").n_unique().alias("_n"))
+        .filter(pl.col("_n") > 1)
+        .drop("_n")
+    )
+    keyed = keyed.join(several, on=["tenant_id", "idempotency_key"], how="semi", nulls_equal=True)
+    del several
     per_key = keyed.group_by("tenant_id", "idempotency_key").agg(
         pl.col("journal_id").unique().sort().alias("_journals"),
         pl.col("intent_id").drop_nulls().min().alias("intent_id"),
