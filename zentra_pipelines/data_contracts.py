@@ -335,6 +335,11 @@ def to_pandas_frame(frame: pl.DataFrame) -> pd.DataFrame:
     fails ``type:amount_minor`` exactly as it should. Index: a RangeIndex, so GX's
     unexpected row indices are row positions in ``frame``.
     """
+    return _arrow_to_pandas(frame.to_arrow())
+
+
+def _arrow_to_pandas(table: Any) -> pd.DataFrame:
+    """``to_pandas_frame`` of a pyarrow Table (the same dtype for the same Arrow type)."""
     import pandas as pd
     import pyarrow as pa
 
@@ -345,7 +350,7 @@ def to_pandas_frame(frame: pl.DataFrame) -> pd.DataFrame:
         pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow"),
         pa.string_view(): pd.StringDtype("pyarrow"),
     }
-    out = frame.to_arrow().to_pandas(types_mapper=mapping.get)
+    out = table.to_pandas(types_mapper=mapping.get)
     out.index = pd.RangeIndex(len(out))
     return out
 
@@ -572,16 +577,35 @@ class _WarehouseTable(_Table):
     def empty(self) -> pl.DataFrame:
         return self._empty
 
-    def select(self, columns: Sequence[str]) -> pl.DataFrame:
+    def _query(self, columns: Sequence[str]) -> tuple[list[str], str]:
         # names from the contract (an allowlist), and only those the table has
         names = [c for c in dict.fromkeys(columns) if c in self.schema]
         if any('"' in c for c in names):  # pragma: no cover - contract column names are plain
             raise ValueError(f"{self.source}: unexpected column name in {names}")
-        query = f'SELECT rowid AS "{_ROW_ID}"' + "".join(f', "{c}"' for c in names) + f' FROM "{self.source}"'
+        return names, f'SELECT rowid AS "{_ROW_ID}"' + "".join(f', "{c}"' for c in names) + f' FROM "{self.source}"'
+
+    def select(self, columns: Sequence[str]) -> pl.DataFrame:
+        _, query = self._query(columns)
         frame = self.con.sql(query).pl()
         if not _in_row_id_order(frame[_ROW_ID], self.height):
             frame = self.con.sql(f"{query} ORDER BY rowid").pl()
         return frame.drop(_ROW_ID)
+
+    def pandas(self, columns: Sequence[str], as_int64: bool) -> pd.DataFrame:
+        """As ``_Table.pandas``, read from DuckDB straight into Arrow: through Polars, every
+        string column was copied twice more (into Polars' string views, then back out to
+        Arrow) before pandas copied it once again."""
+        import pandas as pd
+
+        names, query = self._query(columns)
+        if not names:  # every column missing: the rows stay, as in _narrow
+            return pd.DataFrame(index=pd.RangeIndex(self.height))
+        table = self.con.sql(query).to_arrow_table()
+        if not _in_row_id_order(pl.from_arrow(table.column(_ROW_ID)), self.height):
+            table = self.con.sql(f"{query} ORDER BY rowid").to_arrow_table()
+        frame = _arrow_to_pandas(table.drop_columns([_ROW_ID]))
+        del table
+        return _narrow(frame, columns, as_int64)
 
 
 def _in_row_id_order(row_id: pl.Series, height: int) -> bool:
