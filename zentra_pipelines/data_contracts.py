@@ -530,12 +530,16 @@ class _Table:
         without converting (or reading) the other columns."""
         import pandas as pd
 
-        part = self.select(columns)
-        if not part.width:  # every column missing: the rows stay, as in _narrow
+        part = self.arrow(columns)
+        if not part.num_columns:  # every column missing: the rows stay, as in _narrow
             return pd.DataFrame(index=pd.RangeIndex(self.height))
-        frame = to_pandas_frame(part)
+        frame = _arrow_to_pandas(part)
         del part
         return _narrow(frame, columns, as_int64)
+
+    def arrow(self, columns: Sequence[str]) -> Any:
+        """``select`` as a pyarrow Table (what ``pandas`` converts)."""
+        return self.select(columns).to_arrow()
 
 
 class _FrameTable(_Table):
@@ -577,35 +581,22 @@ class _WarehouseTable(_Table):
     def empty(self) -> pl.DataFrame:
         return self._empty
 
-    def _query(self, columns: Sequence[str]) -> tuple[list[str], str]:
+    def select(self, columns: Sequence[str]) -> pl.DataFrame:
+        return pl.from_arrow(self.arrow(columns))
+
+    def arrow(self, columns: Sequence[str]) -> Any:
+        """Read from DuckDB straight into Arrow, in row-id order: ``pandas`` converts it
+        from there (through Polars, every string column was copied twice more, into
+        Polars' string views and back out to Arrow, before pandas copied it again)."""
         # names from the contract (an allowlist), and only those the table has
         names = [c for c in dict.fromkeys(columns) if c in self.schema]
         if any('"' in c for c in names):  # pragma: no cover - contract column names are plain
             raise ValueError(f"{self.source}: unexpected column name in {names}")
-        return names, f'SELECT rowid AS "{_ROW_ID}"' + "".join(f', "{c}"' for c in names) + f' FROM "{self.source}"'
-
-    def select(self, columns: Sequence[str]) -> pl.DataFrame:
-        _, query = self._query(columns)
-        frame = self.con.sql(query).pl()
-        if not _in_row_id_order(frame[_ROW_ID], self.height):
-            frame = self.con.sql(f"{query} ORDER BY rowid").pl()
-        return frame.drop(_ROW_ID)
-
-    def pandas(self, columns: Sequence[str], as_int64: bool) -> pd.DataFrame:
-        """As ``_Table.pandas``, read from DuckDB straight into Arrow: through Polars, every
-        string column was copied twice more (into Polars' string views, then back out to
-        Arrow) before pandas copied it once again."""
-        import pandas as pd
-
-        names, query = self._query(columns)
-        if not names:  # every column missing: the rows stay, as in _narrow
-            return pd.DataFrame(index=pd.RangeIndex(self.height))
+        query = f'SELECT rowid AS "{_ROW_ID}"' + "".join(f', "{c}"' for c in names) + f' FROM "{self.source}"'
         table = self.con.sql(query).to_arrow_table()
         if not _in_row_id_order(pl.from_arrow(table.column(_ROW_ID)), self.height):
             table = self.con.sql(f"{query} ORDER BY rowid").to_arrow_table()
-        frame = _arrow_to_pandas(table.drop_columns([_ROW_ID]))
-        del table
-        return _narrow(frame, columns, as_int64)
+        return table.drop_columns([_ROW_ID])
 
 
 def _in_row_id_order(row_id: pl.Series, height: int) -> bool:
