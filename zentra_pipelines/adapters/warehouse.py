@@ -40,6 +40,8 @@ TABLES = frozenset(
     {
         # append-only archive and bookkeeping
         "landing_files", "landing_lines", "callback_checked", "ledger_source_rows",
+        # per-line parse caches (keyed by file_sha256, line_no; see intake.parse_source)
+        "deliveries_parsed", "intents_parsed",
         # callbacks
         "callbacks_quarantine", "callback_events", "provider_state", "ingest_accounting",
         # intents and controls
@@ -52,7 +54,10 @@ TABLES = frozenset(
         "webhook_health", "replay_queue", "routing_decisions", "callback_conflicts", "settlement_conflicts",
         # reconciliation and evidence
         "reconciliation_breaks", "break_log", "intent_timeline", "data_contract_results", "data_contract_results_by_tenant", "check_results",
+        "data_contract_cache",  # per tenant-day GX counts, keyed by a fingerprint (data_contracts)
         "packets", "packet_fingerprints", "run_summary",
+        # per-intent input fingerprints of the published timeline (reconciliation_stage.run_timeline)
+        "timeline_fingerprints",
     }
 )
 

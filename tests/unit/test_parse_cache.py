@@ -1,0 +1,101 @@
+"""The per-line parse cache of intake.parse_source: incremental parse == full parse."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from zentra_pipelines import intake
+from zentra_pipelines.adapters import landing
+from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
+from zentra_pipelines.domain.money import currency_exponents
+
+DELIVERY = {
+    "delivery_id": "dlv_001", "event_id": "evt_001", "tenant_id": "t_1", "endpoint": "https://x.example/hook",
+    "attempt": 1, "attempted_at": "2026-11-01T10:00:00Z", "status_code": 200, "error": None, "latency_ms": 120,
+}
+
+
+def delivery(**changes: object) -> bytes:
+    return json.dumps({**DELIVERY, **changes}).encode()
+
+
+def archive(con: duckdb.DuckDBPyConnection, source: str, name: str, *lines: bytes) -> None:
+    """Frame one file for real and append its lines, as ingest.archive_landing does."""
+    con.execute(load_sql("create_archive"))
+    data = b"".join(line + b"\n" for line in lines)
+    sha = hashlib.sha256(data).hexdigest()
+    file = landing.LandingFile(source, f"{source}/{name}", Path("unused"), sha, len(data))
+    con.register("frame", landing.frame_bytes(file, data).with_columns(source=pl.lit(source)))
+    con.execute("INSERT INTO landing_lines BY NAME SELECT * EXCLUDE (raw), raw FROM frame")
+    con.unregister("frame")
+
+
+def full_parse(con: duckdb.DuckDBPyConnection, source: str, sql_name: str) -> pl.DataFrame:
+    """The uncached reference: the SQL file over every archived line of the source."""
+    con.register("iso_currencies", pl.DataFrame({"currency": sorted(currency_exponents())}))
+    ensure_macros(con)
+    view = {"deliveries": "delivery_lines", "intents": "intent_lines"}[source]
+    con.register(view, con.sql("SELECT * FROM landing_lines").pl().filter(pl.col("source") == source))
+    parsed = con.sql(load_sql(sql_name), params=intake.PARAMS).pl()
+    con.unregister(view)
+    return parsed.sort("source_file", "line_no", "file_sha256")
+
+
+def parse_deliveries(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    return intake.parse_source(con, "deliveries", "parse_deliveries", "delivery_lines")
+
+
+def test_new_file_parsed_incrementally_equals_full_parse():
+    con = duckdb.connect()
+    archive(con, "deliveries", "b.jsonl", delivery(), b"{")
+    parse_deliveries(con)
+    archive(con, "deliveries", "a.jsonl", delivery(delivery_id="dlv_002", attempt=0), delivery())
+    incremental = parse_deliveries(con)
+    assert_frame_equal(incremental, full_parse(con, "deliveries", "parse_deliveries"))
+    assert incremental["source_file"].to_list() == ["deliveries/a.jsonl"] * 2 + ["deliveries/b.jsonl"] * 2
+
+
+def test_first_run_equals_full_parse_and_fills_the_cache():
+    con = duckdb.connect()
+    archive(con, "deliveries", "a.jsonl", delivery(), b"[1]", delivery(status_code=99))
+    parsed = parse_deliveries(con)
+    assert_frame_equal(parsed, full_parse(con, "deliveries", "parse_deliveries"))
+    assert con.sql("SELECT count(*) FROM deliveries_parsed").fetchall() == [(3,)]
+
+
+def test_rerun_with_nothing_new_adds_nothing():
+    con = duckdb.connect()
+    archive(con, "deliveries", "a.jsonl", delivery())
+    first = parse_deliveries(con)
+    assert_frame_equal(parse_deliveries(con), first)
+    assert con.sql("SELECT count(*) FROM deliveries_parsed").fetchall() == [(1,)]
+
+
+def test_cache_of_another_parser_version_is_parsed_again():
+    con = duckdb.connect()
+    archive(con, "deliveries", "a.jsonl", delivery(), b"{")
+    parse_deliveries(con)
+    # as an older parser would have left it: another version and another verdict
+    con.execute("UPDATE deliveries_parsed SET parser_version = 'old', error_code = 'stale'")
+    parsed = parse_deliveries(con)
+    assert_frame_equal(parsed, full_parse(con, "deliveries", "parse_deliveries"))
+    assert con.sql("SELECT DISTINCT parser_version FROM deliveries_parsed").fetchall() == [
+        (intake.parser_version("parse_deliveries"),)
+    ]
+
+
+def test_sources_have_separate_caches():
+    con = duckdb.connect()
+    archive(con, "deliveries", "a.jsonl", delivery())
+    archive(con, "intents", "a.jsonl", b'{"intent_id": "i_1"}')
+    parse_deliveries(con)
+    intents = intake.parse_source(con, "intents", "parse_intents", "intent_lines")
+    assert_frame_equal(intents, full_parse(con, "intents", "parse_intents"))
+    assert con.sql("SELECT count(*) FROM intents_parsed").fetchall() == [(1,)]
+    assert con.sql("SELECT count(*) FROM deliveries_parsed").fetchall() == [(1,)]
