@@ -32,9 +32,10 @@ import polars as pl
 
 from zentra_pipelines.adapters.ledger_source import describe_source, read_source
 from zentra_pipelines.adapters.sql_files import load_sql
-from zentra_pipelines.adapters.warehouse import Audit, Warehouse
+from zentra_pipelines.adapters.warehouse import Audit, IntegrityError, Warehouse
+from zentra_pipelines.domain import errors, ledger
 from zentra_pipelines.domain import invariants as inv
-from zentra_pipelines.domain import ledger
+from zentra_pipelines.domain.money import INT64_MAX
 
 ARCHIVE = "ledger_source_rows"
 WATERMARK = "ledger_watermark"
@@ -260,6 +261,200 @@ def _combine(first: Audit, extra: Audit | None) -> Audit:
     return lambda frames: first(frames) + extra(frames)
 
 
+# ------------------------------------------------------------------ incremental ---
+
+
+@dataclass(frozen=True)
+class _Built:
+    """The validated, chained ledger of the whole archive, however it was computed."""
+
+    entries: pl.DataFrame
+    quarantine: pl.DataFrame
+    accounts: pl.DataFrame
+    received: int
+    collapsed: int
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """The published ledger tables, usable as the result for the archive's first
+    ``archived`` rows (see ``_published_basis``)."""
+
+    entries: pl.DataFrame
+    quarantine: pl.DataFrame
+    watermark: pl.DataFrame
+
+
+def _build_full(archive: pl.DataFrame, source_accounts: pl.DataFrame, clock: dict[str, float]) -> _Built:
+    """Validate and chain every archived row (the first run, and whenever the published
+    tables cannot serve as the basis of an incremental run)."""
+    t = time.perf_counter()
+    accounts, _ambiguous = ledger.normalise_accounts(source_accounts)
+    postings, quarantine = ledger.validate_postings(archive, source_accounts)
+    # counted independently of validate_postings, so rows_conserved is a real check
+    collapsed = ledger.collapsed_rereads(archive)
+    clock["validate"] = clock.get("validate", 0.0) + time.perf_counter() - t
+    t = time.perf_counter()
+    entries = ledger.chain_entries(postings)
+    del postings
+    clock["chain"] = clock.get("chain", 0.0) + time.perf_counter() - t
+    return _Built(entries, quarantine, accounts, archive.height, collapsed)
+
+
+#: A quarantine detail that depends on the accounts table beyond ``ledger_accounts``
+#: (an account defined twice differently is not in it): see ``_published_basis``.
+_AMBIGUOUS_DETAIL = "is defined several times with different content"
+
+
+def _published_basis(con: duckdb.DuckDBPyConnection, archived: int, source_accounts: pl.DataFrame) -> _Basis | None:
+    """The published tables when they are exactly the full recompute over the archive's
+    first ``archived`` rows with today's accounts; None when that cannot be shown.
+
+    The published tables are a pure function of the archive (append-only) and the
+    accounts. The watermark row records how many archived rows they were computed
+    from, so equal counts mean the same rows (a run that archived rows and then failed
+    its audit left the old count behind). The accounts enter validation through
+    ``normalise_accounts``: its kept accounts are ``ledger_accounts`` as published, and
+    the ambiguous ones (defined twice) only ever show in a quarantine detail; so equal
+    accounts, no ambiguous account now and no such detail then mean the same verdicts.
+    """
+    names = ("ledger_entries", "ledger_postings_quarantine", "ledger_accounts", WATERMARK)
+    if archived == 0 or not all(_exists(con, name) for name in names):
+        return None
+    watermark = con.sql(f'SELECT * FROM "{WATERMARK}"').pl()
+    if watermark.height != 1 or watermark["archived_rows"][0] != archived:
+        return None
+    accepted = _scalar(con, 'SELECT count(*) FROM "ledger_entries"')
+    if watermark["accepted_rows"][0] != accepted:
+        return None
+    accounts, ambiguous = ledger.normalise_accounts(source_accounts)
+    published_accounts = con.sql('SELECT * FROM "ledger_accounts"').pl()
+    if ambiguous.height or not _frames_equal(published_accounts, accounts, ledger.ACCOUNT_SCHEMA):
+        return None
+    quarantine = con.sql('SELECT * FROM "ledger_postings_quarantine"').pl()
+    if quarantine.height and quarantine.filter(
+        (pl.col("error_code") == errors.ACCOUNT_UNKNOWN) & pl.col("detail").str.ends_with(_AMBIGUOUS_DETAIL)
+    ).height:
+        return None
+    entries = con.sql('SELECT * FROM "ledger_entries"').pl()
+    return _Basis(
+        entries=entries.select([pl.col(c).cast(t) for c, t in ledger.ENTRY_SCHEMA.items()]),
+        quarantine=quarantine.select([pl.col(c).cast(t) for c, t in ledger.QUARANTINE_SCHEMA.items()]),
+        watermark=watermark,
+    )
+
+
+def _frames_equal(a: pl.DataFrame, b: pl.DataFrame, schema: dict[str, pl.DataType]) -> bool:
+    if list(a.columns) != list(schema) or a.height != b.height:
+        return False
+    cast = [pl.col(c).cast(t) for c, t in schema.items()]
+    return a.select(cast).equals(b.select(cast))
+
+
+def _same_watermark(basis: _Basis, watermark: pl.DataFrame) -> bool:
+    return _frames_equal(basis.watermark, watermark, WATERMARK_SCHEMA)
+
+
+def touched_rows(archive: pl.DataFrame, first_new: int) -> pl.Series:
+    """Which archived rows a validation of the whole archive could judge differently
+    once rows ``first_new..`` were added: those sharing a posting_id or a journal_id with
+    a new row, transitively (NULL as a value of its own).
+
+    Every rule of ``validate_postings`` that looks beyond one row groups rows by
+    posting_id (re-reads, conflicts) or by journal_id (a tainted journal, a journal that
+    does not balance, tenant included). The touched rows are closed under both, so
+    validating them alone gives, for them, exactly the verdicts of validating all rows,
+    and every other row keeps its published verdict.
+    """
+    ids = archive.select("posting_id", "journal_id")
+    new = ids.slice(first_new)
+    postings, journals = new["posting_id"].unique(), new["journal_id"].unique()
+    while True:
+        mask = ids.select(
+            pl.col("posting_id").is_in(postings.implode(), nulls_equal=True)
+            | pl.col("journal_id").is_in(journals.implode(), nulls_equal=True)
+        ).to_series()
+        picked = ids.filter(mask)
+        more_p, more_j = picked["posting_id"].unique(), picked["journal_id"].unique()
+        if more_p.len() == postings.len() and more_j.len() == journals.len():
+            return mask
+        postings, journals = more_p, more_j
+
+
+def _build_incremental(
+    archive: pl.DataFrame, first_new: int, source_accounts: pl.DataFrame, basis: _Basis, clock: dict[str, float]
+) -> _Built | None:
+    """The full recompute's result, computed from the published basis and the rows the
+    new ones touch; None when a global rule could make it differ (then the caller
+    recomputes everything).
+
+    Validation runs on the touched rows alone (``touched_rows``). The chain is rebuilt
+    per tenant from the first entry-order position where an entry leaves or arrives;
+    the entries before it are the published ones unchanged (an entry's hash depends on
+    its content and the entry before it only). Global rules fall back: a balance that
+    could leave signed 64-bit (``_split_balance_overflow`` works across journals) and
+    quarantine rows that tie on the published sort key (their order would be up to the
+    sort).
+    """
+    t = time.perf_counter()
+    accounts, _ambiguous = ledger.normalise_accounts(source_accounts)
+    mask = touched_rows(archive, first_new)
+    touched = archive.filter(mask)
+    postings, quarantine_new = ledger.validate_postings(touched, source_accounts)
+    collapsed = ledger.collapsed_rereads(archive)
+    ids = touched.select("posting_id", "journal_id")
+    in_touched = pl.col("posting_id").is_in(ids["posting_id"].unique().implode(), nulls_equal=True)
+    in_journal = pl.col("journal_id").is_in(ids["journal_id"].unique().implode(), nulls_equal=True)
+    old = basis.entries
+    gone = old.select(in_touched.fill_null(False)).to_series()
+    quarantine = pl.concat(
+        [basis.quarantine.filter(~(in_touched | in_journal).fill_null(False)), quarantine_new], how="vertical"
+    ).sort(_QUARANTINE_ORDER, nulls_last=True)
+    clock["validate"] = time.perf_counter() - t
+    if quarantine.select(pl.struct(_QUARANTINE_ORDER).is_duplicated().any()).item():
+        return None
+    kept_abs = old.filter(~gone).select(pl.col("amount_minor").cast(pl.Int128).abs().sum()).item() or 0
+    new_abs = postings.select(pl.col("amount_minor").cast(pl.Int128).abs().sum()).item() or 0
+    if kept_abs + new_abs > INT64_MAX:
+        return None
+
+    t = time.perf_counter()
+    changed = pl.concat([old.filter(gone).select(ledger.ENTRY_ORDER), postings.select(ledger.ENTRY_ORDER)])
+    firsts = changed.sort(ledger.ENTRY_ORDER).group_by("tenant_id", maintain_order=True).first()
+    later = _at_or_after(old, firsts)
+    prefix = old.filter(~later)
+    tail = pl.concat(
+        [old.filter(later & ~gone).select(ledger.POSTING_COLUMNS), postings.select(ledger.POSTING_COLUMNS)],
+        how="vertical",
+    )
+    chained = ledger.chain_entries(tail, ledger.chain_seeds(prefix))
+    # Each tenant's prefix, then its tail: a stable sort by tenant keeps both in order.
+    entries = pl.concat([prefix, chained], how="vertical").sort("tenant_id", maintain_order=True)
+    clock["chain"] = time.perf_counter() - t
+    clock["rechained"] = float(chained.height)
+    return _Built(entries, quarantine, accounts, archive.height, collapsed)
+
+
+#: ``validate_postings``' quarantine order.
+_QUARANTINE_ORDER = ["tenant_id", "posting_id", "error_code", "detail", "posted_at_text", "amount_minor"]
+
+
+def _at_or_after(entries: pl.DataFrame, firsts: pl.DataFrame) -> pl.Series:
+    """Per entry: whether it sorts at or after its tenant's first changed position
+    (``firsts``: tenant_id and that position's entry-order key); False for tenants
+    without one."""
+    keys = ["posted_at", "journal_id", "posting_id"]
+    joined = entries.select("tenant_id", *keys).join(
+        firsts.select("tenant_id", *[pl.col(k).alias(f"_f_{k}") for k in keys]),
+        on="tenant_id", how="left", maintain_order="left",
+    )
+    at_or_after: pl.Expr = pl.lit(True)  # all keys equal
+    for key in reversed(keys):
+        col, first = pl.col(key), pl.col(f"_f_{key}")
+        at_or_after = (col > first) | ((col == first) & at_or_after)
+    return joined.select(at_or_after.fill_null(False)).to_series()
+
+
 # --------------------------------------------------------------------------- stage ---
 
 
@@ -271,6 +466,7 @@ def run_ledger(
     as_of: datetime | None = None,
     extra_audit: Audit | None = None,
     prefer_arrow: bool = True,
+    incremental: bool = True,
 ) -> LedgerResult:
     """Read, archive, validate, chain, rebuild and publish the ledger tables.
 
@@ -279,6 +475,11 @@ def run_ledger(
     says. ``extra_audit`` adds checks to the blocking audit (tests use it to prove that
     a failing audit publishes nothing). Raises ``IntegrityError`` on any violation and
     on an empty ledger: an empty source is refused, never published as "no money".
+
+    The published tables are the full recompute over the archive either way; with
+    ``incremental`` (the default) they are computed from the published ones and the
+    rows this run archived whenever ``_published_basis`` shows that gives the same
+    result (``seconds`` says which path ran: ``path_incremental`` or ``path_full``).
     """
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -302,48 +503,31 @@ def run_ledger(
     clock["archive"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    accounts, _ambiguous = ledger.normalise_accounts(source_accounts)
-    postings, quarantine = ledger.validate_postings(archive, source_accounts)
-    # counted independently of validate_postings, so rows_conserved is a real check
-    collapsed = ledger.collapsed_rereads(archive)
-    received = archive.height
+    n_before = archive.height - new
+    basis = _published_basis(con, n_before, source_accounts) if incremental else None
+    clock["basis"] = time.perf_counter() - t
+    built = _build_incremental(archive, n_before, source_accounts, basis, clock) if basis else None
+    path = "incremental" if built else "full"
+    if built is None:
+        built = _build_full(archive, source_accounts, clock)
+    try:
+        out = _derive_and_publish(
+            con, built, source, before, source_accounts, as_of, extra_audit, clock,
+            unchanged=basis if (basis and new == 0 and as_of is None and extra_audit is None) else None,
+        )
+    except IntegrityError:
+        if path == "full":
+            raise
+        # The incremental result failed the audit: only a published table edited since
+        # it was published can do that (the incremental rows are the full recompute's
+        # otherwise). The full recompute from the archive decides, as it always did.
+        path = "full (after the incremental audit failed)"
+        built = _build_full(archive, source_accounts, clock)
+        out = _derive_and_publish(con, built, source, before, source_accounts, as_of, extra_audit, clock, unchanged=None)
     del archive
-    clock["validate"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    entries = ledger.chain_entries(postings)
-    del postings
-    clock["chain"] = time.perf_counter() - t
-    t = time.perf_counter()
-    balances, daily = ledger.rebuild_balances(entries)
-    clock["rebuild"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    latest = entries["posted_at"].max() if entries.height else None
-    findings = ledger.ledger_findings(
-        entries, source_accounts, daily, as_of or latest or datetime(1970, 1, 1, tzinfo=timezone.utc)
-    )
-    duplicates = ledger.duplicate_journals(entries)
-    after = max((w for w in (before, latest) if w is not None), default=None)
-    watermark = pl.DataFrame(
-        [(source, after, received, entries.height)], schema=WATERMARK_SCHEMA, orient="row"
-    )
-    frames = {
-        "ledger_entries": entries,
-        "ledger_postings_quarantine": quarantine,
-        "ledger_accounts": accounts,
-        "ledger_balances": balances,
-        "daily_balances": daily,
-        "ledger_findings": findings,
-        "ledger_watermark": watermark,
-    }
-    clock["derive"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    published = Warehouse.publish(
-        con, frames, audit=_combine(ledger_audit(received, collapsed), extra_audit), allow_empty=ALLOW_EMPTY
-    )
-    clock["audit_publish"] = time.perf_counter() - t
+    entries, quarantine, balances, daily, findings, duplicates, after, published = out
+    received, collapsed = built.received, built.collapsed
+    clock = {"path_" + path.split(" ")[0]: 1.0, **clock}
 
     return LedgerResult(
         source=source,
@@ -359,7 +543,7 @@ def run_ledger(
         accepted=entries.height,
         quarantined=quarantine.height,
         quarantined_by_code=_counts(quarantine, "error_code"),
-        accounts=accounts.height,
+        accounts=built.accounts.height,
         balances_rows=balances.height,
         daily_rows=daily.height,
         findings_by_type=_counts(findings, "finding_type"),
@@ -367,6 +551,61 @@ def run_ledger(
         published=published,
         seconds={k: round(v, 3) for k, v in clock.items()},
     )
+
+
+
+def _derive_and_publish(
+    con: duckdb.DuckDBPyConnection,
+    built: _Built,
+    source: str,
+    before: datetime | None,
+    source_accounts: pl.DataFrame,
+    as_of: datetime | None,
+    extra_audit: Audit | None,
+    clock: dict[str, float],
+    *,
+    unchanged: _Basis | None,
+) -> tuple:
+    """Balances, findings, watermark from the built ledger, then the audited publish.
+
+    ``unchanged``: the basis of an incremental run that added no row; when the watermark
+    is the published one too, every frame is the published table already and nothing is
+    written (a rerun changes nothing, and costs no rewrite).
+    """
+    t = time.perf_counter()
+    entries = built.entries
+    balances, daily = ledger.rebuild_balances(entries)
+    clock["rebuild"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    latest = entries["posted_at"].max() if entries.height else None
+    findings = ledger.ledger_findings(
+        entries, source_accounts, daily, as_of or latest or datetime(1970, 1, 1, tzinfo=timezone.utc)
+    )
+    duplicates = ledger.duplicate_journals(entries)
+    after = max((w for w in (before, latest) if w is not None), default=None)
+    watermark = pl.DataFrame(
+        [(source, after, built.received, entries.height)], schema=WATERMARK_SCHEMA, orient="row"
+    )
+    frames = {
+        "ledger_entries": entries,
+        "ledger_postings_quarantine": built.quarantine,
+        "ledger_accounts": built.accounts,
+        "ledger_balances": balances,
+        "daily_balances": daily,
+        "ledger_findings": findings,
+        "ledger_watermark": watermark,
+    }
+    clock["derive"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if unchanged is not None and _same_watermark(unchanged, watermark):
+        published = {name: frame.height for name, frame in frames.items()}
+    else:
+        audit = _combine(ledger_audit(built.received, built.collapsed), extra_audit)
+        published = Warehouse.publish(con, frames, audit=audit, allow_empty=ALLOW_EMPTY)
+    clock["audit_publish"] = time.perf_counter() - t
+    return entries, built.quarantine, balances, daily, findings, duplicates, after, published
 
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:

@@ -576,52 +576,137 @@ def _canonical_chunks(
         yield pending.result()
 
 
-def chain_entries(postings: pl.DataFrame) -> pl.DataFrame:
+#: What precedes a chain segment, per tenant: the last entry before it (its seq,
+#: hash and entry-order key). ``chain_entries`` / ``verify_chain`` given these work on
+#: a tenant's tail alone, as if the earlier entries were still in front of it.
+SEED_SCHEMA: dict[str, pl.DataType] = {
+    "tenant_id": pl.String(),
+    "entry_seq": pl.Int64(),
+    "entry_hash": pl.String(),
+    "posted_at": UTC_US,
+    "journal_id": pl.String(),
+    "posting_id": pl.String(),
+}
+
+
+def chain_seeds(entries: pl.DataFrame) -> pl.DataFrame:
+    """The last entry of each tenant in ``entries`` (already chained), as ``SEED_SCHEMA``."""
+    return (
+        _sorted(_utc_posted(entries), ["tenant_id", "entry_seq"])
+        .group_by("tenant_id", maintain_order=True)
+        .last()
+        .select(list(SEED_SCHEMA))
+    )
+
+
+def _seeded(ordered: pl.DataFrame, seeds: pl.DataFrame | None) -> pl.DataFrame:
+    """(_rank, _seq0, _start) per row of ``ordered`` (sorted by tenant): its rank within its
+    tenant, the seq before the tenant's first row (0 without a seed) and, on that first
+    row only, the prev_hash it links to (64 zeros without a seed)."""
+    rank = pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("tenant_id")
+    if seeds is None or seeds.height == 0:
+        return ordered.select(
+            _rank=rank, _seq0=pl.lit(0, pl.Int64),
+            _start=pl.when(rank == 1).then(pl.lit(ZERO_HASH)),
+        )
+    joined = ordered.select("tenant_id").join(
+        seeds.select("tenant_id", _seq=pl.col("entry_seq"), _hash=pl.col("entry_hash")),
+        on="tenant_id", how="left", maintain_order="left", nulls_equal=True,
+    )
+    return joined.select(
+        _rank=rank, _seq0=pl.col("_seq").fill_null(0),
+        _start=pl.when(rank == 1).then(pl.col("_hash").fill_null(pl.lit(ZERO_HASH))),
+    )
+
+
+def chain_entries(postings: pl.DataFrame, seeds: pl.DataFrame | None = None) -> pl.DataFrame:
     """ledger_entries: postings in (tenant, posted_at, journal, posting) order, hash-chained.
 
     ``entry_hash = sha256_hex(prev_hash + '\\n' + canonical_text)``; the first
     ``prev_hash`` of each tenant is 64 zeros and ``entry_seq`` runs 1..n per tenant.
     Canonical text is built vectorised by Polars; only the inherently sequential
     hashing is a Python loop, processed in chunks to bound memory.
+
+    ``seeds`` (``SEED_SCHEMA``, see ``chain_seeds``) continue existing chains: a seeded
+    tenant's first posting links to the seed's entry_hash and its seq follows the seed's,
+    so chaining only a tenant's tail after its unchanged prefix gives the very rows the
+    whole chain would have (the hash of an entry depends on its content and the entry
+    before it alone). The caller guarantees that every posting sorts after its seed.
     """
     # validate_postings already returns this order: then no sort (and no copy) at all.
     ordered = _sorted(_conform(postings, POSTING_SCHEMA), ENTRY_ORDER)
-    ordered = ordered.with_columns(entry_seq=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("tenant_id"))
+    seeded = _seeded(ordered, seeds)
+    ordered = ordered.with_columns(entry_seq=seeded["_rank"] + seeded["_seq0"], _start=seeded["_start"])
+    del seeded
     sha256 = hashlib.sha256
-    zero = ZERO_HASH.encode()
-    prev = zero
+    prev = ZERO_HASH.encode()
     newline_text = pl.concat_str([pl.lit("\n"), canonical_text()])
     # Each chunk's digests become a Series at once: 6M bytes objects alive together
     # held ~600 MB until the end of the chain.
     entry_hash = pl.Series("entry_hash", [], dtype=pl.String)
     for chunk, texts in _canonical_chunks(ordered, newline_text):
-        firsts = (chunk["entry_seq"] == 1).to_list()
+        starts = chunk["_start"].to_list()
         hashes: list[bytes] = []
         append = hashes.append
-        for text, first in zip(texts, firsts):
-            if first:
-                prev = zero
+        for text, start in zip(texts, starts):
+            if start is not None:
+                prev = start.encode()
             prev = sha256(prev + text).hexdigest().encode()
             append(prev)
         entry_hash.append(pl.Series(hashes, dtype=pl.Binary).cast(pl.String))
         del hashes, texts
     entry_hash = entry_hash.rechunk()  # one chunk, like every other column of ``ordered``
     return ordered.with_columns(entry_hash).with_columns(
-        prev_hash=pl.when(pl.col("entry_seq") == 1).then(pl.lit(ZERO_HASH)).otherwise(pl.col("entry_hash").shift(1))
+        prev_hash=pl.when(pl.col("_start").is_not_null()).then(pl.col("_start")).otherwise(pl.col("entry_hash").shift(1))
     ).select(list(ENTRY_SCHEMA))
 
 
-def verify_chain(entries: pl.DataFrame, *, limit: int = 1000) -> list[str]:
+def _after_seeds(frame: pl.DataFrame, seeds: pl.DataFrame | None) -> pl.Expr:
+    """Per row of ``frame`` (sorted by tenant, seq): False on a tenant's first row when it
+    does not sort strictly after that tenant's seed in entry order; True elsewhere."""
+    if seeds is None or seeds.height == 0:
+        return pl.lit(True)
+    keys = ["posted_at", "journal_id", "posting_id"]
+    seed = seeds.select("tenant_id", *[pl.col(k).alias(f"_s_{k}") for k in keys])
+    if seed.schema["_s_posted_at"] != frame.schema["posted_at"]:
+        seed = seed.with_columns(pl.col("_s_posted_at").cast(frame.schema["posted_at"]))
+    joined = frame.select("tenant_id", *keys).join(seed, on="tenant_id", how="left", maintain_order="left", nulls_equal=True)
+    after: pl.Expr = pl.lit(False)
+    for key in reversed(keys):
+        col, other = pl.col(key), pl.col(f"_s_{key}")
+        after = (col > other) | ((col == other) & after)
+    first = (pl.col("tenant_id") != pl.col("tenant_id").shift(1)).fill_null(True)
+    verdict = joined.select(
+        pl.when(first & pl.col("_s_posting_id").is_not_null()).then(after.fill_null(False)).otherwise(True)
+    ).to_series()
+    return pl.lit(verdict)
+
+
+def verify_chain(entries: pl.DataFrame, *, limit: int = 1000, seeds: pl.DataFrame | None = None) -> list[str]:
     """Violations of the hash chain, recomputed from the entries' own content.
 
     Checks, per tenant in entry_seq order: seq is 1..n, the first prev_hash is zeros,
     each prev_hash is the previous entry_hash, each entry_hash matches its content, and
     the seq order is the (posted_at, journal_id, posting_id) order. Any edited field,
     deleted, inserted or reordered row breaks at least one of them.
+
+    With ``seeds`` (``SEED_SCHEMA``: the entry just before each tenant's first row here)
+    ``entries`` is a chain's tail: a seeded tenant's seq continues the seed's, its first
+    prev_hash is the seed's entry_hash and its first row sorts after the seed. Verifying
+    the prefix up to the seeds and the tail from them checks exactly what one pass over
+    the whole chain checks.
     """
     frame = _sorted(_conform(entries, ENTRY_SCHEMA), ["tenant_id", "entry_seq"], nulls_last=True)
-    first = (pl.col("tenant_id") != pl.col("tenant_id").shift(1)).fill_null(True)
-    expected_prev = pl.when(first).then(pl.lit(ZERO_HASH)).otherwise(pl.col("entry_hash").shift(1))
+    if seeds is None or seeds.height == 0:
+        first = (pl.col("tenant_id") != pl.col("tenant_id").shift(1)).fill_null(True)
+        expected_prev = pl.when(first).then(pl.lit(ZERO_HASH)).otherwise(pl.col("entry_hash").shift(1))
+        expected_seq = pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("tenant_id")
+    else:
+        seeded = _seeded(frame, seeds)
+        expected_prev = pl.when(seeded["_rank"] == 1).then(seeded["_start"]).otherwise(pl.col("entry_hash").shift(1))
+        expected_seq = pl.lit(seeded["_rank"] + seeded["_seq0"])
+        del seeded
+    boundary_ok = _after_seeds(frame, seeds)
     # The seq order must be the entry order: compare with the same rows sorted by it
     # (only posting_id is gathered in that order, not every column). The verdicts are
     # three boolean columns of their own: attached to ``frame`` (read in many chunks)
@@ -634,9 +719,9 @@ def verify_chain(entries: pl.DataFrame, *, limit: int = 1000) -> list[str]:
         else (pl.col("posting_id") == pl.col("posting_id").sort_by(ENTRY_ORDER, nulls_last=True)).fill_null(False)
     )
     ok = frame.select(
-        _seq_ok=(pl.col("entry_seq") == pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("tenant_id")).fill_null(False),
+        _seq_ok=(pl.col("entry_seq") == expected_seq).fill_null(False),
         _link_ok=(pl.col("prev_hash") == expected_prev).fill_null(False),
-        _order_ok=order_ok,
+        _order_ok=order_ok & boundary_ok,
     )
 
     # Content hashes: independent per row (each from its stored prev_hash; the links

@@ -1,0 +1,145 @@
+"""The ledger stage's incremental path gives exactly the full recompute's tables.
+
+Each case runs the stage on a history, changes the source, runs it again (the
+incremental path, asserted through ``LedgerResult.seconds``) and compares every
+published ledger table with one run over the final source on a fresh warehouse.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from tests.integration.test_ledger_stage import START, add_sqlite, make_ledger, ts, write_sqlite
+from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.ledger_stage import LEDGER_TABLES, LedgerResult, run_ledger
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
+    return {t: con.sql(f'SELECT * FROM "{t}"').pl() for t in LEDGER_TABLES}
+
+
+def history_then(tmp_path: Path, change: Callable[[str], None]) -> tuple[LedgerResult, dict, dict]:
+    """(second run's result, its tables, the full recompute's tables on the same archive).
+
+    The reference is a copy of the warehouse after the first run, run again over the
+    changed source with ``incremental=False``: the same rows read and archived, every
+    one validated and chained again.
+    """
+    accounts, postings = make_ledger()
+    url = write_sqlite(tmp_path / "source.sqlite", accounts, postings)
+    with Warehouse(tmp_path / "inc").connect() as con:
+        run_ledger(con, url)
+    shutil.copytree(tmp_path / "inc", tmp_path / "full")
+    change(url)
+    with Warehouse(tmp_path / "inc").connect() as con:
+        result = run_ledger(con, url)
+        incremental = tables(con)
+    with Warehouse(tmp_path / "full").connect() as con:
+        full_result = run_ledger(con, url, incremental=False)
+        full = tables(con)
+    assert "path_full" in full_result.seconds
+    return result, incremental, full
+
+
+def assert_same(incremental: dict, full: dict) -> None:
+    for name in LEDGER_TABLES:
+        assert_frame_equal(incremental[name], full[name], check_exact=True)
+
+
+def journal(n: str, at: str, tenant: str = "t_alpha", cur: str = "EUR", amount: int = 4_321) -> list[tuple]:
+    return [
+        (f"p_{n}_1", f"j_{n}", n, tenant, f"{tenant}:customer:0001", cur, -amount, at, "svc_core", f"{n}:k"),
+        (f"p_{n}_2", f"j_{n}", n, tenant, f"{tenant}:reserved", cur, amount, at, "svc_core", f"{n}:k"),
+    ]
+
+
+def test_a_new_day_extends_each_chain_and_equals_the_full_recompute(tmp_path: Path) -> None:
+    later = START + timedelta(days=30)
+    result, inc, full = history_then(tmp_path, lambda url: add_sqlite(url, journal("n1", ts(later)) + journal(
+        "n2", ts(later), "t_beta", "USD")))
+    assert "path_incremental" in result.seconds and result.seconds["rechained"] == 4
+    assert_same(inc, full)
+
+
+def test_a_late_posting_rechains_from_where_it_sorts(tmp_path: Path) -> None:
+    def change(url: str) -> None:  # posted 12 hours before the newest posting: inside the read's overlap
+        con = sqlite3.connect(url.removeprefix("sqlite:///"))
+        newest = datetime.fromisoformat(con.execute("SELECT max(posted_at) FROM ledger_postings").fetchone()[0])
+        con.close()
+        add_sqlite(url, journal("late", ts(newest - timedelta(hours=12))))
+
+    result, inc, full = history_then(tmp_path, change)
+    assert "path_incremental" in result.seconds and result.seconds["rechained"] > 2
+    assert_same(inc, full)
+
+
+def test_a_changed_reread_of_an_old_posting_quarantines_it_like_the_full_recompute(tmp_path: Path) -> None:
+    def change(url: str) -> None:
+        newest = "(SELECT posting_id FROM ledger_postings ORDER BY posted_at DESC, posting_id LIMIT 1)"
+        add_sqlite(url, [], f"UPDATE ledger_postings SET amount_minor = amount_minor + 1 WHERE posting_id = {newest}")
+
+    result, inc, full = history_then(tmp_path, change)
+    assert "path_incremental" in result.seconds
+    assert inc["ledger_postings_quarantine"].height >= 2
+    assert_same(inc, full)
+
+
+def test_a_new_posting_in_an_old_journal_unbalances_it_like_the_full_recompute(tmp_path: Path) -> None:
+    extra = [("p_int_00010_reserve_9", "j_int_00010_reserve", "int_00010", "t_alpha", "t_alpha:fees", "EUR", 5,
+              ts(START + timedelta(days=31)), "svc_core", "int_00010:reserve")]
+    result, inc, full = history_then(tmp_path, lambda url: add_sqlite(url, extra))
+    assert "path_incremental" in result.seconds
+    assert_same(inc, full)
+
+
+def test_changed_accounts_take_the_full_path(tmp_path: Path) -> None:
+    def change(url: str) -> None:
+        add_sqlite(url, journal("n1", ts(START + timedelta(days=30))),
+                   "INSERT INTO accounts VALUES ('t_alpha:customer:0099', 't_alpha', 'customer', 0)")
+
+    result, inc, full = history_then(tmp_path, change)
+    assert "path_full" in result.seconds
+    assert_same(inc, full)
+
+
+def test_a_rerun_with_nothing_new_rewrites_nothing(tmp_path: Path) -> None:
+    accounts, postings = make_ledger()
+    url = write_sqlite(tmp_path / "source.sqlite", accounts, postings)
+    with Warehouse(tmp_path / "inc").connect() as con:
+        run_ledger(con, url)
+        before = tables(con)
+        oids = con.sql("SELECT table_name, table_oid FROM duckdb_tables() ORDER BY 1").fetchall()
+        again = run_ledger(con, url)
+        assert "path_incremental" in again.seconds and again.new == 0
+        assert con.sql("SELECT table_name, table_oid FROM duckdb_tables() ORDER BY 1").fetchall() == oids
+        after = tables(con)
+    for name in LEDGER_TABLES:
+        assert_frame_equal(before[name], after[name])
+
+
+def test_an_edited_published_entry_is_repaired_by_the_full_recompute(tmp_path: Path) -> None:
+    """The incremental path builds on the published entries; if one was edited since,
+    the audit refuses that result and the full recompute from the archive publishes."""
+    accounts, postings = make_ledger()
+    url = write_sqlite(tmp_path / "source.sqlite", accounts, postings)
+    with Warehouse(tmp_path / "inc").connect() as con:
+        run_ledger(con, url)
+    shutil.copytree(tmp_path / "inc", tmp_path / "full")
+    add_sqlite(url, journal("n1", ts(START + timedelta(days=30))))
+    with Warehouse(tmp_path / "inc").connect() as con:
+        con.execute("UPDATE ledger_entries SET amount_minor = amount_minor + 1 WHERE posting_id = 'p_int_00003_reserve_2'")
+        result = run_ledger(con, url)
+        inc = tables(con)
+    with Warehouse(tmp_path / "full").connect() as con:
+        run_ledger(con, url, incremental=False)
+        full = tables(con)
+    assert "path_full" in result.seconds
+    assert_same(inc, full)
