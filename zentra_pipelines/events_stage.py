@@ -15,18 +15,23 @@ import polars as pl
 
 from zentra_pipelines import intake
 from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain import errors, money, settlements
 from zentra_pipelines.domain.accounting import count_by
 from zentra_pipelines.domain.deliveries import accept_deliveries, health_and_replay
-from zentra_pipelines.domain.settlements import SettlementParse, judge_settlements
+from zentra_pipelines.domain.settlements import SettlementParse, judge_lines, settle_rows
+
+#: What a settlement line's verdict depends on besides the line and its file's header.
+SETTLEMENT_JUDGE_VERSION = intake.source_version(settlements, money, errors)
 
 
 def parse_settlement_lines(con: duckdb.DuckDBPyConnection) -> SettlementParse:
     """(settlements, quarantine, conflicts) of every archived settlements/*.csv line.
 
     Header lines (line 1 of each file) are not rows: for accounting,
-    received = archived lines - files with at least one line.
+    received = archived lines - files with at least one line. A file's rows depend on
+    that file's lines only, so they are judged once and kept (``settlements_parsed``).
     """
-    return judge_settlements(intake.archived_lines(con, "settlements"))
+    return settle_rows(intake.judged_rows(con, "settlements", judge_lines, SETTLEMENT_JUDGE_VERSION))
 
 
 def parse_delivery_lines(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import duckdb
 import polars as pl
@@ -25,7 +28,7 @@ from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
 PARAMS = {"identifier": IDENTIFIER_PATTERN.strip("^$")}
 
 #: The cache table of each source parsed through ``parse_source`` (constants, never data).
-PARSE_CACHES = {"deliveries": "deliveries_parsed", "intents": "intents_parsed"}
+PARSE_CACHES = {"deliveries": "deliveries_parsed", "intents": "intents_parsed", "settlements": "settlements_parsed"}
 #: The cached rows' order: unique per line, the order every parse SQL file returns.
 LINE_ORDER = "source_file, line_no, file_sha256"
 VERSION_COLUMN = "parser_version"
@@ -34,13 +37,16 @@ VERSION_COLUMN = "parser_version"
 def parser_version(sql_name: str) -> str:
     """Digest of everything a line's verdict depends on besides the line itself."""
     digest = hashlib.sha256()
-    for part in (
-        sql_name, load_sql(sql_name), load_sql("create_macros"), json.dumps(PARAMS, sort_keys=True),
-        ",".join(sorted(currency_exponents())),
-    ):
+    for part in (sql_name, load_sql(sql_name), load_sql("create_macros"), json.dumps(PARAMS, sort_keys=True),
+                 _environment()):
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def _environment() -> str:
+    """What every parse depends on besides its own code: the currency list and the engines."""
+    return ",".join(sorted(currency_exponents())) + f"|duckdb {duckdb.__version__}|polars {pl.__version__}"
 
 
 def _lines_view(con: duckdb.DuckDBPyConnection, source: str, view: str, files: list[str] | None) -> None:
@@ -50,14 +56,18 @@ def _lines_view(con: duckdb.DuckDBPyConnection, source: str, view: str, files: l
     never round-trips through Python (at 1M intents, ~1 GB of delivery lines was copied
     into Polars and registered back).
     """
+    con.table("landing_lines").filter(_lines_condition(source, files)).select(
+        "source_file", "file_sha256", "line_no", "text", "frame_error", "frame_detail"
+    ).create_view(view, replace=True)
+
+
+def _lines_condition(source: str, files: list[str] | None) -> duckdb.Expression:
     condition = duckdb.ColumnExpression("source") == duckdb.ConstantExpression(source)
     if files is not None:
         condition = condition & duckdb.ColumnExpression("file_sha256").isin(
             *(duckdb.ConstantExpression(sha) for sha in files)
         )
-    con.table("landing_lines").filter(condition).select(
-        "source_file", "file_sha256", "line_no", "text", "frame_error", "frame_detail"
-    ).create_view(view, replace=True)
+    return condition
 
 
 def _check_names(view: str, cache: str) -> None:
@@ -123,9 +133,43 @@ def _pending_files(con: duckdb.DuckDBPyConnection, source: str, cache: str, vers
     ]
 
 
-def archived_lines(con: duckdb.DuckDBPyConnection, source: str) -> pl.DataFrame:
+def archived_lines(con: duckdb.DuckDBPyConnection, source: str, files: list[str] | None = None) -> pl.DataFrame:
+    """The archived lines of ``source`` (only those of ``files`` when given), file by file."""
+    relation = con.table("landing_lines").filter(_lines_condition(source, files)).select(
+        "source_file", "file_sha256", "line_no", "text", "frame_error", "frame_detail"
+    )
+    return relation.order("source_file, file_sha256, line_no").pl()
+
+
+def judged_rows(
+    con: duckdb.DuckDBPyConnection, source: str, judge: Callable[[pl.DataFrame], pl.DataFrame], version: str
+) -> pl.DataFrame:
+    """``judge(archived_lines(con, source))`` for a ``judge`` whose rows of a file depend on
+    that file's lines only (and on ``version``, the judge's code), through the source's
+    cache table like ``parse_source``: only the files not judged yet are judged. Rows come
+    ordered by (source_file, file_sha256, line_no)."""
+    cache = PARSE_CACHES[source]
+    _check_names("lines", cache)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        pending = _pending_files(con, source, cache, version)
+        if pending != []:
+            rows = judge(archived_lines(con, source, pending))
+            Warehouse.append(con, cache, rows.with_columns(pl.lit(version).alias(VERSION_COLUMN)))
+            del rows
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
     return con.sql(
-        "SELECT source_file, file_sha256, line_no, text, frame_error, frame_detail "
-        "FROM landing_lines WHERE source = $source ORDER BY source_file, file_sha256, line_no",
-        params={"source": source},
+        f'SELECT * EXCLUDE ({VERSION_COLUMN}) FROM "{cache}" ORDER BY source_file, file_sha256, line_no'
     ).pl()
+
+
+def source_version(*modules: ModuleType) -> str:
+    """Digest of the source of the modules a Python judge is made of."""
+    digest = hashlib.sha256(_environment().encode("utf-8"))
+    for module in modules:
+        digest.update(module.__name__.encode("utf-8") + b"\0")
+        digest.update(Path(module.__file__).read_bytes() + b"\0")
+    return digest.hexdigest()

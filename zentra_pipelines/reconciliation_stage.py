@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from importlib import metadata
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -11,6 +16,7 @@ import polars as pl
 from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import ledger as ledger_domain
+from zentra_pipelines.domain import timeline as timeline_domain
 from zentra_pipelines.domain.accounting import count_by, per_file_accounting
 from zentra_pipelines.domain.reconcile import reconcile
 from zentra_pipelines.domain.routing import routing_decisions
@@ -139,21 +145,138 @@ TIMELINE_COLUMNS = {
 TIMELINE_JOURNALS_FROM = "ledger_entries"
 
 
+#: The timeline's per-intent input fingerprints (sql/select_timeline_fingerprints.sql) as of the
+#: last published timeline: one row per (tenant_id, intent_id) of intents, in that order.
+TIMELINE_FINGERPRINTS = "timeline_fingerprints"
+TIMELINE_FINGERPRINT_SCHEMA = {"tenant_id": pl.String, "intent_id": pl.String, "fingerprint": pl.UInt64}
+
+#: What a timeline row depends on besides its inputs: the code that builds it and the libraries
+#: that format and sort it. Any change to one of these changes every fingerprint.
+_TIMELINE_SQL = ("select_timeline_journals", "select_timeline_journals_of_intents", "select_timeline_fingerprints")
+_TIMELINE_LIBRARIES = ("duckdb", "polars")
+
+
+@cache
+def timeline_version() -> str:
+    """A digest of the code that builds timeline rows (domain.timeline, the functions here that
+    read and shape its inputs, their SQL) and of the library versions that format and sort them.
+
+    Mixed into every intent's fingerprint so that fingerprints stored by another version of
+    that code never match: the first run after a change recomputes every intent."""
+    digest = hashlib.sha256()
+    for part in (
+        Path(timeline_domain.__file__).read_bytes(),
+        *(inspect.getsource(f).encode() for f in (_columns, _columns_of_intents, _tenant_timeline, _tenant_merge)),
+        repr(TIMELINE_COLUMNS).encode(), _EVENTS_OF_INTENTS.encode(),
+        *(load_sql(name).encode() for name in _TIMELINE_SQL),
+        *(f"{name}={metadata.version(name)}".encode() for name in _TIMELINE_LIBRARIES),
+    ):
+        digest.update(part + b"\0")
+    return digest.hexdigest()
+
+
+def timeline_fingerprints(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Per (tenant_id, intent_id) of intents, a digest of every input row its timeline reads."""
+    return con.sql(load_sql("select_timeline_fingerprints"), params={"version": timeline_version()}).pl()
+
+
 def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
     """Build and publish the timeline one tenant at a time: the timeline is ordered by
     tenant first and no row joins across tenants, so the tenants' parts staged in tenant
     order are the same table, while only one tenant's inputs, intermediates and part are
     held at once (at 1M intents the inputs alone are several GB, the whole timeline
-    9M string-heavy rows)."""
+    9M string-heavy rows).
+
+    Incremental: every timeline row belongs to one intent and is a function of that
+    intent's input rows alone, so an intent whose input fingerprint equals the one
+    stored with the published timeline keeps its published rows; only the others
+    (new, changed, or every intent when no fingerprints were stored or the code changed)
+    are rebuilt, and each tenant's part is the kept rows and the rebuilt ones merged in
+    intent order — the table a full rebuild gives. Nothing changed: nothing is written.
+    The fingerprints are published after the timeline, so a failure between the two
+    leaves older fingerprints, which can only mark more intents as changed."""
     for name in (*TIMELINE_COLUMNS, TIMELINE_JOURNALS_FROM):  # every input exists, whether or not a tenant has rows
         _require(con, name)
     tenants = [t for (t,) in con.sql('SELECT DISTINCT tenant_id FROM "intents" ORDER BY 1').fetchall()]
-    return Warehouse.publish_parts(con, "intent_timeline", (_tenant_timeline(con, t) for t in tenants),
-                                   schema=TIMELINE_SCHEMA, allow_empty=True)
+    fresh = timeline_fingerprints(con)
+    kept = _kept_intents(con, fresh, tenants)
+    if kept is None:
+        parts = (_tenant_timeline(con, t) for t in tenants)
+    else:
+        key = ["tenant_id", "intent_id"]
+        changed = fresh.select(key).join(kept, on=key, how="anti")
+        if changed.height == 0 and kept.height == _stored_fingerprint_count(con):
+            return con.sql('SELECT count(*) FROM "intent_timeline"').fetchall()[0][0]
+        parts = (_tenant_merge(con, t, kept, changed) for t in tenants)
+    rows = Warehouse.publish_parts(con, "intent_timeline", parts, schema=TIMELINE_SCHEMA, allow_empty=True)
+    Warehouse.publish(con, {TIMELINE_FINGERPRINTS: fresh}, allow_empty={TIMELINE_FINGERPRINTS})
+    return rows
 
 
-def _tenant_timeline(con: duckdb.DuckDBPyConnection, tenant: str) -> pl.DataFrame:
-    read = {name: _columns(con, name, cols, tenant) for name, cols in TIMELINE_COLUMNS.items()}
+def _stored_fingerprint_count(con: duckdb.DuckDBPyConnection) -> int:
+    return con.sql(f'SELECT count(*) FROM "{TIMELINE_FINGERPRINTS}"').fetchall()[0][0]
+
+
+def _kept_intents(con: duckdb.DuckDBPyConnection, fresh: pl.DataFrame, tenants: list) -> pl.DataFrame | None:
+    """The (tenant_id, intent_id) whose published timeline rows still hold, or None when
+    nothing published can be trusted (no timeline or no fingerprints stored yet, a stored
+    table of another shape) or when a null tenant makes the per-tenant parts overlap."""
+    if None in tenants or not Warehouse.exists(con, "intent_timeline") or not Warehouse.exists(con, TIMELINE_FINGERPRINTS):
+        return None
+    stored = Warehouse.read(con, TIMELINE_FINGERPRINTS)
+    if dict(stored.schema) != TIMELINE_FINGERPRINT_SCHEMA:
+        return None
+    return fresh.join(stored, on=list(TIMELINE_FINGERPRINT_SCHEMA), how="semi").select("tenant_id", "intent_id")
+
+
+def _tenant_merge(con: duckdb.DuckDBPyConnection, tenant: str, kept: pl.DataFrame, changed: pl.DataFrame) -> pl.DataFrame:
+    """One tenant's part: its published rows of the kept intents (in table order, so each
+    intent's rows stay in their order) and the rebuilt rows of its changed intents, merged by
+    intent_id (both sides are sorted by it and no intent is on both: each intent's rows stay
+    together and in their order, as the full rebuild's sort leaves them)."""
+    keep = kept.filter(pl.col("tenant_id") == tenant)["intent_id"]
+    redo = changed.filter(pl.col("tenant_id") == tenant)["intent_id"]
+    published = _columns(con, "intent_timeline", tuple(TIMELINE_SCHEMA), tenant).cast(TIMELINE_SCHEMA)
+    published = published.filter(pl.col("intent_id").is_in(keep.implode()))
+    if redo.len() == 0:
+        return published
+    rebuilt = _tenant_timeline(con, tenant, redo.to_list()).cast(TIMELINE_SCHEMA)
+    if published["intent_id"].is_sorted() and rebuilt["intent_id"].is_sorted():
+        return published.merge_sorted(rebuilt, key="intent_id")
+    return pl.concat([published, rebuilt]).sort("intent_id", maintain_order=True)  # not expected: merge by sorting
+
+
+#: How the rows of some intents are picked from each timeline input: by the intent, or, for
+#: events and deliveries, by any event id an event of the intents carries (an event's copies
+#: and the deliveries of an event are matched by event id, whichever intent they name).
+_EVENTS_OF_INTENTS = (
+    '(SELECT event_id FROM "callback_events" WHERE tenant_id = $tenant AND intent_id IN (SELECT unnest($intents)))'
+)
+
+
+def _columns_of_intents(
+    con: duckdb.DuckDBPyConnection, name: str, columns: tuple[str, ...], tenant: str, intents: list[str]
+) -> pl.DataFrame:
+    """Some columns of a timeline input, in table order, of the rows one tenant's given
+    intents' timeline reads (names: constants; tenant and intents bound)."""
+    match = "event_id IN " + _EVENTS_OF_INTENTS if name in ("callback_events", "deliveries") \
+        else "intent_id IN (SELECT unnest($intents))"
+    sql = (f'SELECT {", ".join(chr(34) + c + chr(34) for c in columns)} FROM "{name}" '
+           f"WHERE tenant_id = $tenant AND {match} ORDER BY rowid")
+    return con.sql(sql, params={"tenant": tenant, "intents": intents}).pl()
+
+
+def _tenant_timeline(con: duckdb.DuckDBPyConnection, tenant: str, intents: list[str] | None = None) -> pl.DataFrame:
+    """One tenant's timeline, of every intent or of the given ones only (their inputs alone
+    are read: whole event groups and their deliveries, so each kept row is the one the
+    whole tenant's build gives)."""
+    if intents is None:
+        read = {name: _columns(con, name, cols, tenant) for name, cols in TIMELINE_COLUMNS.items()}
+        journals = con.sql(load_sql("select_timeline_journals"), params={"tenant": tenant}).pl()
+    else:
+        read = {name: _columns_of_intents(con, name, cols, tenant, intents) for name, cols in TIMELINE_COLUMNS.items()}
+        journals = con.sql(load_sql("select_timeline_journals_of_intents"),
+                           params={"tenant": tenant, "intents": intents}).pl()
     events = read.pop("callback_events")
     unique_events = events.group_by("tenant_id", "provider", "event_id").agg(
         pl.col("intent_id", "type", "sequence", "amount_minor", "currency", "occurred_at").first(),
@@ -161,7 +284,6 @@ def _tenant_timeline(con: duckdb.DuckDBPyConnection, tenant: str) -> pl.DataFram
         pl.len().alias("copies"),
     )
     del events
-    journals = con.sql(load_sql("select_timeline_journals"), params={"tenant": tenant}).pl()
     return intent_timeline(
         read.pop("intents"), read.pop("policy_decisions"), journals,
         read.pop("routing_decisions"), unique_events, read.pop("deliveries"),

@@ -10,10 +10,11 @@ import duckdb
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from zentra_pipelines import intake
+from zentra_pipelines import events_stage, intake
 from zentra_pipelines.adapters import landing
 from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
 from zentra_pipelines.domain.money import currency_exponents
+from zentra_pipelines.domain.settlements import SettlementParse, judge_settlements
 
 DELIVERY = {
     "delivery_id": "dlv_001", "event_id": "evt_001", "tenant_id": "t_1", "endpoint": "https://x.example/hook",
@@ -99,3 +100,50 @@ def test_sources_have_separate_caches():
     assert_frame_equal(intents, full_parse(con, "intents", "parse_intents"))
     assert con.sql("SELECT count(*) FROM intents_parsed").fetchall() == [(1,)]
     assert con.sql("SELECT count(*) FROM deliveries_parsed").fetchall() == [(1,)]
+
+
+SETTLEMENT_HEADER = b"provider,provider_ref,tenant_id,currency,gross_minor,fee_minor,net_minor,settled_at,batch_id"
+
+
+def settlement(ref: str, net: int = 90) -> bytes:
+    return f"p_1,{ref},t_1,EUR,100,10,{net},2026-11-01T10:00:00Z,b_1".encode()
+
+
+def settle(con: duckdb.DuckDBPyConnection) -> SettlementParse:
+    return events_stage.parse_settlement_lines(con)
+
+
+def assert_parse_equal(got: SettlementParse, want: SettlementParse) -> None:
+    assert_frame_equal(got.settlements, want.settlements)
+    assert_frame_equal(got.quarantine, want.quarantine)
+    assert_frame_equal(got.conflicts, want.conflicts)
+
+
+def test_settlements_judged_incrementally_equal_a_full_judgement():
+    con = duckdb.connect()
+    archive(con, "settlements", "b.csv", SETTLEMENT_HEADER, settlement("r_1"), settlement("r_2", net=1))
+    settle(con)
+    # a later file repeats r_1 (a copy) and reports r_2 again with another content (a conflict),
+    # and one file has a bad header: its rows are judged with their own file's header only
+    archive(con, "settlements", "a.csv", SETTLEMENT_HEADER, settlement("r_1"), settlement("r_3"))
+    archive(con, "settlements", "c.csv", b"nope", settlement("r_4"))
+    incremental = settle(con)
+    assert_parse_equal(incremental, judge_settlements(intake.archived_lines(con, "settlements")))
+    assert incremental.settlements.select("provider_ref", "copies").rows() == [("r_1", 2), ("r_3", 1)]
+
+
+def test_settlements_first_run_and_rerun_equal_a_full_judgement():
+    con = duckdb.connect()
+    archive(con, "settlements", "a.csv", SETTLEMENT_HEADER, settlement("r_1"), b"x,y")
+    first = settle(con)
+    assert_parse_equal(first, judge_settlements(intake.archived_lines(con, "settlements")))
+    assert_parse_equal(settle(con), first)
+    assert con.sql("SELECT count(*) FROM settlements_parsed").fetchall() == [(2,)]
+
+
+def test_settlement_rows_of_another_judge_version_are_judged_again():
+    con = duckdb.connect()
+    archive(con, "settlements", "a.csv", SETTLEMENT_HEADER, settlement("r_1"))
+    settle(con)
+    con.execute("UPDATE settlements_parsed SET parser_version = 'old', error_code = 'stale'")
+    assert_parse_equal(settle(con), judge_settlements(intake.archived_lines(con, "settlements")))

@@ -41,7 +41,7 @@ TABLES = frozenset(
         # append-only archive and bookkeeping
         "landing_files", "landing_lines", "callback_checked", "ledger_source_rows",
         # per-line parse caches (keyed by file_sha256, line_no; see intake.parse_source)
-        "deliveries_parsed", "intents_parsed",
+        "deliveries_parsed", "intents_parsed", "settlements_parsed",
         # callbacks
         "callbacks_quarantine", "callback_events", "provider_state", "ingest_accounting",
         # intents and controls

@@ -40,11 +40,9 @@ def split_conflicts(ok: pl.DataFrame, key: list[str], content: str = "content_ha
         (pl.col("_min") != pl.col("_max")).fill_null(False) | ((pl.col("_nulls") > 0) & (pl.col("_nulls") < pl.col("_n")))
     ).get_column("_id")
     del spread
-    contents = (
-        ok.filter(id_hash.is_in(candidates.implode()))
-        .group_by(key)
-        .agg(pl.col(content).n_unique().alias("contents"))
-    )
+    # no candidate (the usual case): no second pass hashing every id again to find none
+    candidate_lines = ok.filter(id_hash.is_in(candidates.implode())) if candidates.len() else ok.clear()
+    contents = candidate_lines.group_by(key).agg(pl.col(content).n_unique().alias("contents"))
     conflicting = contents.filter(pl.col("contents") > 1).sort(key)
     if conflicting.height == 0:
         return Deduped(accepted=ok, conflict_lines=ok.clear().join(conflicting, on=key, how="inner"),

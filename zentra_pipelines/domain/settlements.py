@@ -137,7 +137,16 @@ def settlement_conflicts(lines: pl.DataFrame) -> pl.DataFrame:
 
 
 def judge_settlements(lines: pl.DataFrame) -> SettlementParse:
-    rows = judge_lines(lines)
+    return settle_rows(judge_lines(lines))
+
+
+#: The columns ``judge_lines`` returns (a row per data line), for callers that keep them.
+ROW_SCHEMA = _ROW_SCHEMA
+
+
+def settle_rows(rows: pl.DataFrame) -> SettlementParse:
+    """``judge_settlements`` from the judged rows of every line (``judge_lines``), which a
+    caller may have kept per file: a file's rows depend on that file's lines only."""
     ok = rows.filter(pl.col("error_code").is_null())
     split = split_conflicts(ok, KEY)
 
