@@ -19,7 +19,16 @@ from polars.testing import assert_frame_equal
 
 from tests.integration.test_ledger_stage import START, add_sqlite, make_ledger, ts, write_sqlite
 from zentra_pipelines.adapters.warehouse import Warehouse
-from zentra_pipelines.ledger_stage import LEDGER_TABLES, LedgerResult, run_ledger
+from zentra_pipelines.domain.ledger import chain_seeds
+from zentra_pipelines.ledger_stage import (
+    DIGEST,
+    LEDGER_TABLES,
+    AuditScope,
+    LedgerResult,
+    entries_digest,
+    ledger_audit,
+    run_ledger,
+)
 
 
 def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
@@ -143,3 +152,40 @@ def test_an_edited_published_entry_is_repaired_by_the_full_recompute(tmp_path: P
         full = tables(con)
     assert "path_full" in result.seconds
     assert_same(inc, full)
+
+
+def test_the_scoped_audit_passes_what_the_full_audit_passes_and_catches_an_edited_tail(tmp_path: Path) -> None:
+    accounts, postings = make_ledger()
+    url = write_sqlite(tmp_path / "source.sqlite", accounts, postings)
+    with Warehouse(tmp_path / "inc").connect() as con:
+        run_ledger(con, url)
+        frames = tables(con)
+    entries = frames["ledger_entries"].with_columns(pl.col("posted_at").dt.replace_time_zone("UTC"))
+    tail = entries.filter(pl.col("entry_seq") > 20)
+    seeds = chain_seeds(entries.filter(pl.col("entry_seq") <= 20))
+    scope = AuditScope(tail=tail, seeds=seeds, journals=tail.select("tenant_id", "journal_id").unique())
+    staged = {**frames, "ledger_entries": entries}
+    watermark = frames["ledger_watermark"].row(0, named=True)
+    received, accepted = watermark["archived_rows"], watermark["accepted_rows"]
+    quarantined = frames["ledger_postings_quarantine"].height
+    audit = ledger_audit(received, received - accepted - quarantined, scope)
+    assert audit(staged) == [] == ledger_audit(received, received - accepted - quarantined)(staged)
+    edited = tail.with_columns(amount_minor=pl.when(pl.col("entry_seq") == 21).then(7).otherwise(pl.col("amount_minor")))
+    bad = AuditScope(tail=edited, seeds=seeds, journals=scope.journals)
+    found = ledger_audit(received, received - accepted - quarantined, bad)({**staged, "ledger_entries": pl.concat(
+        [entries.filter(pl.col("entry_seq") <= 20), edited]).sort("tenant_id", maintain_order=True)})
+    assert any("entry_hash does not match" in v for v in found)
+    assert any(v.startswith("journal_balance") for v in found)
+
+
+def test_an_edited_published_table_is_audited_whole(tmp_path: Path) -> None:
+    accounts, postings = make_ledger()
+    url = write_sqlite(tmp_path / "source.sqlite", accounts, postings)
+    with Warehouse(tmp_path / "inc").connect() as con:
+        run_ledger(con, url)
+        digest = con.sql(f'SELECT * FROM "{DIGEST}"').pl()
+        entries = con.sql("SELECT * FROM ledger_entries").pl()
+        assert_frame_equal(digest, entries_digest(entries))
+        con.execute("UPDATE ledger_entries SET actor_id = 'svc_other' WHERE entry_seq = 3")
+        edited = con.sql("SELECT * FROM ledger_entries").pl()
+        assert not entries_digest(edited).equals(digest)

@@ -48,7 +48,7 @@ TABLES = frozenset(
         "intents", "intents_quarantine", "policy_decisions", "review_queue",
         # ledger
         "ledger_postings_quarantine", "ledger_entries", "ledger_accounts", "ledger_balances",
-        "daily_balances", "ledger_findings", "ledger_watermark",
+        "daily_balances", "ledger_findings", "ledger_watermark", "ledger_entries_digest",
         # settlements, deliveries, routing
         "settlements", "settlements_quarantine", "deliveries", "deliveries_quarantine",
         "webhook_health", "replay_queue", "routing_decisions", "callback_conflicts", "settlement_conflicts",
