@@ -17,7 +17,7 @@ from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import ledger as ledger_domain
 from zentra_pipelines.domain import timeline as timeline_domain
-from zentra_pipelines.domain.accounting import count_by, per_file_accounting
+from zentra_pipelines.domain.accounting import count_by
 from zentra_pipelines.domain.reconcile import reconcile
 from zentra_pipelines.domain.routing import routing_decisions
 from zentra_pipelines.domain.timeline import TIMELINE_SCHEMA, intent_timeline
@@ -58,8 +58,16 @@ class RoutingReport:
     by_rail: dict[str, int]
 
 
+#: What routing reads of its inputs (whole tables were read before: intents alone carries 13 columns).
+ROUTING_COLUMNS = {
+    "intents": ("tenant_id", "intent_id", "corridor", "created_at"),
+    "policy_decisions": ("tenant_id", "intent_id", "outcome"),
+    "provider_state": ("tenant_id", "intent_id", "provider", "provider_ref", "type", "received_at"),
+}
+
+
 def run_routing(con: duckdb.DuckDBPyConnection) -> RoutingReport:
-    routes = routing_decisions(_table(con, "intents"), _table(con, "policy_decisions"), _table(con, "provider_state"))
+    routes = routing_decisions(*(_columns(con, name, cols) for name, cols in ROUTING_COLUMNS.items()))
     Warehouse.publish(con, {"routing_decisions": routes}, allow_empty={"routing_decisions"})
     status = count_by(routes, "status")
     return RoutingReport(status.get("routed", 0), status.get("pending", 0), count_by(routes, "rail"))
@@ -299,13 +307,31 @@ QUARANTINE_TABLES = {
 
 
 def run_accounting(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """received = accepted + quarantined, per landing file, stored and returned."""
+    """received = accepted + quarantined, per landing file, stored and returned.
+
+    The lines are counted per file in the engine (sql/count_reconcile_source_rows.sql) and only
+    the counts reach Polars; the frame is the one domain.accounting.per_file_accounting builds
+    from the lines themselves (same columns, types and order)."""
+    key = ["source_file", "file_sha256"]
     parts = []
     for source, table in QUARANTINE_TABLES.items():
-        lines = con.sql(load_sql("select_source_rows"), params={"source": source}).pl()
-        quarantined = _table(con, table).select("source_file", "file_sha256", "line_no")
-        accepted = lines.join(quarantined, on=["file_sha256", "line_no"], how="anti")
-        parts.append(per_file_accounting(lines, accepted, quarantined, source))
+        counted = con.sql(
+            f'WITH quarantined AS (SELECT file_sha256, line_no FROM "{table}")\n' + load_sql("count_reconcile_source_rows"),
+            params={"source": source},
+        ).pl()
+        quarantined = con.sql(
+            f'SELECT source_file, file_sha256, count(*) AS quarantined FROM "{table}" GROUP BY source_file, file_sha256'
+        ).pl()
+        parts.append(
+            counted.join(quarantined, on=key, how="left")
+            .with_columns(pl.col("accepted", "quarantined").fill_null(0).cast(pl.Int64), pl.col("received").cast(pl.Int64))
+            .with_columns(
+                source=pl.lit(source),
+                balanced=pl.col("received") == pl.col("accepted") + pl.col("quarantined"),
+            )
+            .select("source", "source_file", "file_sha256", "received", "accepted", "quarantined", "balanced")
+            .sort("source", "source_file", "file_sha256")
+        )
     accounting = pl.concat(parts)
     Warehouse.publish(
         con,

@@ -1,0 +1,46 @@
+"""run_accounting counts lines per file in the engine: the same frame per_file_accounting builds
+from every line (rows, quarantine matches, a CSV header, files listed out of order)."""
+
+from __future__ import annotations
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain.accounting import per_file_accounting
+from zentra_pipelines.reconciliation_stage import QUARANTINE_TABLES, run_accounting
+
+
+def lines(source: str, file: str, n: int) -> pl.DataFrame:
+    return pl.DataFrame({"source_file": [file] * n, "file_sha256": [f"sha_{file}"] * n,
+                         "line_no": list(range(1, n + 1)), "source": [source] * n})
+
+
+def quarantine(*rows: tuple[str, int]) -> pl.DataFrame:
+    return pl.DataFrame({"source_file": [f for f, _ in rows], "file_sha256": [f"sha_{f}" for f, _ in rows],
+                         "line_no": [n for _, n in rows]}, schema={"source_file": pl.String, "file_sha256": pl.String,
+                                                                    "line_no": pl.Int64})
+
+
+def test_engine_counts_equal_the_line_by_line_accounting(tmp_path):
+    landing = pl.concat([lines("callbacks", "cb/2.jsonl", 3), lines("callbacks", "cb/1.jsonl", 4),
+                         lines("settlements", "st/1.csv", 3), lines("intents", "in/1.jsonl", 2)])
+    quarantined = {
+        "callbacks": quarantine(("cb/1.jsonl", 2), ("cb/1.jsonl", 4)),
+        "intents": quarantine(),
+        "settlements": quarantine(("st/1.csv", 3)),
+        "deliveries": quarantine(),
+    }
+    expected = []
+    for source, table in QUARANTINE_TABLES.items():
+        rows = landing.filter((pl.col("source") == source) & ~((pl.col("source") == "settlements") & (pl.col("line_no") == 1)))
+        rows = rows.select("source_file", "file_sha256", "line_no").sort("source_file", "file_sha256", "line_no")
+        q = quarantined[source]
+        expected.append(per_file_accounting(rows, rows.join(q, on=["file_sha256", "line_no"], how="anti"), q, source))
+    with Warehouse(tmp_path / "home").connect() as con:
+        Warehouse.publish(con, {"landing_lines": landing, **{QUARANTINE_TABLES[s]: f for s, f in quarantined.items()}},
+                          allow_empty={QUARANTINE_TABLES[s] for s in quarantined})
+        got = run_accounting(con)
+    assert_frame_equal(got, pl.concat(expected))
+    assert got.select("source_file", "accepted", "quarantined").rows() == [
+        ("cb/1.jsonl", 2, 2), ("cb/2.jsonl", 3, 0), ("in/1.jsonl", 2, 0), ("st/1.csv", 1, 1)]
