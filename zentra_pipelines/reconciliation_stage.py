@@ -86,6 +86,54 @@ LEDGER_VIEW_COLUMNS = ("tenant_id", "intent_id", "journal_id", "account_id", "cu
                        "posted_at", "idempotency_key")
 
 
+#: ledger.intent_ledger_view's rows as of the last reconciliation, each with the fingerprint of
+#: the intent's entries it was built from (sql/select_reconcile_entry_fingerprints.sql).
+LEDGER_VIEW_CACHE = "reconcile_ledger_view"
+
+
+def _ledger_view_version(con: duckdb.DuckDBPyConnection) -> str:
+    """What a cached view row depends on besides its intent's entries: the ledger module's
+    code, the Polars version and the accounts (any change there rebuilds every row once)."""
+    digest = hashlib.sha256()
+    for part in (
+        Path(ledger_domain.__file__).read_bytes(), repr(LEDGER_VIEW_COLUMNS).encode(),
+        load_sql("select_reconcile_entry_fingerprints").encode(),
+        f"polars={metadata.version('polars')}".encode(),
+        con.sql(load_sql("select_reconcile_accounts_digest")).fetchall()[0][0].encode(),
+    ):
+        digest.update(part + b"\0")
+    return digest.hexdigest()
+
+
+def _ledger_view(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """ledger.intent_ledger_view over every entry, and the cache to publish (None: unchanged).
+
+    The view is one row per (tenant_id, intent_id) made of order-free aggregates of that
+    intent's entries (and the accounts), so a cached row whose entry fingerprint still
+    matches is the row a full build gives; only the other intents' entries are read and
+    viewed, and the rows are sorted by the key as the full view is. No cache (fresh home),
+    a cache of another shape or a null tenant_id (keys that do not join): the full view."""
+    key = ["tenant_id", "intent_id"]
+    accounts = _table(con, "ledger_accounts")
+    fresh = con.sql(load_sql("select_reconcile_entry_fingerprints"), params={"version": _ledger_view_version(con)}).pl()
+    cached = Warehouse.read(con, LEDGER_VIEW_CACHE) if Warehouse.exists(con, LEDGER_VIEW_CACHE) else None
+    if cached is None or "fingerprint" not in cached.columns or fresh["tenant_id"].null_count():
+        view = ledger_domain.intent_ledger_view(_columns(con, "ledger_entries", LEDGER_VIEW_COLUMNS), accounts)
+        return view, view.join(fresh, on=key, how="left", maintain_order="left")
+    kept = cached.join(fresh, on=[*key, "fingerprint"], how="semi")
+    changed = fresh.join(kept, on=key, how="anti")
+    if changed.height == 0 and kept.height == cached.height:
+        return cached.drop("fingerprint"), None
+    entries = con.sql(
+        f'SELECT {", ".join(chr(34) + c + chr(34) for c in LEDGER_VIEW_COLUMNS)} FROM "ledger_entries" '
+        "WHERE intent_id IN (SELECT unnest($intents))",
+        params={"intents": changed["intent_id"].unique().to_list()},
+    ).pl().join(changed.select(key), on=key, how="semi")
+    rebuilt = ledger_domain.intent_ledger_view(entries, accounts)
+    view = pl.concat([kept.drop("fingerprint").cast(rebuilt.schema), rebuilt]).sort(key)
+    return view, view.join(fresh, on=key, how="left", maintain_order="left")
+
+
 #: What reconcile reads of the other large tables (the break frames pick columns by name,
 #: so every column reconcile or its joins could carry into a break is listed).
 RECONCILE_COLUMNS = {
@@ -100,14 +148,13 @@ def run_reconciliation(con: duckdb.DuckDBPyConnection) -> BreakReport:
     """Breaks from the current state. The engine does what needs no domain rule: the first
     callback per intent (a min) and the few entries whose idempotency key has several
     journals (duplicate_journals' only candidates) come out of SQL already reduced; the
-    ledger view still reads every entry."""
+    ledger view is rebuilt only for the intents whose entries moved (_ledger_view). The
+    breaks and the view's cache are published together, in one transaction."""
     for name in ("ledger_entries", "callback_events"):
         _require(con, name)
     first_callbacks = con.sql(load_sql("select_first_callbacks")).pl()
     duplicated = ledger_domain.duplicate_journals(con.sql(load_sql("select_duplicate_key_entries")).pl())
-    entries, accounts = _columns(con, "ledger_entries", LEDGER_VIEW_COLUMNS), _table(con, "ledger_accounts")
-    ledger = ledger_domain.intent_ledger_view(entries, accounts)
-    del entries
+    ledger, cache = _ledger_view(con)
     when = as_of(con)
     breaks = reconcile(
         intents=_columns(con, "intents", RECONCILE_COLUMNS["intents"]),
@@ -120,7 +167,8 @@ def run_reconciliation(con: duckdb.DuckDBPyConnection) -> BreakReport:
         settlement_conflicts=_table(con, "settlement_conflicts"),
         as_of=when,
     )
-    Warehouse.publish(con, {"reconciliation_breaks": breaks}, allow_empty={"reconciliation_breaks"})
+    frames = {"reconciliation_breaks": breaks} | ({LEDGER_VIEW_CACHE: cache} if cache is not None else {})
+    Warehouse.publish(con, frames, allow_empty={"reconciliation_breaks", LEDGER_VIEW_CACHE})
     at_risk = (
         breaks.with_columns(
             exposure=pl.when(pl.col("ledger_amount_minor").is_not_null() & pl.col("provider_amount_minor").is_not_null())

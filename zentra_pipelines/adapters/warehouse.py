@@ -58,6 +58,8 @@ TABLES = frozenset(
         "packets", "packet_fingerprints", "run_summary",
         # per-intent input fingerprints of the published timeline (reconciliation_stage.run_timeline)
         "timeline_fingerprints",
+        # intent ledger view rows with their entries' fingerprints (reconciliation_stage._ledger_view)
+        "reconcile_ledger_view",
     }
 )
 
