@@ -144,9 +144,15 @@ def archive_new_rows(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> int:
     return _archive_new(con, rows).height
 
 
-def _archive_new(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> pl.DataFrame:
+def _archive_new(
+    con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, archived: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Append rows not archived yet (by content, posting_id included); returns them as
     appended (archive columns, in archive order).
+
+    ``archived``: the whole archive as ``read_archive`` returned it, when the caller
+    holds it already; the rows to compare are then taken from it instead of being
+    fetched from the warehouse a second time.
 
     A row is new when no archived row has the same content (every archived column,
     NULL-aware), which is exactly "no row with its posting_id and content hash": the
@@ -160,11 +166,15 @@ def _archive_new(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> pl.DataF
     repeated = frame.select(pl.col("posting_id").is_duplicated()).to_series()
     if repeated.any():
         frame = frame.filter(~repeated | pl.struct(frame.columns).is_first_distinct())
-    con.register("_ledger_read_ids", frame.select("posting_id").unique())
-    try:
-        known = con.sql(load_sql("select_archived_source_rows")).pl()
-    finally:
-        con.unregister("_ledger_read_ids")
+    if archived is not None:
+        ids = frame.get_column("posting_id").unique().implode()
+        known = archived.filter(pl.col("posting_id").is_in(ids, nulls_equal=True))
+    else:
+        con.register("_ledger_read_ids", frame.select("posting_id").unique())
+        try:
+            known = con.sql(load_sql("select_archived_source_rows")).pl()
+        finally:
+            con.unregister("_ledger_read_ids")
     if known.height:
         known = known.select([pl.col(c).cast(pl.String) for c in _ARCHIVE_COLUMNS])
         frame = frame.join(known, on=list(_ARCHIVE_COLUMNS), how="anti", nulls_equal=True, maintain_order="left")
@@ -556,7 +566,7 @@ def run_ledger(
     # new ones from memory, instead of reading every row back after the append (at 1M
     # intents a first run read its 6M rows straight back: ~7 CPU s, ~1 GB of Arrow).
     archived = read_archive(con)
-    added = _archive_new(con, snap.postings)
+    added = _archive_new(con, snap.postings, archived)
     read_rows, source_accounts, engine, since = snap.postings.height, snap.accounts, snap.engine, snap.since
     del snap  # millions of rows at scale: only their count is needed from here on
     new = added.height
