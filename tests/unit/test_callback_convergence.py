@@ -334,3 +334,30 @@ def test_end_to_end_files_and_sql_give_the_same_state(pool_checked, warehouse, s
     assert archived.new_files + archived.skipped_files == len(files)
     assert verified == archived.new_lines == checked.height
     assert result.events.height + result.quarantine.height == checked.height
+
+
+def test_state_equals_the_over_and_unique_reference_across_tenants_and_refs():
+    """The run-length state (grouped by provider_ref first) is the old sort + over + unique."""
+    checked = frame(
+        row(1, "evt_1", ref="pr_9", sequence=1), row(2, "evt_2", ref="pr_9", sequence=3),
+        row(3, "evt_3", ref="pr_1", sequence=2), row(4, "evt_4", ref="pr_1", sequence=2),
+        row(5, "evt_1", ref="pr_0", tenant="t_beta", amount=7), row(6, "evt_5", ref="pr_9", tenant="t_beta"),
+        row(7, "evt_2", ref="pr_9", sequence=3, received=5),  # a copy
+    )
+    events = converge(checked).events
+    unique_events = events.group_by("tenant_id", "provider", "event_id").agg(
+        pl.col("provider_ref", "intent_id", "type", "amount_minor", "currency", "sequence", "occurred_at").first(),
+        pl.col("received_at").min(),
+    )
+    reference = (
+        unique_events.sort(["tenant_id", "provider", "provider_ref", "sequence", "event_id"],
+                           descending=[False, False, False, True, False])
+        .with_columns(pl.len().over("tenant_id", "provider", "provider_ref").alias("events_seen"))
+        .unique(subset=["tenant_id", "provider", "provider_ref"], keep="first", maintain_order=True)
+        .select(STATE_COLUMNS)
+    )
+    state = converge(checked).state
+    assert_frame_equal(state, reference)
+    assert state.select("tenant_id", "provider_ref", "event_id", "events_seen").rows() == [
+        ("t_alpha", "pr_1", "evt_3", 2), ("t_alpha", "pr_9", "evt_2", 2),
+        ("t_beta", "pr_0", "evt_1", 1), ("t_beta", "pr_9", "evt_5", 1)]

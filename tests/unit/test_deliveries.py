@@ -17,6 +17,7 @@ from zentra_pipelines.adapters import landing
 from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.domain import deliveries as dv
 from zentra_pipelines.domain import errors
+from zentra_pipelines.domain.dedupe import split_conflicts
 
 T0 = datetime(2026, 11, 24, 10, 0, 0)
 GOOD = {
@@ -435,3 +436,34 @@ def test_replay_queue_is_sorted_and_independent_of_input_order():
     assert_frame_equal(a, b)
     assert a["event_id"].to_list() == ["evt_0", "evt_1"]
     assert_frame_equal(dv.webhook_health(rows, T0 + timedelta(days=1)), dv.webhook_health(rows.reverse(), T0 + timedelta(days=1)))
+
+
+def test_deliveries_come_in_key_order_across_tenants():
+    """Stable sort by tenant_id after the firsts: the same order as sort(KEY)."""
+    parsed = parse(good(delivery_id="dlv_b", tenant_id="t_2"), good(delivery_id="dlv_c", tenant_id="t_1"),
+                   good(delivery_id="dlv_a", tenant_id="t_2"), good(delivery_id="dlv_c", tenant_id="t_1"))
+    deliveries, _ = dv.accept_deliveries(parsed)
+    assert_frame_equal(deliveries, deliveries.sort(dv.KEY))
+    assert deliveries.select(*dv.KEY, "copies").rows() == [("t_1", "dlv_c", 2), ("t_2", "dlv_a", 1),
+                                                            ("t_2", "dlv_b", 1)]
+
+
+def test_split_on_sorted_runs_equals_split_conflicts_and_first_copies():
+    """Conflicts found on neighbouring sorted copies (null content included) = dedupe.split_conflicts;
+    the firsts = the first copy per KEY in line order with the group's size."""
+    parsed = parse(good(delivery_id="dlv_3"), GOOD, good(status_code=500), GOOD, good(delivery_id="dlv_2"),
+                   good(delivery_id="dlv_3"), good(delivery_id="dlv_4", tenant_id="t_beta"))
+    parsed = parsed.with_columns(
+        content_hash=pl.when(pl.col("delivery_id") == "dlv_4").then(None).otherwise(pl.col("content_hash")))
+    parsed = pl.concat([parsed, parsed.filter(pl.col("delivery_id") == "dlv_4").with_columns(
+        line_no=pl.lit(99, pl.Int64), content_hash=pl.lit("x"))])
+    deliveries, quarantine = dv.accept_deliveries(parsed)
+    split = split_conflicts(parsed.filter(pl.col("error_code").is_null()), dv.KEY)
+    line_order = ["source_file", "line_no", "file_sha256"]
+    expected = dv._shape(
+        split.accepted.sort(dv.KEY + line_order).with_columns(copies=pl.len().over(dv.KEY))
+        .unique(subset=dv.KEY, keep="first", maintain_order=True), dv.DELIVERY_SCHEMA)
+    assert_frame_equal(deliveries, expected)
+    assert quarantine.select("delivery_id", "line_no").rows() == [
+        ("dlv_001", 2), ("dlv_001", 3), ("dlv_001", 4), ("dlv_4", 7), ("dlv_4", 99)]
+    assert deliveries.select("delivery_id", "copies").rows() == [("dlv_2", 1), ("dlv_3", 2)]

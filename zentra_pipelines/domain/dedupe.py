@@ -64,3 +64,16 @@ def quarantine_all(
         [judged.filter(pl.col("error_code").is_not_null()).select(columns), conflicts.select(columns)],
         how="vertical_relaxed",
     ).sort("source_file", "line_no", "file_sha256")
+
+
+def same_as_previous(keys: list[str]) -> pl.Expr:
+    """On rows sorted by ``keys`` (+ more): does this row continue the previous row's group?
+
+    Null-aware, like ``over()``'s grouping (a null key is one group); the first row
+    never continues anything. Masked shifts on sorted rows replace ``over()`` windows,
+    which hash every key again for each window (seconds per million rows).
+    """
+    same = pl.int_range(pl.len()) > 0
+    for key in keys:
+        same = same & pl.col(key).eq_missing(pl.col(key).shift(1))
+    return same
