@@ -138,7 +138,8 @@ def run_packets(
         daily.partition_by("tenant_id", as_dict=True) if daily is not None and daily.height else {}
     )
     todo = sorted(days) if days is not None else packet_days(con, tenants)
-    digests = packet_inputs.fingerprints(con, tenants, todo, signer.key_id)
+    present: dict[packet_inputs.Key, set[str]] = {}
+    digests = packet_inputs.fingerprints(con, tenants, todo, signer.key_id, present)
     queries = packet_queries(con)
     prior = {} if packet_inputs.rebuild_all_requested() else packet_inputs.recorded(con)
 
@@ -187,7 +188,11 @@ def run_packets(
                 if unchanged is not None:
                     pending.append(unchanged)
                     continue
-                tables = tenant_day_frames(con, tenant, day, queries)
+                # only the tables the fingerprints saw a row of this tenant-day in (the
+                # others come back empty and are left out anyway): ~1/3 fewer queries
+                wanted = present.get((tenant, day), set())
+                tables = (tenant_day_frames(con, tenant, day, {n: q for n, q in queries.items() if n in wanted})
+                          if wanted else {})
                 if tables:  # a tenant without a row that day has no packet
                     pending.append(pool.submit(seal_one, packet_plan.TenantDay(tenant, day), tables))
                 del tables  # held by the task only, freed when it is sealed

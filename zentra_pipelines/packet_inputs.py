@@ -55,8 +55,16 @@ def rebuild_all_requested() -> bool:
     return os.environ.get(REBUILD_ALL_ENV, "").strip().lower() in {"1", "true", "yes"}
 
 
-def fingerprints(con: duckdb.DuckDBPyConnection, tenants: list[str], days: list[date], key_id: str) -> dict[Key, str]:
-    """``(tenant_id, day) -> sha256 hex`` for every tenant-day of ``days`` holding a packet row."""
+def fingerprints(
+    con: duckdb.DuckDBPyConnection, tenants: list[str], days: list[date], key_id: str,
+    present: dict[Key, set[str]] | None = None,
+) -> dict[Key, str]:
+    """``(tenant_id, day) -> sha256 hex`` for every tenant-day of ``days`` holding a packet row.
+
+    ``present``, when given, receives per tenant-day the packet tables holding at least one
+    of its rows (the same tenant and day filter as the packet's own reads): a tenant-day
+    that is rebuilt need not query the others, which would come back empty.
+    """
     params = {"tenants": sorted(set(tenants)), "days": sorted(days)}
     parts: dict[Key, dict[str, list[str]]] = defaultdict(dict)
     schemas: dict[str, list[list[str]]] = {}
@@ -80,6 +88,8 @@ def fingerprints(con: duckdb.DuckDBPyConnection, tenants: list[str], days: list[
             params=params,
         ).fetchall():
             parts[(tenant, d)][name] = [str(n), h]
+    if present is not None:
+        present.update({key: set(tables) for key, tables in parts.items()})
     balances = _carried_balances(con, params["tenants"], parts.keys())
     journals = _unbalanced_journals(con, params)
     common = {"format": FORMAT, "key_id": key_id, "schemas": schemas, "code": code_digest(), "libraries": _versions()}

@@ -66,6 +66,20 @@ def test_tenant_day_frames_equal_the_whole_day_cut_by_tenant(built):
         assert not any(c in f.columns for f in got.values() for c in packet_plan.DROP_COLUMNS)
 
 
+def test_fingerprints_name_exactly_the_tables_a_tenant_day_reads(built):
+    """run_packets queries only the tables ``present`` names for a rebuilt tenant-day: they
+    must be exactly the non-empty tables of its full read."""
+    home, tenants = built
+    with Warehouse(home).connect(read_only=True) as con:
+        days = evidence_stage.packet_days(con, tenants)
+        present: dict = {}
+        packet_inputs.fingerprints(con, tenants, days, "key", present)
+        for day in days:
+            for tenant in tenants:
+                got = evidence_stage.tenant_day_frames(con, tenant, day)
+                assert set(got) == present.get((tenant, day), set()), (tenant, day)
+
+
 def test_run_packets_holds_at_most_seal_workers_packets(built, tmp_path, monkeypatch):
     """Every tenant-day read is sealed before more than SEAL_WORKERS are held; rows come
     back in (day, tenant) order."""
