@@ -32,7 +32,9 @@ class ControlReport:
 
 
 def run_intents(con: duckdb.DuckDBPyConnection) -> IntentReport:
-    parsed = intake.parse_source(con, "intents", "parse_intents", "intent_lines")
+    # any order: accept_intents keeps one of identical copies per key and sorts by key,
+    # and its quarantine by line
+    parsed = intake.parse_source(con, "intents", "parse_intents", "intent_lines", ordered=False)
     intents, quarantine = accept_intents(parsed)
     accepted_lines = int(intents["copies"].sum()) if intents.height else 0
     Warehouse.publish(

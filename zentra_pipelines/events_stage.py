@@ -35,8 +35,11 @@ def parse_settlement_lines(con: duckdb.DuckDBPyConnection) -> SettlementParse:
 
 
 def parse_delivery_lines(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(deliveries, quarantine) of every archived deliveries/*.jsonl line."""
-    parsed = intake.parse_source(con, "deliveries", "parse_deliveries", "delivery_lines")
+    """(deliveries, quarantine) of every archived deliveries/*.jsonl line.
+
+    accept_deliveries sorts the lines by (delivery_id, tenant_id, line), a total order,
+    and the quarantine by line: the parsed rows are read in any order."""
+    parsed = intake.parse_source(con, "deliveries", "parse_deliveries", "delivery_lines", ordered=False)
     return accept_deliveries(parsed)
 
 

@@ -77,8 +77,15 @@ def _check_names(view: str, cache: str) -> None:
         raise ValueError(f"table {cache!r} is not in the warehouse allowlist")
 
 
-def parse_source(con: duckdb.DuckDBPyConnection, source: str, sql_name: str, view: str) -> pl.DataFrame:
+def parse_source(
+    con: duckdb.DuckDBPyConnection, source: str, sql_name: str, view: str, *, ordered: bool = True
+) -> pl.DataFrame:
     """Every archived line of one landing source judged by ``sql/<sql_name>.sql``, in line order.
+
+    ``ordered=False``: the same rows in the cache table's order, for callers whose result
+    does not depend on the rows' order (they sort by a key of their own): sorting the
+    cached rows by their text keys was most of the read (267k delivery rows: 0.59 vs
+    0.15 CPU s).
 
     Lines of files not in the source's cache table are parsed and appended to it first
     (one statement: a crash leaves whole files cached or none); then the whole table is
@@ -107,7 +114,8 @@ def parse_source(con: duckdb.DuckDBPyConnection, source: str, sql_name: str, vie
             raise
         finally:
             con.execute("DROP VIEW IF EXISTS " + view)  # a checked identifier, never data
-        return con.sql(f'SELECT * EXCLUDE ({VERSION_COLUMN}) FROM "{cache}" ORDER BY {LINE_ORDER}').pl()
+        order = f" ORDER BY {LINE_ORDER}" if ordered else ""
+        return con.sql(f'SELECT * EXCLUDE ({VERSION_COLUMN}) FROM "{cache}"{order}').pl()
     finally:
         con.unregister("iso_currencies")
 

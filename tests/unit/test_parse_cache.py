@@ -13,6 +13,8 @@ from polars.testing import assert_frame_equal
 from zentra_pipelines import events_stage, intake
 from zentra_pipelines.adapters import landing
 from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
+from zentra_pipelines.domain.deliveries import accept_deliveries
+from zentra_pipelines.domain.intents import accept_intents
 from zentra_pipelines.domain.money import currency_exponents
 from zentra_pipelines.domain.settlements import SettlementParse, judge_settlements
 
@@ -147,3 +149,22 @@ def test_settlement_rows_of_another_judge_version_are_judged_again():
     settle(con)
     con.execute("UPDATE settlements_parsed SET parser_version = 'old', error_code = 'stale'")
     assert_parse_equal(settle(con), judge_settlements(intake.archived_lines(con, "settlements")))
+
+
+def test_accepted_deliveries_and_intents_do_not_depend_on_the_parsed_rows_order():
+    """Why the runners may read the cache unordered: both accept steps sort totally."""
+    con = duckdb.connect()
+    archive(con, "deliveries", "a.jsonl", delivery(), delivery(delivery_id="dlv_2"), delivery(status_code=500), b"{")
+    archive(con, "deliveries", "b.jsonl", delivery(delivery_id="dlv_2"), delivery(delivery_id="dlv_3", tenant_id="t_0"))
+    intent = {"intent_id": "i_1", "tenant_id": "t_1", "scope": "payments", "kind": "payment", "amount_minor": 5,
+              "currency": "EUR", "ledger_currency": "EUR", "corridor": "EUR:SEPA:EUR", "actor_id": "a_1",
+              "created_at": "2026-11-01T10:00:00Z", "primitives": []}
+    archive(con, "intents", "a.jsonl", json.dumps(intent).encode(), json.dumps({**intent, "intent_id": "i_2"}).encode(),
+            json.dumps(intent).encode(), json.dumps({**intent, "amount_minor": 6, "intent_id": "i_2"}).encode(), b"[")
+    for accept, parsed in (
+        (accept_deliveries, parse_deliveries(con)),
+        (accept_intents, intake.parse_source(con, "intents", "parse_intents", "intent_lines")),
+    ):
+        for shuffled in (parsed.reverse(), parsed.sample(fraction=1.0, shuffle=True, seed=7)):
+            for got, want in zip(accept(shuffled), accept(parsed), strict=True):
+                assert_frame_equal(got, want)
