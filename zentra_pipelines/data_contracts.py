@@ -2,7 +2,9 @@
 
 One GX expectation suite per published source table (contract section 2): the columns
 and their types, non-null and unique keys, identifier and currency formats, value sets,
-ranges and settlement arithmetic. Every run validates every table in full and publishes
+ranges and settlement arithmetic. Every run publishes the verdicts over every row of every
+table (incremental runs reuse GX's earlier counts for unchanged tenant-days, see
+``run_data_contracts``):
 
 * ``data_contract_results``: one row per (source, expectation), counts only, and
 * ``data_contract_results_by_tenant``: the same expectations per tenant and UTC day,

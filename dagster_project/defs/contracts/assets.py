@@ -17,7 +17,9 @@ from zentra_pipelines import data_contracts as contracts
     description="Great Expectations suites as the data contract of each landing source (accepted callbacks, "
     "provider state, intents, settlements, deliveries, ledger entries): columns, types (amounts Int64, never "
     "float), non-null and unique keys, identifier and ISO 4217 formats, value sets, ranges, net = gross - fee. "
-    "Whole tables, every run; results (counts only, never values) in data_contract_results and, per tenant "
+    "Every row of every table: uniqueness and shape on the whole tables each run, the row-level rules re-run "
+    "only on tenant-days whose rows changed (their earlier counts kept in data_contract_cache); results "
+    "(counts only, never values) in data_contract_results and, per tenant "
     "and UTC day for sealing, data_contract_results_by_tenant.",
 )
 def data_contracts(zentra: ZentraResource) -> dg.MaterializeResult:
