@@ -17,7 +17,15 @@ import duckdb
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from tests.integration.test_ledger_stage import START, add_sqlite, make_ledger, ts, write_sqlite
+from tests.integration.test_ledger_stage import (
+    ACCOUNTS_DDL,
+    POSTINGS_DDL,
+    START,
+    add_sqlite,
+    make_ledger,
+    ts,
+    write_sqlite,
+)
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.ledger import chain_seeds
 from zentra_pipelines.ledger_stage import (
@@ -191,3 +199,33 @@ def test_an_edited_published_table_is_audited_whole(tmp_path: Path) -> None:
         con.execute("UPDATE ledger_entries SET actor_id = 'svc_other' WHERE entry_seq = 3")
         edited = con.sql("SELECT * FROM ledger_entries").pl()
         assert not entries_digest(edited).equals(digest)
+
+
+def test_a_reread_spelled_differently_collapses_and_counts_like_the_full_recompute(tmp_path: Path) -> None:
+    """posted_at stored as TEXT: a re-read that spells the timestamp differently is a new
+    archived row that validation collapses into the posting (collapsed counts it)."""
+    accounts, postings = make_ledger()
+    path = tmp_path / "source.sqlite"
+    con = sqlite3.connect(path)
+    with con:
+        con.execute(POSTINGS_DDL.format(amount="BIGINT", ts="TEXT"))
+        con.execute(ACCOUNTS_DDL)
+        con.executemany("INSERT INTO accounts VALUES (?,?,?,?)", accounts)
+        con.executemany("INSERT INTO ledger_postings VALUES (?,?,?,?,?,?,?,?,?,?)", postings)
+    con.close()
+    url = f"sqlite:///{path}"
+    with Warehouse(tmp_path / "inc").connect() as con:
+        run_ledger(con, url)
+    shutil.copytree(tmp_path / "inc", tmp_path / "full")
+    newest = "(SELECT posting_id FROM ledger_postings ORDER BY posted_at DESC, posting_id LIMIT 1)"
+    add_sqlite(url, [], f"UPDATE ledger_postings SET posted_at = posted_at || 'Z' WHERE posting_id = {newest}")
+    add_sqlite(url, journal("n1", ts(START + timedelta(days=30))))
+    with Warehouse(tmp_path / "inc").connect() as con:
+        result = run_ledger(con, url)
+        inc = tables(con)
+    with Warehouse(tmp_path / "full").connect() as con:
+        full_result = run_ledger(con, url, incremental=False)
+        full = tables(con)
+    assert "path_incremental" in result.seconds
+    assert result.collapsed == full_result.collapsed == 1
+    assert_same(inc, full)
