@@ -222,7 +222,8 @@ def timeline_version() -> str:
     digest = hashlib.sha256()
     for part in (
         Path(timeline_domain.__file__).read_bytes(),
-        *(inspect.getsource(f).encode() for f in (_columns, _columns_of_intents, _tenant_timeline, _tenant_merge)),
+        *(inspect.getsource(f).encode() for f in (_columns, _columns_of_intents, _timeline_of_intents,
+                                                   _tenant_timeline, _timeline_from, _tenant_merge)),
         repr(TIMELINE_COLUMNS).encode(), _EVENTS_OF_INTENTS.encode(),
         *(load_sql(name).encode() for name in _TIMELINE_SQL),
         *(f"{name}={metadata.version(name)}".encode() for name in _TIMELINE_LIBRARIES),
@@ -263,7 +264,8 @@ def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
         changed = fresh.select(key).join(kept, on=key, how="anti")
         if changed.height == 0 and kept.height == _stored_fingerprint_count(con):
             return con.sql('SELECT count(*) FROM "intent_timeline"').fetchall()[0][0]
-        parts = (_tenant_merge(con, t, kept, changed) for t in tenants)
+        rebuilt = _timeline_of_intents(con, changed) if changed.height else {}
+        parts = (_tenant_merge(con, t, kept, rebuilt.pop(t, None)) for t in tenants)
     rows = Warehouse.publish_parts(con, "intent_timeline", parts, schema=TIMELINE_SCHEMA, allow_empty=True)
     Warehouse.publish(con, {TIMELINE_FINGERPRINTS: fresh}, allow_empty={TIMELINE_FINGERPRINTS})
     return rows
@@ -285,54 +287,73 @@ def _kept_intents(con: duckdb.DuckDBPyConnection, fresh: pl.DataFrame, tenants: 
     return fresh.join(stored, on=list(TIMELINE_FINGERPRINT_SCHEMA), how="semi").select("tenant_id", "intent_id")
 
 
-def _tenant_merge(con: duckdb.DuckDBPyConnection, tenant: str, kept: pl.DataFrame, changed: pl.DataFrame) -> pl.DataFrame:
+def _tenant_merge(
+    con: duckdb.DuckDBPyConnection, tenant: str, kept: pl.DataFrame, rebuilt: pl.DataFrame | None
+) -> pl.DataFrame:
     """One tenant's part: its published rows of the kept intents (in table order, so each
-    intent's rows stay in their order) and the rebuilt rows of its changed intents, merged by
-    intent_id (both sides are sorted by it and no intent is on both: each intent's rows stay
-    together and in their order, as the full rebuild's sort leaves them)."""
+    intent's rows stay in their order) and its rebuilt rows, merged by intent_id (both sides
+    are sorted by it and no intent is on both: each intent's rows stay together and in their
+    order, as the full rebuild's sort leaves them)."""
     keep = kept.filter(pl.col("tenant_id") == tenant)["intent_id"]
-    redo = changed.filter(pl.col("tenant_id") == tenant)["intent_id"]
     published = _columns(con, "intent_timeline", tuple(TIMELINE_SCHEMA), tenant).cast(TIMELINE_SCHEMA)
     published = published.filter(pl.col("intent_id").is_in(keep.implode()))
-    if redo.len() == 0:
+    if rebuilt is None or rebuilt.height == 0:
         return published
-    rebuilt = _tenant_timeline(con, tenant, redo.to_list()).cast(TIMELINE_SCHEMA)
+    rebuilt = rebuilt.cast(TIMELINE_SCHEMA)
     if published["intent_id"].is_sorted() and rebuilt["intent_id"].is_sorted():
         return published.merge_sorted(rebuilt, key="intent_id")
     return pl.concat([published, rebuilt]).sort("intent_id", maintain_order=True)  # not expected: merge by sorting
 
 
+#: The (tenant_id, intent_id) to rebuild, registered for the duration of one read.
+_REDO = "_timeline_redo"
+
 #: How the rows of some intents are picked from each timeline input: by the intent, or, for
-#: events and deliveries, by any event id an event of the intents carries (an event's copies
-#: and the deliveries of an event are matched by event id, whichever intent they name).
+#: events and deliveries, by any (tenant_id, event_id) an event copy of the intents carries (an
+#: event's copies and the deliveries of an event are matched by event id, whichever intent
+#: they name).
 _EVENTS_OF_INTENTS = (
-    '(SELECT event_id FROM "callback_events" WHERE tenant_id = $tenant AND intent_id IN (SELECT unnest($intents)))'
+    f'(SELECT DISTINCT e.tenant_id, e.event_id FROM "callback_events" AS e SEMI JOIN "{_REDO}" AS r '
+    "ON e.tenant_id = r.tenant_id AND e.intent_id = r.intent_id)"
 )
 
 
-def _columns_of_intents(
-    con: duckdb.DuckDBPyConnection, name: str, columns: tuple[str, ...], tenant: str, intents: list[str]
-) -> pl.DataFrame:
-    """Some columns of a timeline input, in table order, of the rows one tenant's given
-    intents' timeline reads (names: constants; tenant and intents bound)."""
-    match = "event_id IN " + _EVENTS_OF_INTENTS if name in ("callback_events", "deliveries") \
-        else "intent_id IN (SELECT unnest($intents))"
-    sql = (f'SELECT {", ".join(chr(34) + c + chr(34) for c in columns)} FROM "{name}" '
-           f"WHERE tenant_id = $tenant AND {match} ORDER BY rowid")
-    return con.sql(sql, params={"tenant": tenant, "intents": intents}).pl()
+def _columns_of_intents(con: duckdb.DuckDBPyConnection, name: str, columns: tuple[str, ...]) -> pl.DataFrame:
+    """Some columns of a timeline input, in table order, of the rows the registered intents'
+    timeline reads (names: constants)."""
+    match = (f"{_EVENTS_OF_INTENTS} AS x ON t.tenant_id = x.tenant_id AND t.event_id = x.event_id"
+             if name in ("callback_events", "deliveries")
+             else f'"{_REDO}" AS x ON t.tenant_id = x.tenant_id AND t.intent_id = x.intent_id')
+    sql = (f'SELECT {", ".join("t." + chr(34) + c + chr(34) for c in columns)} FROM "{name}" AS t '
+           f"SEMI JOIN {match} ORDER BY t.rowid")
+    return con.sql(sql).pl()
 
 
-def _tenant_timeline(con: duckdb.DuckDBPyConnection, tenant: str, intents: list[str] | None = None) -> pl.DataFrame:
-    """One tenant's timeline, of every intent or of the given ones only (their inputs alone
-    are read: whole event groups and their deliveries, so each kept row is the one the
-    whole tenant's build gives)."""
-    if intents is None:
-        read = {name: _columns(con, name, cols, tenant) for name, cols in TIMELINE_COLUMNS.items()}
-        journals = con.sql(load_sql("select_timeline_journals"), params={"tenant": tenant}).pl()
-    else:
-        read = {name: _columns_of_intents(con, name, cols, tenant, intents) for name, cols in TIMELINE_COLUMNS.items()}
-        journals = con.sql(load_sql("select_timeline_journals_of_intents"),
-                           params={"tenant": tenant, "intents": intents}).pl()
+def _timeline_of_intents(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The timeline rows of the given (tenant_id, intent_id) only, per tenant, read and built
+    for every tenant at once (the changed intents are few). Their inputs alone are read: whole
+    event groups and their deliveries, so each row is the one the whole tenant's build gives;
+    the rows come sorted by tenant then as each tenant's part is."""
+    con.register(_REDO, keys.select("tenant_id", "intent_id").to_arrow())
+    try:
+        read = {name: _columns_of_intents(con, name, cols) for name, cols in TIMELINE_COLUMNS.items()}
+        journals = con.sql(load_sql("select_timeline_journals_of_intents")).pl()
+    finally:
+        con.unregister(_REDO)
+    rows = _timeline_from(read, journals)
+    return {t: part for (t,), part in rows.partition_by("tenant_id", as_dict=True, maintain_order=True).items()}
+
+
+def _tenant_timeline(con: duckdb.DuckDBPyConnection, tenant: str) -> pl.DataFrame:
+    """One tenant's whole timeline."""
+    read = {name: _columns(con, name, cols, tenant) for name, cols in TIMELINE_COLUMNS.items()}
+    journals = con.sql(load_sql("select_timeline_journals"), params={"tenant": tenant}).pl()
+    return _timeline_from(read, journals)
+
+
+def _timeline_from(read: dict[str, pl.DataFrame], journals: pl.DataFrame) -> pl.DataFrame:
+    """intent_timeline over the inputs as read (TIMELINE_COLUMNS), events reduced to one row
+    per (tenant_id, provider, event_id): its first copy in table order, the earliest arrival."""
     events = read.pop("callback_events")
     unique_events = events.group_by("tenant_id", "provider", "event_id").agg(
         pl.col("intent_id", "type", "sequence", "amount_minor", "currency", "occurred_at").first(),

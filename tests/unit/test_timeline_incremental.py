@@ -139,12 +139,12 @@ def test_only_changed_intents_are_rebuilt(con, monkeypatch):
     load(con, BASE)
     stage.run_timeline(con)
     load(con, later(BASE))
-    rebuilt: list[tuple[str, list[str] | None]] = []
-    original = stage._tenant_timeline
-    monkeypatch.setattr(stage, "_tenant_timeline",
-                        lambda c, tenant, ids=None: rebuilt.append((tenant, ids)) or original(c, tenant, ids))
+    rebuilt: list[list[tuple[str, str]]] = []
+    original = stage._timeline_of_intents
+    monkeypatch.setattr(stage, "_timeline_of_intents", lambda c, keys: rebuilt.append(sorted(keys.rows())) or original(c, keys))
+    monkeypatch.setattr(stage, "_tenant_timeline", None)  # no tenant is rebuilt whole
     stage.run_timeline(con)
-    assert sorted((t, sorted(ids)) for t, ids in rebuilt) == [("t_a", ["in_1", "in_2"]), ("t_b", ["in_2"])]
+    assert rebuilt == [[("t_a", "in_1"), ("t_a", "in_2"), ("t_b", "in_2")]]
 
 
 def test_nothing_new_rewrites_nothing(con):
