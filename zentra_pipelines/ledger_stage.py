@@ -266,8 +266,9 @@ def ledger_audit(received: int, collapsed: int, scope: AuditScope | None = None)
     chained this run, the chain from the seeds, and journal balance on the journals that
     changed: the other entries are rows an earlier audit passed, byte for byte, in the
     same chain positions, so each of those checks over the whole frame would find
-    exactly what it finds on the scope. Uniqueness, row conservation and every balance
-    check still run over the whole frames (they are global and cheap).
+    exactly what it finds on the scope. Uniqueness compares the tail's values with the
+    whole column (``unique_values_with``); row conservation and every balance check
+    still run over the whole frames (they are global and cheap).
     """
 
     def audit(frames: Mapping[str, pl.DataFrame]) -> list[str]:
@@ -281,7 +282,10 @@ def ledger_audit(received: int, collapsed: int, scope: AuditScope | None = None)
         )
         found: list[inv.Violation] = []
         found += inv.schema_violations(checked, inv.LedgerEntriesModel)
-        found += inv.unique_values(entries, inv.ENTRY_UNIQUE)
+        found += (
+            inv.unique_values(entries, inv.ENTRY_UNIQUE) if scope is None
+            else inv.unique_values_with(entries, scope.tail, inv.ENTRY_UNIQUE)
+        )
         found += inv.schema_violations(balances, inv.LedgerBalancesModel)
         found += inv.schema_violations(daily, inv.DailyBalancesModel)
         found += inv.journal_balance(journals)

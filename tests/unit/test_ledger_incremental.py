@@ -6,6 +6,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from tests.unit.test_ledger import ACCOUNTS, T, post, raw, reserve
+from zentra_pipelines.domain import invariants as inv
 from zentra_pipelines.domain import ledger as L
 
 
@@ -54,3 +55,12 @@ def test_a_tail_that_sorts_before_its_seed_is_out_of_order() -> None:
     rechained = L.chain_entries(alpha.filter(pl.col("entry_seq") >= 3).select(L.POSTING_COLUMNS), seed)
     violations = L.verify_chain(rechained, seeds=seed)
     assert violations and all("order" in v for v in violations)
+
+
+def test_uniqueness_with_added_rows_finds_a_repeat_inside_them_or_against_the_rest() -> None:
+    frame = pl.DataFrame({"posting_id": ["a", "b", "c", "d", None]})
+    assert inv.unique_values_with(frame, frame.slice(2), ("posting_id",)) == []
+    against = pl.concat([frame, pl.DataFrame({"posting_id": ["a"]})])
+    assert inv.unique_values_with(against, against.slice(5), ("posting_id",)) == inv.unique_values(against, ("posting_id",)) != []
+    inside = pl.concat([frame, pl.DataFrame({"posting_id": ["e", "e"]})])
+    assert inv.unique_values_with(inside, inside.slice(5), ("posting_id",)) == inv.unique_values(inside, ("posting_id",)) != []

@@ -134,6 +134,25 @@ def unique_values(frame: pl.DataFrame, columns: tuple[str, ...], *, limit: int =
     return out
 
 
+def unique_values_with(
+    frame: pl.DataFrame, added: pl.DataFrame, columns: tuple[str, ...], *, limit: int = 3
+) -> list[Violation]:
+    """``unique_values(frame, columns)`` when ``added`` is a subset of ``frame``'s rows and
+    the rest were unique already (checked when they were published): the whole column is
+    unique exactly when the added values are distinct and none occurs elsewhere, i.e.
+    when the rows holding an added value are the added rows alone. The probe is a set
+    of the added values, not a hash of every value."""
+    out = []
+    for column in columns:
+        if column not in frame.columns or column not in added.columns:
+            continue
+        values = added.get_column(column).drop_nulls()
+        holding = frame.select(pl.col(column).is_in(values.implode()).sum()).item()
+        if holding != values.len() or values.n_unique() != values.len():
+            out += unique_values(frame, (column,), limit=limit)
+    return out
+
+
 # ---------------------------------------------------------------------- invariants ---
 
 
