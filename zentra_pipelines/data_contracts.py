@@ -403,9 +403,6 @@ class _Engine:
         self.rules: dict[str, dict[str, Rule]] = {}
         #: per source: rule -> GX expectation type ("expect_column_values_to_match_regex")
         self.types: dict[str, dict[str, str]] = {}
-        #: per source: the row-local rules as one or two wide parts (columns, exact-int64 ok,
-        #: batch definition, suite), for a small set of changed rows
-        self.merged: dict[str, list[tuple[tuple[str, ...], bool, Any, Any]]] = {}
         for contract in contracts:
             rules = contract.rules()
             parts = []
@@ -426,37 +423,16 @@ class _Engine:
                 parts.append((columns, as_int64, asset.add_batch_definition_whole_dataframe("whole_table"),
                               self.context.suites.add(suite), local))
             self.parts[contract.source] = parts
-            # the row-local rules in one or two suites (a row condition keeps its columns'
-            # nullable dtypes): for a few changed tenant-days, GX's fixed cost per batch
-            # outweighs what narrow frames save (``validate(merged=True)``)
-            merged = []
-            local = [r for r in rules if _row_local(r)]
-            for index, members in enumerate(([r for r in local if not r.row_condition],
-                                             [r for r in local if r.row_condition])):
-                if not members:
-                    continue
-                name = f"{contract.source}__local{index}"
-                suite = gx.ExpectationSuite(name=f"zentra.{name}")
-                for rule in members:
-                    kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in rule.kwargs}
-                    if rule.row_condition:
-                        kwargs |= {"row_condition": rule.row_condition, "condition_parser": "pandas"}
-                    suite.add_expectation(getattr(gxe, rule.expectation)(**kwargs, meta={"rule": rule.rule}))
-                columns = tuple(dict.fromkeys(c for rule in members for c in _needs(rule)))
-                merged.append((columns, index == 0, datasource.add_dataframe_asset(name)
-                               .add_batch_definition_whole_dataframe("whole_table"), self.context.suites.add(suite)))
-            self.merged[contract.source] = merged
             self.rules[contract.source] = {r.rule: r for r in rules}
 
     def validate(
-        self, source: str, table: _Table, rows: _Table | None = None, skip_rows: bool = False, merged: bool = False
+        self, source: str, table: _Table, rows: _Table | None = None, skip_rows: bool = False
     ) -> tuple[list[Any], float]:
         """The result of every expectation of the source's contract, and the seconds spent
         reading and converting the frames GX saw.
 
         ``rows``: the table the row-local parts (``_row_local``) are validated on instead
-        of ``table`` (the changed tenant-days); ``skip_rows``: none of them is run;
-        ``merged``: they run as the one or two wide parts of ``self.merged`` (few rows).
+        of ``table`` (the changed tenant-days); ``skip_rows``: none of them is run.
 
         Table-level expectations (the column set, the column types) see a zero-row frame
         with every column and dtype of the table: GX decides them from ``df.columns`` and
@@ -477,9 +453,7 @@ class _Engine:
             prepare_s = 0.0
             try:
                 plan = [(c, a, b, s, table) for c, a, b, s, local in self.parts[source] if not local]
-                if not skip_rows and merged and rows is not None:
-                    plan += [(c, a, b, s, rows) for c, a, b, s in self.merged[source]]
-                elif not skip_rows:
+                if not skip_rows:
                     plan += [(c, a, b, s, table if rows is None else rows)
                              for c, a, b, s, local in self.parts[source] if local]
                 for columns, as_int64, batch_definition, suite, source_table in plan:
@@ -1030,7 +1004,7 @@ CACHE_SCHEMA: dict[str, pl.DataType] = {
     "rule": pl.String,  # a row-local rule
     "unexpected_count": pl.Int64,  # rows GX flagged for it in that tenant-day
 }
-#: Changed rows up to this many are read once and validated as one wide frame (``_ArrowTable``).
+#: Changed rows up to this many are read once, every part cut from that read (``_ArrowTable``).
 _MERGED_MAX_ROWS = 200_000
 #: Bump when what the cache means changes in a way the rules digest does not show.
 _CACHE_FORMAT = "zentra.data_contract_cache/1"
@@ -1116,8 +1090,7 @@ def _validate_changed(
     fingerprint_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    validation, prepare_s = eng.validate(source, table, rows, skip_rows=rows is None,
-                                         merged=isinstance(rows, _ArrowTable))
+    validation, prepare_s = eng.validate(source, table, rows, skip_rows=rows is None)
     t2 = time.perf_counter()
 
     out_rows: list[tuple] = []

@@ -83,9 +83,9 @@ def test_incremental_run_validates_only_the_changed_tenant_days_rows(tmp_path, m
     seen: list[int] = []
     real = dc._Engine.validate
 
-    def spy(self, source, table, rows=None, skip_rows=False, merged=False):
+    def spy(self, source, table, rows=None, skip_rows=False):
         seen.append(-1 if skip_rows else (rows or table).height)
-        return real(self, source, table, rows, skip_rows, merged)
+        return real(self, source, table, rows, skip_rows)
 
     with Warehouse(tmp_path).connect() as con:
         Warehouse.publish(con, {"settlements": settlements(HISTORY)})
