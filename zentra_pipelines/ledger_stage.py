@@ -452,8 +452,30 @@ def touched_rows(archive: pl.DataFrame, first_new: int) -> pl.Series:
         postings, journals = more_p, more_j
 
 
+@dataclass
+class _ArchiveView:
+    """The archive after this run's append, as much of it as the path needs: ``ids``
+    (row_id, posting_id, journal_id of the earlier rows, archive order) and ``added``
+    (this run's rows) for an incremental run, or ``rows`` (every row) for a full one."""
+
+    ids: pl.DataFrame | None
+    added: pl.DataFrame
+    rows: pl.DataFrame | None
+
+    def whole(self, con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+        """Every archived row in archive order (read back when only ids were read)."""
+        if self.rows is None:
+            self.rows = read_archive(con)
+        return self.rows
+
+
 def _build_incremental(
-    archive: pl.DataFrame, first_new: int, source_accounts: pl.DataFrame, basis: _Basis, clock: dict[str, float]
+    con: duckdb.DuckDBPyConnection,
+    view: _ArchiveView,
+    first_new: int,
+    source_accounts: pl.DataFrame,
+    basis: _Basis,
+    clock: dict[str, float],
 ) -> _Built | None:
     """The full recompute's result, computed from the published basis and the rows the
     new ones touch; None when a global rule could make it differ (then the caller
@@ -469,13 +491,27 @@ def _build_incremental(
     """
     t = time.perf_counter()
     accounts, _ambiguous = ledger.normalise_accounts(source_accounts)
-    mask = touched_rows(archive, first_new)
-    touched = archive.filter(mask)
+    if view.ids is None or view.ids.height != first_new:
+        return None  # the archive is not the one the basis was shown for: validate everything
+    added = view.added.select([pl.col(c).cast(t) for c, t in ledger.SOURCE_SCHEMA.items()])
+    ids = pl.concat([view.ids.select("posting_id", "journal_id"), added.select("posting_id", "journal_id")])
+    mask = touched_rows(ids, first_new)
+    del ids
+    rowids = view.ids.select("row_id").filter(mask.slice(0, first_new))
+    con.register("_ledger_rowids", rowids)
+    try:
+        old_touched = con.sql(load_sql("select_ledger_source_rows_by_rowid")).pl()
+    finally:
+        con.unregister("_ledger_rowids")
+    old_touched = old_touched.select([pl.col(c).cast(t) for c, t in ledger.SOURCE_SCHEMA.items()])
+    if old_touched.height != rowids.height:
+        return None  # the archive is not what its ids said: validate everything
+    touched = pl.concat([old_touched, added.filter(mask.slice(first_new))], how="vertical")
+    received = first_new + added.height
     postings, quarantine_new = ledger.validate_postings(touched, source_accounts)
     # Re-reads collapse within a posting_id, and the touched rows hold every row of
     # theirs: the published tables' collapsed count (received - accepted - quarantined,
     # which their audit checked) changes only by what the touched rows' count changed.
-    old_touched = archive.slice(0, first_new).filter(mask.slice(0, first_new))
     published_collapsed = first_new - basis.entries.height - basis.quarantine.height
     collapsed = published_collapsed - ledger.collapsed_rereads(old_touched) + ledger.collapsed_rereads(touched)
     ids = touched.select("posting_id", "journal_id")
@@ -513,7 +549,7 @@ def _build_incremental(
         scope = AuditScope(tail=chained, seeds=seeds, journals=journals.unique())
     clock["chain"] = time.perf_counter() - t
     clock["rechained"] = float(chained.height)
-    return _Built(entries, quarantine, accounts, archive.height, collapsed, scope)
+    return _Built(entries, quarantine, accounts, received, collapsed, scope)
 
 
 
@@ -598,34 +634,44 @@ def run_ledger(
     clock["read"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    # The archive as validated is what earlier runs archived plus what this run appends,
-    # in that (the table's) order: read the earlier rows before appending and add the
-    # new ones from memory, instead of reading every row back after the append (at 1M
-    # intents a first run read its 6M rows straight back: ~7 CPU s, ~1 GB of Arrow).
-    archived = read_archive(con)
-    added = _archive_new(con, snap.postings, archived)
     read_rows, source_accounts, engine, since = snap.postings.height, snap.accounts, snap.engine, snap.since
-    del snap  # millions of rows at scale: only their count is needed from here on
-    new = added.height
-    archive = _with_added(archived, added)
-    del archived, added
-    clock["archive"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    n_before = archive.height - new
+    n_before = int(_scalar(con, f'SELECT count(*) FROM "{ARCHIVE}"')) if _exists(con, ARCHIVE) else 0
     basis = _published_basis(con, n_before, source_accounts) if incremental else None
     clock["basis"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if basis is None:
+        # The archive as validated is what earlier runs archived plus what this run appends,
+        # in that (the table's) order: read the earlier rows before appending and add the
+        # new ones from memory, instead of reading every row back after the append (at 1M
+        # intents a first run read its 6M rows straight back: ~7 CPU s, ~1 GB of Arrow).
+        archived = read_archive(con)
+        added = _archive_new(con, snap.postings, archived)
+        view = _ArchiveView(None, added, _with_added(archived, added))
+        del archived
+    else:
+        # Incremental: of the earlier rows only their ids are read (and, later, the few
+        # rows the new ones touch).
+        ids = con.sql(load_sql("select_ledger_source_ids")).pl()
+        added = _archive_new(con, snap.postings)
+        view = _ArchiveView(ids, added, None)
+    del snap  # millions of rows at scale: only their count is needed from here on
+    new = added.height
+    del added
+    clock["archive"] = time.perf_counter() - t
+
+    received = n_before + new
     if basis is not None and new == 0 and as_of is None and extra_audit is None:
-        kept = _published_result(con, basis, archive, source, before, clock)
+        kept = _published_result(con, basis, received, source, before, clock)
         if kept is not None:
             return replace(
                 kept, read_engine=engine, since_applied=since, read=read_rows, reread_collapsed=read_rows,
                 seconds={k: round(v, 3) for k, v in {"path_unchanged": 1.0, **clock}.items()},
             )
-    built = _build_incremental(archive, n_before, source_accounts, basis, clock) if basis else None
+    built = _build_incremental(con, view, n_before, source_accounts, basis, clock) if basis else None
     path = "incremental" if built else "full"
     if built is None:
-        built = _build_full(archive, source_accounts, clock)
+        built = _build_full(view.whole(con), source_accounts, clock)
     try:
         out = _derive_and_publish(con, built, source, before, source_accounts, as_of, extra_audit, clock)
     except IntegrityError:
@@ -635,9 +681,9 @@ def run_ledger(
         # it was published can do that (the incremental rows are the full recompute's
         # otherwise). The full recompute from the archive decides, as it always did.
         path = "full (after the incremental audit failed)"
-        built = _build_full(archive, source_accounts, clock)
+        built = _build_full(view.whole(con), source_accounts, clock)
         out = _derive_and_publish(con, built, source, before, source_accounts, as_of, extra_audit, clock)
-    del archive
+    del view
     entries, quarantine, balances, daily, findings, duplicates, after, published = out
     received, collapsed = built.received, built.collapsed
     clock = {"path_" + path.split(" ")[0]: 1.0, **clock}
@@ -716,7 +762,7 @@ def _derive_and_publish(
 def _published_result(
     con: duckdb.DuckDBPyConnection,
     basis: _Basis,
-    archive: pl.DataFrame,
+    received: int,
     source: str,
     before: datetime | None,
     clock: dict[str, float],
@@ -736,7 +782,7 @@ def _published_result(
     entries = basis.entries
     latest = entries["posted_at"].max() if entries.height else None
     after = max((w for w in (before, latest) if w is not None), default=None)
-    watermark = pl.DataFrame([(source, after, archive.height, entries.height)], schema=WATERMARK_SCHEMA, orient="row")
+    watermark = pl.DataFrame([(source, after, received, entries.height)], schema=WATERMARK_SCHEMA, orient="row")
     if not _same_watermark(basis, watermark):
         return None
     findings = con.sql('SELECT finding_type FROM "ledger_findings"').pl()
@@ -754,9 +800,9 @@ def _published_result(
         read=0,
         new=0,
         reread_collapsed=0,
-        received=archive.height,
+        received=received,
         # the audit that passed these tables checked received = accepted + quarantined + collapsed
-        collapsed=archive.height - entries.height - quarantine.height,
+        collapsed=received - entries.height - quarantine.height,
         accepted=entries.height,
         quarantined=quarantine.height,
         quarantined_by_code=_counts(quarantine, "error_code"),
