@@ -7,15 +7,18 @@ of the archive, and re-running on the same inputs changes nothing.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
 import polars as pl
 
-from zentra_pipelines import intake
+from zentra_pipelines import intake, stage_inputs
+from zentra_pipelines.adapters import warehouse as warehouse_adapter
 from zentra_pipelines.adapters.warehouse import Warehouse
-from zentra_pipelines.domain import errors, money, settlements
+from zentra_pipelines.domain import dedupe, errors, money, settlements
+from zentra_pipelines.domain import deliveries as deliveries_domain
 from zentra_pipelines.domain.accounting import count_by
 from zentra_pipelines.domain.deliveries import accept_deliveries, health_and_replay
 from zentra_pipelines.domain.settlements import SettlementParse, judge_lines, settle_rows
@@ -75,26 +78,48 @@ class DeliveryReport(SourceReport):
 def run_deliveries(con: duckdb.DuckDBPyConnection) -> DeliveryReport:
     """Delivery log → deliveries, webhook health per endpoint and the replay-ready queue.
 
-    Health is measured as of the newest attempt in the log, never the wall clock.
+    Health is measured as of the newest attempt in the log, never the wall clock. When
+    the parsed lines and the code are those the published tables were built from
+    (``stage_inputs``), nothing is rebuilt: the report is read from those tables.
     """
+    cache = intake.refresh_cache(con, "deliveries", "parse_deliveries", "delivery_lines")
+    inputs = stage_inputs.digest(con, cache, [intake.parser_version("parse_deliveries"), DELIVERY_CODE_VERSION])
+    if stage_inputs.unchanged(con, DELIVERY_INPUTS, inputs, DELIVERY_TABLES):
+        (rows,) = con.sql("SELECT count(*) FROM deliveries").fetchall()[0]
+        (replay_rows,) = con.sql("SELECT count(*) FROM replay_queue").fetchall()[0]
+        return _delivery_report(rows, Warehouse.read(con, "deliveries_quarantine"),
+                                Warehouse.read(con, "webhook_health"), replay_rows)
     deliveries, quarantine = parse_delivery_lines(con)
     as_of = deliveries["attempted_at"].max() if deliveries.height else datetime(1970, 1, 1)
     health, replay = health_and_replay(deliveries, as_of)
     Warehouse.publish(
         con,
         {"deliveries": deliveries, "deliveries_quarantine": quarantine, "webhook_health": health,
-         "replay_queue": replay},
+         "replay_queue": replay, DELIVERY_INPUTS: stage_inputs.frame(inputs)},
         allow_empty={"deliveries", "deliveries_quarantine", "webhook_health", "replay_queue"},
     )
+    return _delivery_report(deliveries.height, quarantine, health, replay.height)
+
+
+#: Published with the delivery tables: the digest of what they were built from.
+DELIVERY_INPUTS = "deliveries_inputs"
+DELIVERY_TABLES = ("deliveries", "deliveries_quarantine", "webhook_health", "replay_queue")
+#: The code between the parsed lines and the delivery tables' bytes.
+DELIVERY_CODE_VERSION = intake.source_version(
+    deliveries_domain, dedupe, errors, intake, warehouse_adapter, sys.modules[__name__]
+)
+
+
+def _delivery_report(rows: int, quarantine: pl.DataFrame, health: pl.DataFrame, replay_rows: int) -> DeliveryReport:
     attempts = int(health["attempts"].sum()) if health.height else 0
     successes = int(health["successes"].sum()) if health.height else 0
     return DeliveryReport(
-        rows=deliveries.height,
+        rows=rows,
         quarantined=quarantine.height,
         quarantined_by_code=count_by(quarantine, "error_code"),
         endpoints=health.height,
         failing_endpoints=int(health["failing_now"].sum()) if health.height else 0,
         success_rate_pct=round(100 * successes / attempts, 2) if attempts else 0.0,
-        replay_queue=replay.height,
+        replay_queue=replay_rows,
         fast_retries=int(health["fast_retries"].sum()) if health.height else 0,
     )

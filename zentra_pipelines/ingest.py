@@ -7,16 +7,20 @@ appended in one transaction so a crash never leaves half a file archived.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from zentra_pipelines import intake, stage_inputs
 from zentra_pipelines.adapters import landing
+from zentra_pipelines.adapters import warehouse as warehouse_adapter
 from zentra_pipelines.adapters.config import load_webhook_keys
 from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain import accounting, callbacks, dedupe, errors, ledger
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
 from zentra_pipelines.domain.callbacks import converge
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
@@ -106,6 +110,15 @@ def verify_new_callbacks(con: duckdb.DuckDBPyConnection, webhook_keys: pl.DataFr
     return int(judged)
 
 
+#: Published with the callback tables: the digest of what they were built from.
+CALLBACK_INPUTS = "callbacks_inputs"
+CALLBACK_TABLES = ("callbacks_quarantine", "callback_events", "provider_state", "callback_conflicts")
+#: The code between the judged lines (callback_checked) and the callback tables' bytes.
+CALLBACK_CODE_VERSION = intake.source_version(
+    callbacks, dedupe, errors, ledger, accounting, warehouse_adapter, sys.modules[__name__]
+)
+
+
 @dataclass(frozen=True)
 class CallbackReport:
     verified_now: int
@@ -120,9 +133,26 @@ class CallbackReport:
 
 
 def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> CallbackReport:
-    """Verify newly archived callback lines, then converge every judged line."""
+    """Verify newly archived callback lines, then converge every judged line.
+
+    When the judged lines and the code are those the published tables were built from
+    (``stage_inputs``), nothing is rebuilt: the report is read from those tables.
+    """
     verified = verify_new_callbacks(con, load_webhook_keys(secrets_path))
     (received,) = con.sql("SELECT count(*) FROM callback_checked").fetchall()[0]
+    inputs = stage_inputs.digest(con, "callback_checked", [CALLBACK_CODE_VERSION])
+    if stage_inputs.unchanged(con, CALLBACK_INPUTS, inputs, CALLBACK_TABLES):
+        quarantine = Warehouse.read(con, "callbacks_quarantine")
+        accepted, distinct = con.sql(
+            "SELECT count(*), count(DISTINCT (tenant_id, provider, event_id)) FROM callback_events"
+        ).fetchall()[0]
+        (refs,) = con.sql("SELECT count(*) FROM provider_state").fetchall()[0]
+        (conflicts,) = con.sql("SELECT count(*) FROM callback_conflicts").fetchall()[0]
+        return CallbackReport(
+            verified_now=verified, received=received, accepted=accepted, quarantined=quarantine.height,
+            quarantined_by_code=count_by(quarantine, "error_code"), provider_refs=refs,
+            distinct_events=distinct, duplicates_collapsed=accepted - distinct, conflicts=conflicts,
+        )
     # handed over without a name here, so converge can release it once split into
     # ok and bad lines (2.45M lines at 1M intents: ~0.7 GB not held to the end)
     result = converge(con.sql("SELECT * FROM callback_checked").pl())
@@ -133,6 +163,7 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
             "callback_events": result.events,
             "provider_state": result.state,
             "callback_conflicts": result.conflicts,
+            CALLBACK_INPUTS: stage_inputs.frame(inputs),
         },
         audit=lambda frames: rows_conserved_violations(
             received, frames["callback_events"].height, frames["callbacks_quarantine"].height, "callbacks"

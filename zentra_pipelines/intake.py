@@ -38,13 +38,13 @@ def parser_version(sql_name: str) -> str:
     """Digest of everything a line's verdict depends on besides the line itself."""
     digest = hashlib.sha256()
     for part in (sql_name, load_sql(sql_name), load_sql("create_macros"), json.dumps(PARAMS, sort_keys=True),
-                 _environment()):
+                 environment()):
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()
 
 
-def _environment() -> str:
+def environment() -> str:
     """What every parse depends on besides its own code: the currency list and the engines."""
     return ",".join(sorted(currency_exponents())) + f"|duckdb {duckdb.__version__}|polars {pl.__version__}"
 
@@ -93,6 +93,13 @@ def parse_source(
     ``view`` is the input name the SQL file reads (e.g. intent_lines); both names are
     constants of the caller, never data.
     """
+    cache = refresh_cache(con, source, sql_name, view)
+    order = f" ORDER BY {LINE_ORDER}" if ordered else ""
+    return con.sql(f'SELECT * EXCLUDE ({VERSION_COLUMN}) FROM "{cache}"{order}').pl()
+
+
+def refresh_cache(con: duckdb.DuckDBPyConnection, source: str, sql_name: str, view: str) -> str:
+    """Parse the lines of ``source``'s files not in its cache table yet into it; its name."""
     cache = PARSE_CACHES[source]
     _check_names(view, cache)
     version = parser_version(sql_name)
@@ -114,10 +121,9 @@ def parse_source(
             raise
         finally:
             con.execute("DROP VIEW IF EXISTS " + view)  # a checked identifier, never data
-        order = f" ORDER BY {LINE_ORDER}" if ordered else ""
-        return con.sql(f'SELECT * EXCLUDE ({VERSION_COLUMN}) FROM "{cache}"{order}').pl()
     finally:
         con.unregister("iso_currencies")
+    return cache
 
 
 def _pending_files(con: duckdb.DuckDBPyConnection, source: str, cache: str, version: str) -> list[str] | None:
@@ -176,7 +182,7 @@ def judged_rows(
 
 def source_version(*modules: ModuleType) -> str:
     """Digest of the source of the modules a Python judge is made of."""
-    digest = hashlib.sha256(_environment().encode("utf-8"))
+    digest = hashlib.sha256(environment().encode("utf-8"))
     for module in modules:
         digest.update(module.__name__.encode("utf-8") + b"\0")
         digest.update(Path(module.__file__).read_bytes() + b"\0")
