@@ -525,6 +525,11 @@ def _build_incremental(
     clock["validate"] = time.perf_counter() - t
     if quarantine.select(pl.struct(_QUARANTINE_ORDER).is_duplicated().any()).item():
         return None
+    # _split_balance_overflow works across journals once the accepted amounts together
+    # could leave signed 64-bit: only when no journal was (or would now be) removed that
+    # way and the amounts stay inside the range does no run, whole or touched, engage it.
+    if _overflow_removed(basis.quarantine) or _overflow_removed(quarantine_new):
+        return None
     kept_abs = old.filter(~gone).select(pl.col("amount_minor").cast(pl.Int128).abs().sum()).item() or 0
     new_abs = postings.select(pl.col("amount_minor").cast(pl.Int128).abs().sum()).item() or 0
     if kept_abs + new_abs > INT64_MAX:
@@ -578,6 +583,15 @@ def _interleave_by_tenant(prefix: pl.DataFrame, tail: pl.DataFrame) -> pl.DataFr
             if tenant in at:
                 parts.append(frame.slice(*at[tenant]))
     return pl.concat(parts, how="vertical", rechunk=False) if parts else prefix.clear()
+
+
+def _overflow_removed(quarantine: pl.DataFrame) -> bool:
+    """Whether a journal was quarantined because it would carry a balance outside signed
+    64-bit (its detail starts with 'journal '; a row's own out-of-range amount starts
+    with 'amount_minor ')."""
+    return bool(quarantine.height) and quarantine.filter(
+        (pl.col("error_code") == errors.AMOUNT_OUT_OF_RANGE) & pl.col("detail").str.starts_with("journal ")
+    ).height > 0
 
 
 #: ``validate_postings``' quarantine order.

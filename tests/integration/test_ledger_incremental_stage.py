@@ -229,3 +229,13 @@ def test_a_reread_spelled_differently_collapses_and_counts_like_the_full_recompu
     assert "path_incremental" in result.seconds
     assert result.collapsed == full_result.collapsed == 1
     assert_same(inc, full)
+
+
+def test_amounts_that_could_overflow_a_balance_take_the_full_path(tmp_path: Path) -> None:
+    huge = 9_000_000_000_000_000_000
+    at = ts(START + timedelta(days=30))
+    rows = journal("big1", at, amount=huge) + journal("big2", at, amount=huge)
+    result, inc, full = history_then(tmp_path, lambda url: add_sqlite(url, rows))
+    assert "path_full" in result.seconds
+    assert inc["ledger_postings_quarantine"].height >= 2
+    assert_same(inc, full)
