@@ -56,6 +56,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -1023,8 +1024,8 @@ def _day_key(contract: Contract) -> str:
 @cache
 def _rules_digest(source: str) -> str:
     """What a cached count depends on besides the rows: the row-local rules of the source,
-    its column types and the versions of the libraries that validate (a change re-validates
-    every tenant-day once)."""
+    its column types, the versions of the libraries that validate and this module's source
+    (how rows become GX frames lives here); a change re-validates every tenant-day once."""
     import hashlib
     import json
     from importlib import metadata
@@ -1036,6 +1037,7 @@ def _rules_digest(source: str) -> str:
                   for r in contract.rules() if _row_local(r)],
         "columns": {c: str(t) for c, t in contract.columns.items()},
         "versions": {n: metadata.version(n) for n in ("great_expectations", "pandas", "pyarrow", "polars")},
+        "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -124,3 +124,22 @@ def test_day_key_keeps_null_tenants_and_days_apart():
         "('N', NULL), (NULL, NULL)) AS v(tenant_id, settled_at)"
     ).fetchall()
     assert [r[0] for r in rows] == ["2026-11-24|Vt", "2026-11-24|N", "N|VN", "N|N"]
+
+
+def test_a_cache_written_under_other_rules_or_code_is_not_used(tmp_path, monkeypatch):
+    seen: list[int] = []
+    real = dc._Engine.validate
+
+    def spy(self, source, table, rows=None, skip_rows=False):
+        seen.append(-1 if skip_rows else (rows or table).height)
+        return real(self, source, table, rows, skip_rows)
+
+    frame = settlements(HISTORY)
+    with Warehouse(tmp_path).connect() as con:
+        Warehouse.publish(con, {"settlements": frame})
+        _run(con)
+        monkeypatch.setattr(dc, "_rules_digest", lambda source: "another-digest")
+        monkeypatch.setattr(dc._Engine, "validate", spy)
+        results, by_tenant = _run(con)
+    assert seen == [frame.height]  # every row validated again
+    assert_frame_equal(results, _whole(frame).results)
