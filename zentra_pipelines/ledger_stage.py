@@ -7,10 +7,16 @@
 3. append the genuinely new raw rows to the append-only archive ``ledger_source_rows``
    (identical re-reads collapse on posting_id + content hash; a re-read with different
    content is kept, so that validation can quarantine every copy as a conflict);
-4. validate ALL archived rows (so a rerun is deterministic and a late conflict is seen),
-   chain, rebuild balances, derive findings;
+4. validate the archived rows, chain, rebuild balances, derive findings. The result is
+   always that of validating and chaining ALL archived rows (so a rerun is deterministic
+   and a late conflict is seen). When the published tables provably are that result for
+   the rows archived before this run (``_published_basis``), only the rows the new ones
+   touch are validated and each tenant's chain is rebuilt from its first changed entry
+   (``_build_incremental``); anything global that could differ falls back to the full
+   recompute, and so does an incremental result that fails the audit;
 5. publish the ledger tables as one unit through ``Warehouse.publish``, whose audit runs
-   the blocking invariants over exactly the frames about to be staged. Any violation, or an empty
+   the blocking invariants over exactly the frames about to be staged (on an incremental
+   run, over what changed: ``ledger_audit``'s scope, sound by ``entries_digest``). Any violation, or an empty
    ledger, raises ``IntegrityError`` and leaves the previously published tables as
    they were.
 
