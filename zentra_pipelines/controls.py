@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from zentra_pipelines import intake
+from zentra_pipelines import intake, stage_inputs
+from zentra_pipelines.adapters import warehouse as warehouse_adapter
 from zentra_pipelines.adapters.config import load_policies
 from zentra_pipelines.adapters.warehouse import Warehouse
-from zentra_pipelines.domain import policy
+from zentra_pipelines.domain import dedupe, errors, policy
+from zentra_pipelines.domain import intents as intents_domain
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
 from zentra_pipelines.domain.intents import accept_intents
 
@@ -31,7 +34,23 @@ class ControlReport:
     policy_versions: dict[str, str]
 
 
+#: Published with the intent tables: the digest of what they were built from.
+INTENT_INPUTS = "intents_inputs"
+INTENT_TABLES = ("intents", "intents_quarantine")
+
+
 def run_intents(con: duckdb.DuckDBPyConnection) -> IntentReport:
+    """Intent lines → intents and their quarantine; skipped (the report read from the
+    published tables) when the parsed lines and the code are those the tables were built
+    from (``stage_inputs``)."""
+    cache = intake.refresh_cache(con, "intents", "parse_intents", "intent_lines")
+    inputs = stage_inputs.digest(con, cache, [intake.parser_version("parse_intents"), INTENT_CODE_VERSION])
+    if stage_inputs.unchanged(con, INTENT_INPUTS, inputs, INTENT_TABLES):
+        (received,) = con.sql(f'SELECT count(*) FROM "{cache}"').fetchall()[0]
+        count, copies = con.sql("SELECT count(*), coalesce(sum(copies), 0) FROM intents").fetchall()[0]
+        quarantine = Warehouse.read(con, "intents_quarantine")
+        return IntentReport(received=received, accepted_lines=int(copies), intents=count,
+                            quarantined=quarantine.height, quarantined_by_code=count_by(quarantine, "error_code"))
     # any order: accept_intents keeps one of identical copies per key and sorts by key,
     # and its quarantine by line
     parsed = intake.parse_source(con, "intents", "parse_intents", "intent_lines", ordered=False)
@@ -39,7 +58,7 @@ def run_intents(con: duckdb.DuckDBPyConnection) -> IntentReport:
     accepted_lines = int(intents["copies"].sum()) if intents.height else 0
     Warehouse.publish(
         con,
-        {"intents": intents, "intents_quarantine": quarantine},
+        {"intents": intents, "intents_quarantine": quarantine, INTENT_INPUTS: stage_inputs.frame(inputs)},
         audit=lambda f: rows_conserved_violations(parsed.height, accepted_lines, f["intents_quarantine"].height, "intents"),
         allow_empty={"intents_quarantine"} | ({"intents"} if parsed.height == 0 else set()),
     )
@@ -70,3 +89,6 @@ def run_controls(con: duckdb.DuckDBPyConnection, policies_path: Path) -> Control
         policy_versions=dict(sorted(decisions.select("tenant_id", "policy_version").unique().iter_rows())),
     )
 
+
+#: The code between the parsed lines and the intent tables' bytes.
+INTENT_CODE_VERSION = intake.source_version(intents_domain, dedupe, errors, intake, warehouse_adapter, sys.modules[__name__])

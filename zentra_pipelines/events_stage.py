@@ -55,11 +55,21 @@ class SourceReport:
 
 
 def run_settlements(con: duckdb.DuckDBPyConnection) -> SourceReport:
+    """Settlement lines → settlements, their quarantine and conflicting refs; skipped (the
+    report read from the published tables) when the judged rows and the code are those
+    the tables were built from (``stage_inputs``)."""
+    cache = intake.refresh_judged(con, "settlements", judge_lines, SETTLEMENT_JUDGE_VERSION)
+    inputs = stage_inputs.digest(con, cache, [SETTLEMENT_JUDGE_VERSION, SETTLEMENT_CODE_VERSION])
+    if stage_inputs.unchanged(con, SETTLEMENT_INPUTS, inputs, SETTLEMENT_TABLES):
+        quarantine = Warehouse.read(con, "settlements_quarantine")
+        (rows,) = con.sql("SELECT count(*) FROM settlements").fetchall()[0]
+        (conflicts,) = con.sql("SELECT count(*) FROM settlement_conflicts").fetchall()[0]
+        return SourceReport(rows, quarantine.height, count_by(quarantine, "error_code"), conflicts)
     parsed = parse_settlement_lines(con)
     Warehouse.publish(
         con,
         {"settlements": parsed.settlements, "settlements_quarantine": parsed.quarantine,
-         "settlement_conflicts": parsed.conflicts},
+         "settlement_conflicts": parsed.conflicts, SETTLEMENT_INPUTS: stage_inputs.frame(inputs)},
         allow_empty={"settlements", "settlements_quarantine", "settlement_conflicts"},
     )
     return SourceReport(parsed.settlements.height, parsed.quarantine.height,
@@ -100,6 +110,13 @@ def run_deliveries(con: duckdb.DuckDBPyConnection) -> DeliveryReport:
     )
     return _delivery_report(deliveries.height, quarantine, health, replay.height)
 
+
+#: Published with the settlement tables: the digest of what they were built from.
+SETTLEMENT_INPUTS = "settlements_inputs"
+SETTLEMENT_TABLES = ("settlements", "settlements_quarantine", "settlement_conflicts")
+#: The code between the judged rows and the settlement tables' bytes (settle_rows is in
+#: the judge's module, already in SETTLEMENT_JUDGE_VERSION).
+SETTLEMENT_CODE_VERSION = intake.source_version(dedupe, intake, warehouse_adapter, sys.modules[__name__])
 
 #: Published with the delivery tables: the digest of what they were built from.
 DELIVERY_INPUTS = "deliveries_inputs"

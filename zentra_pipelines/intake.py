@@ -162,6 +162,16 @@ def judged_rows(
     that file's lines only (and on ``version``, the judge's code), through the source's
     cache table like ``parse_source``: only the files not judged yet are judged. Rows come
     ordered by (source_file, file_sha256, line_no)."""
+    cache = refresh_judged(con, source, judge, version)
+    return con.sql(
+        f'SELECT * EXCLUDE ({VERSION_COLUMN}) FROM "{cache}" ORDER BY source_file, file_sha256, line_no'
+    ).pl()
+
+
+def refresh_judged(
+    con: duckdb.DuckDBPyConnection, source: str, judge: Callable[[pl.DataFrame], pl.DataFrame], version: str
+) -> str:
+    """Judge the lines of ``source``'s files not in its cache table yet into it; its name."""
     cache = PARSE_CACHES[source]
     _check_names("lines", cache)
     con.execute("BEGIN TRANSACTION")
@@ -175,9 +185,7 @@ def judged_rows(
     except Exception:
         con.execute("ROLLBACK")
         raise
-    return con.sql(
-        f'SELECT * EXCLUDE ({VERSION_COLUMN}) FROM "{cache}" ORDER BY source_file, file_sha256, line_no'
-    ).pl()
+    return cache
 
 
 def source_version(*modules: ModuleType) -> str:

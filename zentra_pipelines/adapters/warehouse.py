@@ -43,7 +43,7 @@ TABLES = frozenset(
         # per-line parse caches (keyed by file_sha256, line_no; see intake.parse_source)
         "deliveries_parsed", "intents_parsed", "settlements_parsed",
         # digests of what published stage tables were built from (see stage_inputs)
-        "deliveries_inputs", "callbacks_inputs",
+        "deliveries_inputs", "callbacks_inputs", "settlements_inputs", "intents_inputs",
         # callbacks
         "callbacks_quarantine", "callback_events", "provider_state", "ingest_accounting",
         # intents and controls
