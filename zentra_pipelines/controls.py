@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from zentra_pipelines import intake, stage_inputs
-from zentra_pipelines.adapters import warehouse as warehouse_adapter
 from zentra_pipelines.adapters.config import load_policies
 from zentra_pipelines.adapters.warehouse import Warehouse
-from zentra_pipelines.domain import dedupe, errors, policy
-from zentra_pipelines.domain import intents as intents_domain
+from zentra_pipelines.domain import policy
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
 from zentra_pipelines.domain.intents import accept_intents
 
@@ -44,7 +41,7 @@ def run_intents(con: duckdb.DuckDBPyConnection) -> IntentReport:
     published tables) when the parsed lines and the code are those the tables were built
     from (``stage_inputs``)."""
     cache = intake.refresh_cache(con, "intents", "parse_intents", "intent_lines")
-    inputs = stage_inputs.digest(con, cache, [intake.parser_version("parse_intents"), INTENT_CODE_VERSION])
+    inputs = stage_inputs.digest(con, cache, [intake.parser_version("parse_intents")])
     if stage_inputs.unchanged(con, INTENT_INPUTS, inputs, INTENT_TABLES):
         (received,) = con.sql(f'SELECT count(*) FROM "{cache}"').fetchall()[0]
         count, copies = con.sql("SELECT count(*), coalesce(sum(copies), 0) FROM intents").fetchall()[0]
@@ -89,6 +86,3 @@ def run_controls(con: duckdb.DuckDBPyConnection, policies_path: Path) -> Control
         policy_versions=dict(sorted(decisions.select("tenant_id", "policy_version").unique().iter_rows())),
     )
 
-
-#: The code between the parsed lines and the intent tables' bytes.
-INTENT_CODE_VERSION = intake.source_version(intents_domain, dedupe, errors, intake, warehouse_adapter, sys.modules[__name__])

@@ -56,11 +56,11 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.money import currency_exponents
 
@@ -1024,11 +1024,11 @@ def _day_key(contract: Contract) -> str:
 @cache
 def _rules_digest(source: str) -> str:
     """What a cached count depends on besides the rows: the row-local rules of the source,
-    its column types, the versions of the libraries that validate and this module's source
-    (how rows become GX frames lives here); a change re-validates every tenant-day once."""
+    its column types and the code (``code_version``: this module, where rows become GX
+    frames, and the versions of GX and the engines); a change re-validates every
+    tenant-day once."""
     import hashlib
     import json
-    from importlib import metadata
 
     contract = _CONTRACTS[source]
     payload = {
@@ -1036,8 +1036,7 @@ def _rules_digest(source: str) -> str:
         "rules": [[r.rule, r.level, r.expectation, repr(r.kwargs), r.row_condition]
                   for r in contract.rules() if _row_local(r)],
         "columns": {c: str(t) for c, t in contract.columns.items()},
-        "versions": {n: metadata.version(n) for n in ("great_expectations", "pandas", "pyarrow", "polars")},
-        "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        "code": code_version(),  # this module, the engines' and GX's versions among it
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -7,7 +7,6 @@ of the archive, and re-running on the same inputs changes nothing.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,16 +14,13 @@ import duckdb
 import polars as pl
 
 from zentra_pipelines import intake, stage_inputs
-from zentra_pipelines.adapters import warehouse as warehouse_adapter
 from zentra_pipelines.adapters.warehouse import Warehouse
-from zentra_pipelines.domain import dedupe, errors, money, settlements
-from zentra_pipelines.domain import deliveries as deliveries_domain
 from zentra_pipelines.domain.accounting import count_by
 from zentra_pipelines.domain.deliveries import accept_deliveries, health_and_replay
 from zentra_pipelines.domain.settlements import SettlementParse, judge_lines, settle_rows
 
 #: What a settlement line's verdict depends on besides the line and its file's header.
-SETTLEMENT_JUDGE_VERSION = intake.source_version(settlements, money, errors)
+SETTLEMENT_JUDGE = "judge_settlements"
 
 
 def parse_settlement_lines(con: duckdb.DuckDBPyConnection) -> SettlementParse:
@@ -34,7 +30,7 @@ def parse_settlement_lines(con: duckdb.DuckDBPyConnection) -> SettlementParse:
     received = archived lines - files with at least one line. A file's rows depend on
     that file's lines only, so they are judged once and kept (``settlements_parsed``).
     """
-    return settle_rows(intake.judged_rows(con, "settlements", judge_lines, SETTLEMENT_JUDGE_VERSION))
+    return settle_rows(intake.judged_rows(con, "settlements", judge_lines, intake.parser_version(SETTLEMENT_JUDGE)))
 
 
 def parse_delivery_lines(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -58,8 +54,8 @@ def run_settlements(con: duckdb.DuckDBPyConnection) -> SourceReport:
     """Settlement lines → settlements, their quarantine and conflicting refs; skipped (the
     report read from the published tables) when the judged rows and the code are those
     the tables were built from (``stage_inputs``)."""
-    cache = intake.refresh_judged(con, "settlements", judge_lines, SETTLEMENT_JUDGE_VERSION)
-    inputs = stage_inputs.digest(con, cache, [SETTLEMENT_JUDGE_VERSION, SETTLEMENT_CODE_VERSION])
+    cache = intake.refresh_judged(con, "settlements", judge_lines, intake.parser_version(SETTLEMENT_JUDGE))
+    inputs = stage_inputs.digest(con, cache, [intake.parser_version(SETTLEMENT_JUDGE)])
     if stage_inputs.unchanged(con, SETTLEMENT_INPUTS, inputs, SETTLEMENT_TABLES):
         quarantine = Warehouse.read(con, "settlements_quarantine")
         (rows,) = con.sql("SELECT count(*) FROM settlements").fetchall()[0]
@@ -93,7 +89,7 @@ def run_deliveries(con: duckdb.DuckDBPyConnection) -> DeliveryReport:
     (``stage_inputs``), nothing is rebuilt: the report is read from those tables.
     """
     cache = intake.refresh_cache(con, "deliveries", "parse_deliveries", "delivery_lines")
-    inputs = stage_inputs.digest(con, cache, [intake.parser_version("parse_deliveries"), DELIVERY_CODE_VERSION])
+    inputs = stage_inputs.digest(con, cache, [intake.parser_version("parse_deliveries")])
     if stage_inputs.unchanged(con, DELIVERY_INPUTS, inputs, DELIVERY_TABLES):
         (rows,) = con.sql("SELECT count(*) FROM deliveries").fetchall()[0]
         (replay_rows,) = con.sql("SELECT count(*) FROM replay_queue").fetchall()[0]
@@ -114,17 +110,10 @@ def run_deliveries(con: duckdb.DuckDBPyConnection) -> DeliveryReport:
 #: Published with the settlement tables: the digest of what they were built from.
 SETTLEMENT_INPUTS = "settlements_inputs"
 SETTLEMENT_TABLES = ("settlements", "settlements_quarantine", "settlement_conflicts")
-#: The code between the judged rows and the settlement tables' bytes (settle_rows is in
-#: the judge's module, already in SETTLEMENT_JUDGE_VERSION).
-SETTLEMENT_CODE_VERSION = intake.source_version(dedupe, intake, warehouse_adapter, sys.modules[__name__])
 
 #: Published with the delivery tables: the digest of what they were built from.
 DELIVERY_INPUTS = "deliveries_inputs"
 DELIVERY_TABLES = ("deliveries", "deliveries_quarantine", "webhook_health", "replay_queue")
-#: The code between the parsed lines and the delivery tables' bytes.
-DELIVERY_CODE_VERSION = intake.source_version(
-    deliveries_domain, dedupe, errors, intake, warehouse_adapter, sys.modules[__name__]
-)
 
 
 def _delivery_report(rows: int, quarantine: pl.DataFrame, health: pl.DataFrame, replay_rows: int) -> DeliveryReport:

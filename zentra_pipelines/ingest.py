@@ -7,20 +7,18 @@ appended in one transaction so a crash never leaves half a file archived.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from zentra_pipelines import intake, stage_inputs
+from zentra_pipelines import stage_inputs
 from zentra_pipelines.adapters import landing
-from zentra_pipelines.adapters import warehouse as warehouse_adapter
+from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.config import load_webhook_keys
 from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
-from zentra_pipelines.domain import accounting, callbacks, dedupe, errors, ledger
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
 from zentra_pipelines.domain.callbacks import converge
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
@@ -113,10 +111,6 @@ def verify_new_callbacks(con: duckdb.DuckDBPyConnection, webhook_keys: pl.DataFr
 #: Published with the callback tables: the digest of what they were built from.
 CALLBACK_INPUTS = "callbacks_inputs"
 CALLBACK_TABLES = ("callbacks_quarantine", "callback_events", "provider_state", "callback_conflicts")
-#: The code between the judged lines (callback_checked) and the callback tables' bytes.
-CALLBACK_CODE_VERSION = intake.source_version(
-    callbacks, dedupe, errors, ledger, accounting, warehouse_adapter, sys.modules[__name__]
-)
 
 
 @dataclass(frozen=True)
@@ -140,7 +134,7 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
     """
     verified = verify_new_callbacks(con, load_webhook_keys(secrets_path))
     (received,) = con.sql("SELECT count(*) FROM callback_checked").fetchall()[0]
-    inputs = stage_inputs.digest(con, "callback_checked", [CALLBACK_CODE_VERSION])
+    inputs = stage_inputs.digest(con, "callback_checked", [code_version()])
     if stage_inputs.unchanged(con, CALLBACK_INPUTS, inputs, CALLBACK_TABLES):
         quarantine = Warehouse.read(con, "callbacks_quarantine")
         accepted, distinct = con.sql(

@@ -13,14 +13,12 @@ missing) is parsed again from the whole archive, exactly as the first run does.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 
 import duckdb
 import polars as pl
 
+from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
 from zentra_pipelines.adapters.warehouse import TABLES, Warehouse
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
@@ -35,18 +33,9 @@ VERSION_COLUMN = "parser_version"
 
 
 def parser_version(sql_name: str) -> str:
-    """Digest of everything a line's verdict depends on besides the line itself."""
-    digest = hashlib.sha256()
-    for part in (sql_name, load_sql(sql_name), load_sql("create_macros"), json.dumps(PARAMS, sort_keys=True),
-                 environment()):
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def environment() -> str:
-    """What every parse depends on besides its own code: the currency list and the engines."""
-    return ",".join(sorted(currency_exponents())) + f"|duckdb {duckdb.__version__}|polars {pl.__version__}"
+    """Digest of everything a line's verdict depends on besides the line itself: which
+    parser, and the code, shipped data (currency list) and engines (``code_version``)."""
+    return hashlib.sha256(f"{sql_name}\0{code_version()}".encode()).hexdigest()
 
 
 def _lines_view(con: duckdb.DuckDBPyConnection, source: str, view: str, files: list[str] | None) -> None:
@@ -186,12 +175,3 @@ def refresh_judged(
         con.execute("ROLLBACK")
         raise
     return cache
-
-
-def source_version(*modules: ModuleType) -> str:
-    """Digest of the source of the modules a Python judge is made of."""
-    digest = hashlib.sha256(environment().encode("utf-8"))
-    for module in modules:
-        digest.update(module.__name__.encode("utf-8") + b"\0")
-        digest.update(Path(module.__file__).read_bytes() + b"\0")
-    return digest.hexdigest()

@@ -36,6 +36,7 @@ from operator import methodcaller
 import duckdb
 import polars as pl
 
+from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.ledger_source import describe_source, read_source
 from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Audit, IntegrityError, Warehouse
@@ -48,7 +49,7 @@ WATERMARK = "ledger_watermark"
 #: Bookkeeping beside the ledger tables, published with them: the digest of the
 #: ledger_entries frame the audit passed (see ``entries_digest``).
 DIGEST = "ledger_entries_digest"
-DIGEST_SCHEMA: dict[str, pl.DataType] = {"entries": pl.Int64(), "digest": pl.String()}
+DIGEST_SCHEMA: dict[str, pl.DataType] = {"entries": pl.Int64(), "digest": pl.String(), "code": pl.String()}
 LEDGER_TABLES = (
     "ledger_entries", "ledger_postings_quarantine", "ledger_accounts", "ledger_balances",
     "daily_balances", "ledger_findings", "ledger_watermark",
@@ -316,11 +317,13 @@ def entries_digest(entries: pl.DataFrame) -> pl.DataFrame:
     it with the same digest of the table it reads back, so it builds on rows an audit
     passed only when the table still holds exactly them (an edit, insert or delete
     since then changes it, and the whole ledger is audited again). Polars' row hash is
-    stable within one Polars version; another version only costs one full audit.
+    stable within one Polars version; another version only costs one full audit. The
+    code that published the frame (``code_version``) is recorded too: tables published
+    by other code are never the basis of an incremental run.
     """
     frame = ledger._utc_posted(entries).select([pl.col(c).cast(t) for c, t in ledger.ENTRY_SCHEMA.items()])
     total = frame.hash_rows().cast(pl.Int128).sum() if frame.height else 0
-    return pl.DataFrame([(frame.height, str(total))], schema=DIGEST_SCHEMA, orient="row")
+    return pl.DataFrame([(frame.height, str(total), code_version())], schema=DIGEST_SCHEMA, orient="row")
 
 
 def _combine(first: Audit, extra: Audit | None) -> Audit:
@@ -387,10 +390,15 @@ def _published_basis(con: duckdb.DuckDBPyConnection, archived: int, source_accou
     ``normalise_accounts``: its kept accounts are ``ledger_accounts`` as published, and
     the ambiguous ones (defined twice) only ever show in a quarantine detail; so equal
     accounts, no ambiguous account now and no such detail then mean the same verdicts.
+    The tables must also have been published by this very code (``DIGEST``'s code
+    column): other code may validate or chain differently.
     """
-    names = ("ledger_entries", "ledger_postings_quarantine", "ledger_accounts", WATERMARK)
+    names = ("ledger_entries", "ledger_postings_quarantine", "ledger_accounts", WATERMARK, DIGEST)
     if archived == 0 or not all(_exists(con, name) for name in names):
         return None
+    digest = con.sql(f'SELECT * FROM "{DIGEST}"').pl()
+    if digest.height != 1 or "code" not in digest.columns or digest["code"][0] != code_version():
+        return None  # published by other code (or by code that kept no digest): validate everything once
     watermark = con.sql(f'SELECT * FROM "{WATERMARK}"').pl()
     if watermark.height != 1 or watermark["archived_rows"][0] != archived:
         return None
@@ -410,9 +418,7 @@ def _published_basis(con: duckdb.DuckDBPyConnection, archived: int, source_accou
     entries = entries.select([pl.col(c).cast(t) for c, t in ledger.ENTRY_SCHEMA.items()])
     if not ledger.in_order(entries, ledger.ENTRY_ORDER):
         return None  # the prefix/tail split needs the published entry order
-    audited = _exists(con, DIGEST) and _frames_equal(
-        con.sql(f'SELECT * FROM "{DIGEST}"').pl(), entries_digest(entries), DIGEST_SCHEMA
-    )
+    audited = _frames_equal(digest, entries_digest(entries), DIGEST_SCHEMA)
     return _Basis(
         entries=entries,
         quarantine=quarantine.select([pl.col(c).cast(t) for c, t in ledger.QUARANTINE_SCHEMA.items()]),

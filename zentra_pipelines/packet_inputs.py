@@ -16,7 +16,7 @@ are left out: they move with every run's as-of); the intent timeline of the inte
 balances up to that day (closing balances carry forward); the unbalanced journals among
 that day's entries (the day's checks read them); and, for every day alike, the signing
 key id, the packet tables' schemas, the library versions that write the bytes and a
-digest of this package's source (a code change rebuilds every packet once, and the
+digest of this package's source (``code_version``: a code change rebuilds every packet once, and the
 content comparison still seals a new version only where bytes differ).
 
 What it is not: evidence. The hash is DuckDB's fast non-cryptographic ``hash``; the
@@ -32,13 +32,12 @@ import json
 import os
 from collections import defaultdict
 from datetime import date
-from functools import cache
 from importlib import metadata
-from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import packet_plan
 
@@ -92,7 +91,7 @@ def fingerprints(
         present.update({key: set(tables) for key, tables in parts.items()})
     balances = _carried_balances(con, params["tenants"], parts.keys())
     journals = _unbalanced_journals(con, params)
-    common = {"format": FORMAT, "key_id": key_id, "schemas": schemas, "code": code_digest(), "libraries": _versions()}
+    common = {"format": FORMAT, "key_id": key_id, "schemas": schemas, "code": code_version(), "libraries": _versions()}
     return {
         key: hashlib.sha256(json.dumps(
             {"common": common, "tables": tables, "balances": balances.get(key), "journals": journals.get(key)},
@@ -150,16 +149,6 @@ def _unbalanced_journals(con: duckdb.DuckDBPyConnection, params: dict) -> dict[K
         params=params,
     ).fetchall()
     return {(tenant, day): [str(n), h] for tenant, day, n, h in rows}
-
-
-@cache
-def code_digest() -> str:
-    """SHA-256 over this package's Python source: packets are rebuilt once after any code change."""
-    root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from importlib import metadata
-from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import ledger as ledger_domain
-from zentra_pipelines.domain import timeline as timeline_domain
 from zentra_pipelines.domain.accounting import count_by
 from zentra_pipelines.domain.reconcile import reconcile
 from zentra_pipelines.domain.routing import routing_decisions
@@ -92,17 +88,10 @@ LEDGER_VIEW_CACHE = "reconcile_ledger_view"
 
 
 def _ledger_view_version(con: duckdb.DuckDBPyConnection) -> str:
-    """What a cached view row depends on besides its intent's entries: the ledger module's
-    code, the Polars version and the accounts (any change there rebuilds every row once)."""
-    digest = hashlib.sha256()
-    for part in (
-        Path(ledger_domain.__file__).read_bytes(), repr(LEDGER_VIEW_COLUMNS).encode(),
-        load_sql("select_reconcile_entry_fingerprints").encode(),
-        f"polars={metadata.version('polars')}".encode(),
-        con.sql(load_sql("select_reconcile_accounts_digest")).fetchall()[0][0].encode(),
-    ):
-        digest.update(part + b"\0")
-    return digest.hexdigest()
+    """What a cached view row depends on besides its intent's entries: the code
+    (``code_version``) and the accounts (any change there rebuilds every row once)."""
+    accounts = con.sql(load_sql("select_reconcile_accounts_digest")).fetchall()[0][0]
+    return hashlib.sha256(f"{code_version()}\0{accounts}".encode()).hexdigest()
 
 
 def _ledger_view(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, pl.DataFrame | None]:
@@ -206,30 +195,12 @@ TIMELINE_JOURNALS_FROM = "ledger_entries"
 TIMELINE_FINGERPRINTS = "timeline_fingerprints"
 TIMELINE_FINGERPRINT_SCHEMA = {"tenant_id": pl.String, "intent_id": pl.String, "fingerprint": pl.UInt64}
 
-#: What a timeline row depends on besides its inputs: the code that builds it and the libraries
-#: that format and sort it. Any change to one of these changes every fingerprint.
-_TIMELINE_SQL = ("select_timeline_journals", "select_timeline_journals_of_intents", "select_timeline_fingerprints")
-_TIMELINE_LIBRARIES = ("duckdb", "polars")
-
-
-@cache
 def timeline_version() -> str:
-    """A digest of the code that builds timeline rows (domain.timeline, the functions here that
-    read and shape its inputs, their SQL) and of the library versions that format and sort them.
-
-    Mixed into every intent's fingerprint so that fingerprints stored by another version of
-    that code never match: the first run after a change recomputes every intent."""
-    digest = hashlib.sha256()
-    for part in (
-        Path(timeline_domain.__file__).read_bytes(),
-        *(inspect.getsource(f).encode() for f in (_columns, _columns_of_intents, _timeline_of_intents,
-                                                   _tenant_timeline, _timeline_from, _tenant_merge)),
-        repr(TIMELINE_COLUMNS).encode(), _EVENTS_OF_INTENTS.encode(),
-        *(load_sql(name).encode() for name in _TIMELINE_SQL),
-        *(f"{name}={metadata.version(name)}".encode() for name in _TIMELINE_LIBRARIES),
-    ):
-        digest.update(part + b"\0")
-    return digest.hexdigest()
+    """What a timeline row depends on besides its inputs: the code that builds it and the
+    engines that format and sort it (``code_version``). Mixed into every intent's
+    fingerprint, so fingerprints stored by other code never match: the first run after a
+    change recomputes every intent."""
+    return code_version()
 
 
 def timeline_fingerprints(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
