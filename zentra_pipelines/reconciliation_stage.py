@@ -13,7 +13,7 @@ from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import ledger as ledger_domain
-from zentra_pipelines.domain.accounting import count_by
+from zentra_pipelines.domain.accounting import count_by, file_accounting
 from zentra_pipelines.domain.reconcile import reconcile
 from zentra_pipelines.domain.routing import routing_decisions
 from zentra_pipelines.domain.timeline import TIMELINE_SCHEMA, intent_timeline
@@ -362,16 +362,7 @@ def run_accounting(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         quarantined = con.sql(
             f'SELECT source_file, file_sha256, count(*) AS quarantined FROM "{table}" GROUP BY source_file, file_sha256'
         ).pl()
-        parts.append(
-            counted.join(quarantined, on=key, how="left")
-            .with_columns(pl.col("accepted", "quarantined").fill_null(0).cast(pl.Int64), pl.col("received").cast(pl.Int64))
-            .with_columns(
-                source=pl.lit(source),
-                balanced=pl.col("received") == pl.col("accepted") + pl.col("quarantined"),
-            )
-            .select("source", "source_file", "file_sha256", "received", "accepted", "quarantined", "balanced")
-            .sort("source", "source_file", "file_sha256")
-        )
+        parts.append(file_accounting(counted.select(*key, "received"), counted.select(*key, "accepted"), quarantined, source))
     accounting = pl.concat(parts)
     Warehouse.publish(
         con,

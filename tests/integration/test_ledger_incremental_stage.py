@@ -26,6 +26,7 @@ from tests.integration.test_ledger_stage import (
     ts,
     write_sqlite,
 )
+from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.ledger import chain_seeds
 from zentra_pipelines.ledger_stage import (
@@ -239,3 +240,17 @@ def test_amounts_that_could_overflow_a_balance_take_the_full_path(tmp_path: Path
     assert "path_full" in result.seconds
     assert inc["ledger_postings_quarantine"].height >= 2
     assert_same(inc, full)
+
+
+def test_tables_published_by_other_code_take_the_full_path(tmp_path: Path) -> None:
+    """Other code may validate or chain differently: its tables are never the basis."""
+    accounts, postings = make_ledger()
+    url = write_sqlite(tmp_path / "source.sqlite", accounts, postings)
+    with Warehouse(tmp_path / "inc").connect() as con:
+        run_ledger(con, url)
+        con.execute("UPDATE ledger_entries_digest SET code = 'another version'")
+    add_sqlite(url, journal("n1", ts(START + timedelta(days=30))))
+    with Warehouse(tmp_path / "inc").connect() as con:
+        result = run_ledger(con, url)
+        assert con.sql("SELECT code FROM ledger_entries_digest").fetchall() == [(code_version(),)]
+    assert "path_full" in result.seconds

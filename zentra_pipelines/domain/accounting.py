@@ -16,12 +16,22 @@ def per_file_accounting(
 ) -> pl.DataFrame:
     """One row per landing file: received, accepted, quarantined, balanced."""
     key = ["source_file", "file_sha256"]
-    received = lines.group_by(key).agg(pl.len().alias("received"))
-    acc = accepted.group_by(key).agg(pl.len().alias("accepted"))
-    qua = quarantined.group_by(key).agg(pl.len().alias("quarantined"))
+    return file_accounting(
+        lines.group_by(key).agg(pl.len().alias("received")),
+        accepted.group_by(key).agg(pl.len().alias("accepted")),
+        quarantined.group_by(key).agg(pl.len().alias("quarantined")),
+        source,
+    )
+
+
+def file_accounting(received: pl.DataFrame, accepted: pl.DataFrame, quarantined: pl.DataFrame, source: str) -> pl.DataFrame:
+    """The accounting rows from per-file counts (``received``, ``accepted``, ``quarantined``,
+    each keyed by source_file and file_sha256), whoever counted them (Polars or the engine):
+    a file with no accepted or no quarantined row counts 0 there."""
+    key = ["source_file", "file_sha256"]
     return (
-        received.join(acc, on=key, how="left")
-        .join(qua, on=key, how="left")
+        received.join(accepted, on=key, how="left")
+        .join(quarantined, on=key, how="left")
         .with_columns(pl.col("accepted", "quarantined").fill_null(0).cast(pl.Int64), pl.col("received").cast(pl.Int64))
         .with_columns(
             source=pl.lit(source),
