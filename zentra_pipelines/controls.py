@@ -50,7 +50,7 @@ def run_intents(con: duckdb.DuckDBPyConnection) -> IntentReport:
                             quarantined=quarantine.height, quarantined_by_code=count_by(quarantine, "error_code"))
     # any order: accept_intents keeps one of identical copies per key and sorts by key,
     # and its quarantine by line
-    parsed = intake.parse_source(con, "intents", "parse_intents", "intent_lines", ordered=False)
+    parsed = intake.read_cache(con, cache, None)
     intents, quarantine = accept_intents(parsed)
     accepted_lines = int(intents["copies"].sum()) if intents.height else 0
     Warehouse.publish(

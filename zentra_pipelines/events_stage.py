@@ -61,7 +61,7 @@ def run_settlements(con: duckdb.DuckDBPyConnection) -> SourceReport:
         (rows,) = con.sql("SELECT count(*) FROM settlements").fetchall()[0]
         (conflicts,) = con.sql("SELECT count(*) FROM settlement_conflicts").fetchall()[0]
         return SourceReport(rows, quarantine.height, count_by(quarantine, "error_code"), conflicts)
-    parsed = parse_settlement_lines(con)
+    parsed = settle_rows(intake.read_cache(con, cache, intake.FILE_ORDER))
     Warehouse.publish(
         con,
         {"settlements": parsed.settlements, "settlements_quarantine": parsed.quarantine,
@@ -95,7 +95,7 @@ def run_deliveries(con: duckdb.DuckDBPyConnection) -> DeliveryReport:
         (replay_rows,) = con.sql("SELECT count(*) FROM replay_queue").fetchall()[0]
         return _delivery_report(rows, Warehouse.read(con, "deliveries_quarantine"),
                                 Warehouse.read(con, "webhook_health"), replay_rows)
-    deliveries, quarantine = parse_delivery_lines(con)
+    deliveries, quarantine = accept_deliveries(intake.read_cache(con, cache, None))  # any order: see parse_delivery_lines
     as_of = deliveries["attempted_at"].max() if deliveries.height else datetime(1970, 1, 1)
     health, replay = health_and_replay(deliveries, as_of)
     Warehouse.publish(

@@ -29,6 +29,8 @@ PARAMS = {"identifier": IDENTIFIER_PATTERN.strip("^$")}
 PARSE_CACHES = {"deliveries": "deliveries_parsed", "intents": "intents_parsed", "settlements": "settlements_parsed"}
 #: The cached rows' order: unique per line, the order every parse SQL file returns.
 LINE_ORDER = "source_file, line_no, file_sha256"
+#: The judged rows' order (``judged_rows``): file by file, as ``archived_lines`` gives them.
+FILE_ORDER = "source_file, file_sha256, line_no"
 VERSION_COLUMN = "parser_version"
 
 
@@ -82,9 +84,17 @@ def parse_source(
     ``view`` is the input name the SQL file reads (e.g. intent_lines); both names are
     constants of the caller, never data.
     """
-    cache = refresh_cache(con, source, sql_name, view)
-    order = f" ORDER BY {LINE_ORDER}" if ordered else ""
-    return con.sql(f'SELECT * EXCLUDE ({VERSION_COLUMN}) FROM "{cache}"{order}').pl()
+    return read_cache(con, refresh_cache(con, source, sql_name, view), LINE_ORDER if ordered else None)
+
+
+def read_cache(con: duckdb.DuckDBPyConnection, cache: str, order: str | None) -> pl.DataFrame:
+    """The rows of a cache table ``refresh_cache``/``refresh_judged`` just brought up to
+    date, without the version column; ``order``: a constant column list, or None for the
+    table's own order (callers that sort by a key of their own)."""
+    if cache not in PARSE_CACHES.values():
+        raise ValueError(f"table {cache!r} is not a parse cache")
+    by = f" ORDER BY {order}" if order else ""
+    return con.sql(f'SELECT * EXCLUDE ({VERSION_COLUMN}) FROM "{cache}"{by}').pl()
 
 
 def refresh_cache(con: duckdb.DuckDBPyConnection, source: str, sql_name: str, view: str) -> str:
@@ -141,7 +151,7 @@ def archived_lines(con: duckdb.DuckDBPyConnection, source: str, files: list[str]
     relation = con.table("landing_lines").filter(_lines_condition(source, files)).select(
         "source_file", "file_sha256", "line_no", "text", "frame_error", "frame_detail"
     )
-    return relation.order("source_file, file_sha256, line_no").pl()
+    return relation.order(FILE_ORDER).pl()
 
 
 def judged_rows(
@@ -151,10 +161,7 @@ def judged_rows(
     that file's lines only (and on ``version``, the judge's code), through the source's
     cache table like ``parse_source``: only the files not judged yet are judged. Rows come
     ordered by (source_file, file_sha256, line_no)."""
-    cache = refresh_judged(con, source, judge, version)
-    return con.sql(
-        f'SELECT * EXCLUDE ({VERSION_COLUMN}) FROM "{cache}" ORDER BY source_file, file_sha256, line_no'
-    ).pl()
+    return read_cache(con, refresh_judged(con, source, judge, version), FILE_ORDER)
 
 
 def refresh_judged(
