@@ -35,10 +35,9 @@ process, engine excluded: peak RSS 8.2 -> 3.96 GiB; CPU 60-76 s before and 63-72
 over two runs each on a shared, busy box (wall 85-88 -> 102-103 s), but paired in one
 process the three largest tables cost 63 -> 54 CPU s (read, convert, GX; the per-tenant
 re-read of two columns adds ~0.3-1 s per table). At 100k intents (1.4M rows): 1.19 ->
-0.76 GiB, 9.0 -> 8.6 CPU s. Published results byte-identical. The peak is now GX itself on ledger_entries' key part
-(three uniqueness checks over 6.1M ids and 64-char hashes: ~3 GiB in a process that read
-nothing else; about 1 GiB more after the other five tables, memory the allocators and
-DuckDB's buffer pool keep). GX's per-batch MD5 fingerprint of the whole frame is switched
+0.76 GiB, 9.0 -> 8.6 CPU s. Published results byte-identical. Uniqueness rules are shown
+only the rows that repeat a key (``_Repeats``): ledger_entries' three keys over 6.1M rows
+took GX 9.3 s and ~3.7 GiB (the peak of the step) on every row, 2.2 s and 2.2 GiB so. GX's per-batch MD5 fingerprint of the whole frame is switched
 off (it was half the time at 1M rows), and GX's cached copy of each part is released after
 it is validated. The per-tenant table is derived from the row indices GX itself reports
 as unexpected (``result_format="COMPLETE"``), not by validating per tenant: same
@@ -399,8 +398,8 @@ class _Engine:
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         self.datasource = datasource = self.context.data_sources.add_pandas("zentra_warehouse")
         #: per source: [(columns or None for the whole table, exact-int64 ok, batch definition, suite,
-        #: row-local part)]
-        self.parts: dict[str, list[tuple[tuple[str, ...] | None, bool, Any, Any, bool]]] = {}
+        #: row-local part, its uniqueness rules when it holds only those)]
+        self.parts: dict[str, list[tuple[tuple[str, ...] | None, bool, Any, Any, bool, tuple[Rule, ...]]]] = {}
         self.rules: dict[str, dict[str, Rule]] = {}
         #: per source: rule -> GX expectation type ("expect_column_values_to_match_regex")
         self.types: dict[str, dict[str, str]] = {}
@@ -421,8 +420,10 @@ class _Engine:
                 # a row condition does arithmetic on the columns: leave their dtype alone there
                 as_int64 = not any(rule.row_condition for rule in members)
                 local = columns is not None and all(_row_local(rule) for rule in members)
+                unique = tuple(members) if columns is not None and all(
+                    r.expectation in _UNIQUE and r.row_condition is None for r in members) else ()
                 parts.append((columns, as_int64, asset.add_batch_definition_whole_dataframe("whole_table"),
-                              self.context.suites.add(suite), local))
+                              self.context.suites.add(suite), local, unique))
             self.parts[contract.source] = parts
             self.rules[contract.source] = {r.rule: r for r in rules}
 
@@ -453,17 +454,22 @@ class _Engine:
             results: list[Any] = []
             prepare_s = 0.0
             try:
-                plan = [(c, a, b, s, table) for c, a, b, s, local in self.parts[source] if not local]
+                plan = [(c, a, b, s, u, table) for c, a, b, s, local, u in self.parts[source] if not local]
                 if not skip_rows:
-                    plan += [(c, a, b, s, table if rows is None else rows)
-                             for c, a, b, s, local in self.parts[source] if local]
-                for columns, as_int64, batch_definition, suite, source_table in plan:
+                    plan += [(c, a, b, s, u, table if rows is None else rows)
+                             for c, a, b, s, local, u in self.parts[source] if local]
+                for columns, as_int64, batch_definition, suite, unique, source_table in plan:
                     t0 = time.perf_counter()
+                    repeats = _Repeats(source_table, unique) if unique and source_table.repeats_only else None
                     data = (to_pandas_frame(source_table.empty()) if columns is None
+                            else repeats.table.pandas(columns, as_int64) if repeats is not None
                             else source_table.pandas(columns, as_int64))
                     prepare_s += time.perf_counter() - t0
                     batch = batch_definition.get_batch(batch_parameters={"dataframe": data})
-                    results += list(batch.validate(suite, result_format="COMPLETE").results)
+                    part_results = list(batch.validate(suite, result_format="COMPLETE").results)
+                    if repeats is not None:
+                        part_results = [repeats.restate(res) for res in part_results]
+                    results += part_results
                     # the datasource's engine keeps the last frame of every asset: release
                     # this part's before the next part is read
                     del batch, data
@@ -528,6 +534,83 @@ def _row_local(rule: Rule) -> bool:
     return rule.expectation not in _TABLE_LEVEL and rule.expectation not in _UNIQUE
 
 
+class _Repeats:
+    """The rows a part of uniqueness rules can flag, and GX's verdicts on them restated
+    over the whole table.
+
+    A uniqueness rule flags exactly the rows whose key (a column's non-null value, or a
+    compound key not wholly null) occurs more than once in the table, and every other
+    row holding that key is flagged with it. So GX, given only the rows repeating some
+    rule's key (all of their occurrences), flags the same rows the whole table would
+    show it, and nothing else; the element and non-null counts are the table's, known
+    without GX. Polars finds the repeats from the key columns alone: GX's pandas
+    engine factorized 6.1M ids and 64-char hashes for ledger_entries' three keys at 1M
+    intents (~3 GiB, the peak of the step), and on an incremental run re-checked every
+    archived row for the sake of a few new ones.
+    """
+
+    def __init__(self, table: _Table, rules: tuple[Rule, ...]):
+        keys = table.select(list(dict.fromkeys(c for r in rules for c in _rule_columns(r))))
+        self.height = table.height
+        self.nonnull: dict[str, int] = {}
+        repeated = pl.repeat(False, keys.height, eager=True)
+        for rule in rules:
+            columns = [c for c in _rule_columns(rule) if c in keys.columns]
+            if len(columns) != len(_rule_columns(rule)):  # a missing column: GX raises on the table
+                continue
+            if rule.expectation == "ExpectColumnValuesToBeUnique":
+                key, present = pl.col(columns[0]), pl.col(columns[0]).is_not_null()
+            else:  # GX's default for compound keys: ignore a row only when all its values are missing
+                key, present = pl.struct(columns), ~pl.all_horizontal(pl.col(columns).is_null())
+            self.nonnull[rule.rule] = int(keys.select(present.sum()).item())
+            repeated = repeated | _repeating(keys, key, present)
+        self.positions = repeated.arg_true().cast(pl.Int64)
+        self.table = _FrameTable(keys.filter(repeated))
+
+    def restate(self, res: Any) -> Any:
+        """``res`` (GX's result on the repeating rows) as GX states it on the whole table."""
+        rule = res.expectation_config.meta["rule"]
+        result = res.result
+        if not result or rule not in self.nonnull or (res.exception_info or {}).get("raised_exception"):
+            return res
+        count = result.get("unexpected_count")
+        index = result.get("unexpected_index_list")
+        if count is None or index is None:
+            return res
+        element, nonnull = self.height, self.nonnull[rule]
+        total = count / element * 100 if element else None
+        result["element_count"] = element
+        result["unexpected_index_list"] = self.positions.gather(pl.Series(index, dtype=pl.Int64)).to_list()
+        if "missing_count" in result:
+            result["missing_count"] = element - nonnull
+            result["missing_percent"] = (element - nonnull) / element * 100 if element else None
+            result["unexpected_percent_total"] = total
+            result["unexpected_percent"] = result["unexpected_percent_nonmissing"] = (
+                count / nonnull * 100 if element and nonnull else None)
+        else:
+            result["unexpected_percent"] = total
+        return res
+
+
+def _repeating(keys: pl.DataFrame, key: pl.Expr, present: pl.Expr) -> pl.Series:
+    """Rows whose key (where ``present``) occurs more than once in ``keys``.
+
+    A 64-bit hash of each key, sorted, names the candidate keys (equal neighbours); the
+    exact keys decide among the candidate rows only. Measured on 6.1M ledger entries: a
+    hash table over the strings (``is_duplicated``) took 0.9-1.8 s per key, the sort
+    ~0.25 s. Equal keys hash equally, so no repeat is missed; a collision only adds a
+    candidate that the exact comparison then clears."""
+    hashed = keys.select(pl.when(present).then(key.hash(seed=0))).to_series()
+    ordered = hashed.sort()
+    twice = ordered.filter(ordered == ordered.shift(1)).unique()
+    candidate = hashed.is_in(twice.implode()).fill_null(False)
+    out = pl.repeat(False, keys.height, eager=True)
+    if not twice.len():
+        return out
+    exact = keys.filter(candidate).select(key.is_duplicated()).to_series()
+    return out.scatter(candidate.arg_true().filter(exact), True)
+
+
 _EXACT_INT64 = {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32"}
 
 
@@ -555,6 +638,9 @@ class _Table:
 
     schema: pl.Schema
     height: int
+    #: Whether GX may be shown only the rows repeating a uniqueness key (``_Repeats``); a
+    #: reference reading that shows GX every row sets it off.
+    repeats_only: bool = True
 
     def empty(self) -> pl.DataFrame:
         """Zero rows, every column, the table's dtypes (for the table-level rules)."""

@@ -365,6 +365,8 @@ class _WholeTable(dc._FrameTable):
     """The reference reading: the table-level rules see the whole table, and every GX
     part is cut from one pandas conversion of the whole table."""
 
+    repeats_only = False  # GX sees every row, uniqueness parts included
+
     def __init__(self, frame: pl.DataFrame):
         super().__init__(frame)
         self.whole = dc.to_pandas_frame(frame)
@@ -414,6 +416,41 @@ def test_null_typed_and_empty_tables_give_the_whole_table_verdicts():
         narrow, whole = check(frame, "settlements"), _whole({"settlements": frame})
         assert_frame_equal(narrow.results, whole.results)
         assert_frame_equal(narrow.by_tenant, whole.by_tenant)
+
+
+#: Uniqueness edge cases: null and partly null compound keys (GX ignores a row only when
+#: all its key values are missing), a null single-column key, repeats under one rule of a
+#: part and not the others, several repeats of one key.
+REPEAT_CASES = {
+    "settlements_partly_null_keys": ("settlements", lambda: settlements(
+        tenant_id=["t_alpha", "t_alpha", "t_alpha"], provider=["acme_pay", "acme_pay", None],
+        provider_ref=[None, None, None])),
+    "settlements_wholly_null_keys": ("settlements", lambda: settlements(
+        tenant_id=[None, None, "t_beta"], provider=[None, None, "zeta_pay"], provider_ref=[None, None, "zp_001"])),
+    "ledger_repeated_hash_only": ("ledger_entries", lambda: ledger_entries(entry_hash=["a" * 64, "a" * 64])),
+    "ledger_null_hashes": ("ledger_entries", lambda: ledger_entries(entry_hash=[None, None])),
+    "ledger_repeated_everything": ("ledger_entries", lambda: pl.concat([ledger_entries()] * 3)),
+    "ledger_clean": ("ledger_entries", lambda: ledger_entries()),
+    "intents_same_id_two_tenants": ("intents", lambda: intents(intent_id=["in_1", "in_1", "in_1"])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REPEAT_CASES))
+def test_uniqueness_on_the_repeating_rows_gives_the_whole_table_verdicts(case):
+    """GX shown only the rows that repeat a key: the same results (counts, percentages,
+    verdicts) and per-tenant rows as GX shown every row."""
+    source, make = REPEAT_CASES[case]
+    frame = make()
+    narrow = check(frame, source)
+    whole = _whole({source: frame})
+    assert_frame_equal(narrow.results, whole.results)
+    assert_frame_equal(narrow.by_tenant, whole.by_tenant)
+
+
+def test_uniqueness_counts_every_occurrence_of_a_repeated_key():
+    report = check(pl.concat([ledger_entries()] * 3), "ledger_entries")
+    assert row(report, "unique:posting_id", "ledger_entries")["unexpected_count"] == 6
+    assert row(report, "unique:entry_hash", "ledger_entries")["element_count"] == 6
 
 
 def test_zero_row_frame_keeps_every_pandas_dtype():
