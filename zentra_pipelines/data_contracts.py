@@ -61,6 +61,7 @@ import polars as pl
 
 from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain import frames
 from zentra_pipelines.domain.money import currency_exponents
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -543,7 +544,7 @@ class _Repeats:
     row holding that key is flagged with it. So GX, given only the rows repeating some
     rule's key (all of their occurrences), flags the same rows the whole table would
     show it, and nothing else; the element and non-null counts are the table's, known
-    without GX. Polars finds the repeats from the key columns alone: GX's pandas
+    without GX. Polars finds the repeats from the key columns alone (``frames.repeated``): GX's pandas
     engine factorized 6.1M ids and 64-char hashes for ledger_entries' three keys at 1M
     intents (~3 GiB, the peak of the step), and on an incremental run re-checked every
     archived row for the sake of a few new ones.
@@ -563,7 +564,7 @@ class _Repeats:
             else:  # GX's default for compound keys: ignore a row only when all its values are missing
                 key, present = pl.struct(columns), ~pl.all_horizontal(pl.col(columns).is_null())
             self.nonnull[rule.rule] = int(keys.select(present.sum()).item())
-            repeated = repeated | _repeating(keys, key, present)
+            repeated = repeated | (frames.repeated(keys, key) & keys.select(present).to_series())
         self.positions = repeated.arg_true().cast(pl.Int64)
         self.table = _FrameTable(keys.filter(repeated))
 
@@ -590,25 +591,6 @@ class _Repeats:
         else:
             result["unexpected_percent"] = total
         return res
-
-
-def _repeating(keys: pl.DataFrame, key: pl.Expr, present: pl.Expr) -> pl.Series:
-    """Rows whose key (where ``present``) occurs more than once in ``keys``.
-
-    A 64-bit hash of each key, sorted, names the candidate keys (equal neighbours); the
-    exact keys decide among the candidate rows only. Measured on 6.1M ledger entries: a
-    hash table over the strings (``is_duplicated``) took 0.9-1.8 s per key, the sort
-    ~0.25 s. Equal keys hash equally, so no repeat is missed; a collision only adds a
-    candidate that the exact comparison then clears."""
-    hashed = keys.select(pl.when(present).then(key.hash(seed=0))).to_series()
-    ordered = hashed.sort()
-    twice = ordered.filter(ordered == ordered.shift(1)).unique()
-    candidate = hashed.is_in(twice.implode()).fill_null(False)
-    out = pl.repeat(False, keys.height, eager=True)
-    if not twice.len():
-        return out
-    exact = keys.filter(candidate).select(key.is_duplicated()).to_series()
-    return out.scatter(candidate.arg_true().filter(exact), True)
 
 
 _EXACT_INT64 = {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32"}

@@ -40,7 +40,7 @@ from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.ledger_source import describe_source, read_source
 from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Audit, IntegrityError, Warehouse
-from zentra_pipelines.domain import errors, ledger
+from zentra_pipelines.domain import errors, frames, ledger
 from zentra_pipelines.domain import invariants as inv
 from zentra_pipelines.domain.money import INT64_MAX
 
@@ -170,7 +170,7 @@ def _archive_new(
     _ensure_archive(con)
     frame = rows.select([pl.col(c).cast(pl.String) for c in _ARCHIVE_COLUMNS])
     # equal content means equal posting_id: only rows whose posting_id repeats can repeat
-    repeated = frame.select(pl.col("posting_id").is_duplicated()).to_series()
+    repeated = frames.repeated(frame, pl.col("posting_id"))
     if repeated.any():
         frame = frame.filter(~repeated | pl.struct(frame.columns).is_first_distinct())
     if archived is not None:

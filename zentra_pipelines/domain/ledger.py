@@ -29,7 +29,7 @@ from operator import methodcaller
 
 import polars as pl
 
-from zentra_pipelines.domain import errors
+from zentra_pipelines.domain import errors, frames
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, INT64_MAX, INT64_MIN, currency_exponents
 
 # ----------------------------------------------------------------------- schemas ---
@@ -347,7 +347,7 @@ def validate_postings(raw: pl.DataFrame, accounts: pl.DataFrame) -> tuple[pl.Dat
     # more than once can be re-reads, so the (wide) distinct runs on those alone; with
     # no repeated posting_id at all (a first read) the rows stay as they are.
     content = [c for c in SOURCE_COLUMNS if c != "posted_at_text"] + ["posted_at", "_posted_at_bad"]
-    repeated = rows.select(pl.col("posting_id").is_duplicated()).to_series()
+    repeated = frames.repeated(rows, pl.col("posting_id"))
     if repeated.any():
         rows = rows.with_columns(repeated.alias("_repeated"))
         rows = pl.concat(
@@ -518,7 +518,8 @@ def collapsed_rereads(raw: pl.DataFrame) -> int:
     distinct count runs on those rows: the same number, without a wide distinct over
     millions of rows that are all different.
     """
-    rows = _conform(raw, SOURCE_SCHEMA).filter(pl.col("posting_id").is_duplicated())
+    rows = _conform(raw, SOURCE_SCHEMA)
+    rows = rows.filter(frames.repeated(rows, pl.col("posting_id")))
     rows = rows.with_columns(posted_at=parse_utc_timestamp(pl.col("posted_at_text")))
     content = rows.select(
         *[c for c in SOURCE_COLUMNS if c != "posted_at_text"],
