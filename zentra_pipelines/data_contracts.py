@@ -1213,7 +1213,7 @@ def _validate_changed(
 
     days = groups.select("key", "tenant_id", "day")
     by_key = counts.rename({"unexpected_count": "n"})
-    if whole_flagged:
+    if any(index.len() for _, index in whole_flagged):  # else no table-wide read of the keys
         whole_keys = row_keys if rows is table and row_keys is not None else table.day_keys()
         by_key = pl.concat([by_key, *[
             pl.DataFrame({"key": whole_keys.gather(index), "rule": rule}).group_by("key", "rule")
