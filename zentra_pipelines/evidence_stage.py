@@ -51,7 +51,7 @@ def configured_tenants(policies_path: Path, secrets_path: Path) -> list[str]:
 
 
 def packet_queries(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """Packet table name -> the SELECT of one tenant-day's sealed rows (``$tenant``, ``$day``).
+    """Packet table name -> the SELECT of some tenants' sealed rows of one day (``$tenants``, ``$day``).
 
     Built once per run: which tables exist and their sealed columns come from the catalog,
     and each catalog lookup costs milliseconds (``Warehouse.exists`` ~8 ms), which per
@@ -63,14 +63,15 @@ def packet_queries(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
             continue
         queries[name] = (
             f'SELECT {_sealed_columns(con, table, "t")} FROM "{table}" AS t '
-            f'WHERE t.tenant_id = $tenant AND CAST(t."{column}" AS DATE) = $day'
+            f'WHERE list_contains($tenants, t.tenant_id) AND CAST(t."{column}" AS DATE) = $day'
         )
     if Warehouse.exists(con, "intent_timeline") and Warehouse.exists(con, "intents"):
         queries["intent_timeline"] = (
             f'SELECT {_sealed_columns(con, "intent_timeline", "t")}, i.created_at AS intent_created_at '
             'FROM "intent_timeline" AS t '
             'JOIN "intents" AS i ON t.tenant_id = i.tenant_id AND t.intent_id = i.intent_id '
-            'WHERE t.tenant_id = $tenant AND i.tenant_id = $tenant AND CAST(i.created_at AS DATE) = $day'
+            'WHERE list_contains($tenants, t.tenant_id) AND list_contains($tenants, i.tenant_id) '
+            'AND CAST(i.created_at AS DATE) = $day'
         )
     return queries
 
@@ -83,9 +84,25 @@ def tenant_day_frames(
     without the never-sealed columns, empty tables left out. Filtered in DuckDB, so only
     one packet's rows reach Python (a whole day at 1M intents is ~1 GB of frames).
     ``queries``: :func:`packet_queries`, when the caller reads many tenant-days."""
-    params = {"tenant": tenant, "day": day}
-    frames = {name: con.sql(sql, params=params).pl() for name, sql in (queries or packet_queries(con)).items()}
-    return {name: frame for name, frame in frames.items() if frame.height}
+    return tenant_days_frames(con, [tenant], day, queries).get(tenant, {})
+
+
+def tenant_days_frames(
+    con: duckdb.DuckDBPyConnection, tenants: list[str], day: date, queries: dict[str, str] | None = None
+) -> dict[str, dict[str, pl.DataFrame]]:
+    """:func:`tenant_day_frames` of several tenants of one day, one query per table.
+
+    Each query costs a scan of its table whatever the rows it returns (~5-7 ms at 100k
+    intents): reading a day's tenants together cut the reads of 15 resealed tenant-days
+    from 1.1-1.4 s to 0.65 s. Each tenant's rows keep the scan order of its own read."""
+    out: dict[str, dict[str, pl.DataFrame]] = {}
+    params = {"tenants": sorted(set(tenants)), "day": day}
+    for name, sql in (queries or packet_queries(con)).items():
+        frame = con.sql(sql, params=params).pl()
+        for (tenant,), rows in frame.partition_by("tenant_id", as_dict=True, maintain_order=True).items():
+            if tenant in params["tenants"] and rows.height:
+                out.setdefault(tenant, {})[name] = rows
+    return out
 
 
 def _sealed_columns(con: duckdb.DuckDBPyConnection, table: str, alias: str) -> str:
@@ -115,10 +132,12 @@ def run_packets(
 ) -> EvidenceReport:
     """Seal every tenant-day (or only ``days``, for a partitioned run); unchanged days seal nothing.
 
-    One tenant-day at a time: only that packet's rows are read from the warehouse (at 1M
-    intents the whole state is many GB, one day's rows of every tenant ~1 GB of frames)
-    and sealed on a small thread pool, while the next one is read; at most SEAL_WORKERS
-    packets' rows are held at once. A tenant-day whose input digest
+    Only the rows of the packets being sealed are read from the warehouse (at 1M intents
+    the whole state is many GB, one day's rows of every tenant ~1 GB of frames): the
+    tenant-days of one day are read together while their rows (counted by the
+    fingerprints) stay within READ_BATCH_ROWS, a larger one alone, and sealed on a small
+    thread pool while the next are read; at most SEAL_WORKERS packets' rows plus one such
+    read are held at once. A tenant-day whose input digest
     (:mod:`zentra_pipelines.packet_inputs`) and latest sealed version are what this
     warehouse recorded when it sealed that version is not read or rebuilt at all.
     """
@@ -138,7 +157,7 @@ def run_packets(
         daily.partition_by("tenant_id", as_dict=True) if daily is not None and daily.height else {}
     )
     todo = sorted(days) if days is not None else packet_days(con, tenants)
-    present: dict[packet_inputs.Key, set[str]] = {}
+    present: dict[packet_inputs.Key, dict[str, int]] = {}
     digests = packet_inputs.fingerprints(con, tenants, todo, signer.key_id, present)
     queries = packet_queries(con)
     prior = {} if packet_inputs.rebuild_all_requested() else packet_inputs.recorded(con)
@@ -181,19 +200,26 @@ def run_packets(
 
     with ThreadPoolExecutor(max_workers=SEAL_WORKERS, thread_name_prefix="zentra-seal") as pool:
         for day in todo:
-            for tenant in sorted(set(tenants)):
+            day_tenants = sorted(set(tenants))
+            kept = {t: _unchanged(home, t, day, digests.get((t, day)), prior.get((t, day))) for t in day_tenants}
+            rebuild = [t for t in day_tenants if kept[t] is None and present.get((t, day))]
+            read: dict[str, dict[str, pl.DataFrame]] = {}
+            for tenant in day_tenants:
                 if len(pending) >= SEAL_WORKERS:  # bound the packets in memory
                     settle(pending.popleft())
-                unchanged = _unchanged(home, tenant, day, digests.get((tenant, day)), prior.get((tenant, day)))
-                if unchanged is not None:
-                    pending.append(unchanged)
+                if kept[tenant] is not None:
+                    pending.append(kept[tenant])
                     continue
-                # only the tables the fingerprints saw a row of this tenant-day in (the
-                # others come back empty and are left out anyway): ~1/3 fewer queries
-                wanted = present.get((tenant, day), set())
-                tables = (tenant_day_frames(con, tenant, day, {n: q for n, q in queries.items() if n in wanted})
-                          if wanted else {})
-                if tables:  # a tenant without a row that day has no packet
+                if tenant not in rebuild:
+                    continue  # a tenant without a row that day has no packet
+                if tenant not in read:
+                    batch = _read_batch(rebuild[rebuild.index(tenant):], day, present)
+                    # only the tables the fingerprints saw a row of these tenant-days in
+                    wanted = {n for t in batch for n in present[(t, day)]}
+                    read = tenant_days_frames(con, batch, day, {n: q for n, q in queries.items() if n in wanted})
+                    read.update({t: {} for t in batch if t not in read})
+                tables = read.pop(tenant)
+                if tables:
                     pending.append(pool.submit(seal_one, packet_plan.TenantDay(tenant, day), tables))
                 del tables  # held by the task only, freed when it is sealed
         while pending:
@@ -210,6 +236,22 @@ def run_packets(
     )
     _record_packets(con, packets, days)
     return EvidenceReport(packets=packets, key_kind=signer.key_kind, key_id=signer.key_id)
+
+
+#: Rows (all packet tables) read at once for the tenant-days of one day: small days are
+#: read in one query per table, a large tenant-day (~1.5M rows at 1M intents) alone.
+READ_BATCH_ROWS = 250_000
+
+
+def _read_batch(tenants: list[str], day: date, present: dict[packet_inputs.Key, dict[str, int]]) -> list[str]:
+    """The first of ``tenants`` and those after it while their rows stay within READ_BATCH_ROWS."""
+    batch, rows = [], 0
+    for tenant in tenants:
+        rows += sum(present[(tenant, day)].values())
+        if batch and rows > READ_BATCH_ROWS:
+            break
+        batch.append(tenant)
+    return batch
 
 
 def _unchanged(home: Path, tenant: str, day: date, digest: str | None, prior: tuple | None) -> tuple | None:

@@ -56,13 +56,13 @@ def rebuild_all_requested() -> bool:
 
 def fingerprints(
     con: duckdb.DuckDBPyConnection, tenants: list[str], days: list[date], key_id: str,
-    present: dict[Key, set[str]] | None = None,
+    present: dict[Key, dict[str, int]] | None = None,
 ) -> dict[Key, str]:
     """``(tenant_id, day) -> sha256 hex`` for every tenant-day of ``days`` holding a packet row.
 
     ``present``, when given, receives per tenant-day the packet tables holding at least one
-    of its rows (the same tenant and day filter as the packet's own reads): a tenant-day
-    that is rebuilt need not query the others, which would come back empty.
+    of its rows and how many (the same tenant and day filter as the packet's own reads): a
+    tenant-day that is rebuilt need not query the others, which would come back empty.
     """
     params = {"tenants": sorted(set(tenants)), "days": sorted(days)}
     parts: dict[Key, dict[str, list[str]]] = defaultdict(dict)
@@ -88,7 +88,7 @@ def fingerprints(
         ).fetchall():
             parts[(tenant, d)][name] = [str(n), h]
     if present is not None:
-        present.update({key: set(tables) for key, tables in parts.items()})
+        present.update({key: {name: int(n) for name, (n, _) in tables.items()} for key, tables in parts.items()})
     balances = _carried_balances(con, params["tenants"], parts.keys())
     journals = _unbalanced_journals(con, params)
     common = {"format": FORMAT, "key_id": key_id, "schemas": schemas, "code": code_version(), "libraries": _versions()}

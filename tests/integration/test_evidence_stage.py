@@ -66,6 +66,26 @@ def test_tenant_day_frames_equal_the_whole_day_cut_by_tenant(built):
         assert not any(c in f.columns for f in got.values() for c in packet_plan.DROP_COLUMNS)
 
 
+def test_a_days_tenants_read_together_equal_their_own_reads(built):
+    home, tenants = built
+    with Warehouse(home).connect(read_only=True) as con:
+        compared = 0
+        for day in evidence_stage.packet_days(con, tenants):
+            together = evidence_stage.tenant_days_frames(con, tenants + ["t_not_configured_anywhere"], day)
+            assert set(together) <= set(tenants)
+            for tenant in tenants:
+                alone = evidence_stage.tenant_day_frames(con, tenant, day)
+                assert sorted(together.get(tenant, {})) == sorted(alone), (tenant, day)
+                for name, frame in alone.items():
+                    got = together[tenant][name]
+                    if name == "intent_timeline":  # a join: its row order is not the table's
+                        assert_frame_equal(canonical_frame(got), canonical_frame(frame))
+                    else:
+                        assert_frame_equal(got, frame)
+                    compared += 1
+        assert compared > 20
+
+
 def test_fingerprints_name_exactly_the_tables_a_tenant_day_reads(built):
     """run_packets queries only the tables ``present`` names for a rebuilt tenant-day: they
     must be exactly the non-empty tables of its full read."""
@@ -77,7 +97,8 @@ def test_fingerprints_name_exactly_the_tables_a_tenant_day_reads(built):
         for day in days:
             for tenant in tenants:
                 got = evidence_stage.tenant_day_frames(con, tenant, day)
-                assert set(got) == present.get((tenant, day), set()), (tenant, day)
+                assert set(got) == set(present.get((tenant, day), {})), (tenant, day)
+                assert {n: f.height for n, f in got.items()} == present.get((tenant, day), {}), (tenant, day)
 
 
 def test_run_packets_holds_at_most_seal_workers_packets(built, tmp_path, monkeypatch):
@@ -85,15 +106,15 @@ def test_run_packets_holds_at_most_seal_workers_packets(built, tmp_path, monkeyp
     back in (day, tenant) order."""
     home, tenants = built
     monkeypatch.setattr(evidence_stage, "SEAL_WORKERS", 2)
+    monkeypatch.setattr(evidence_stage, "READ_BATCH_ROWS", 0)  # one tenant-day per read
     lock, held, most = threading.Lock(), [0], [0]
-    read, seal = evidence_stage.tenant_day_frames, packet_store.seal
+    read, seal = evidence_stage.tenant_days_frames, packet_store.seal
 
     def counted_read(*args):
         tables = read(*args)
-        if tables:
-            with lock:
-                held[0] += 1
-                most[0] = max(most[0], held[0])
+        with lock:
+            held[0] += sum(1 for frames in tables.values() if frames)
+            most[0] = max(most[0], held[0])
         return tables
 
     def counted_seal(*args):
@@ -103,7 +124,7 @@ def test_run_packets_holds_at_most_seal_workers_packets(built, tmp_path, monkeyp
             with lock:
                 held[0] -= 1
 
-    monkeypatch.setattr(evidence_stage, "tenant_day_frames", counted_read)
+    monkeypatch.setattr(evidence_stage, "tenant_days_frames", counted_read)
     monkeypatch.setattr(packet_store, "seal", counted_seal)
     with Warehouse(home).connect() as con:
         report = evidence_stage.run_packets(con, tmp_path, tenants, None)
