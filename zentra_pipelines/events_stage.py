@@ -30,16 +30,31 @@ def parse_settlement_lines(con: duckdb.DuckDBPyConnection) -> SettlementParse:
     received = archived lines - files with at least one line. A file's rows depend on
     that file's lines only, so they are judged once and kept (``settlements_parsed``).
     """
-    return settle_rows(intake.judged_rows(con, "settlements", judge_lines, intake.parser_version(SETTLEMENT_JUDGE)))
+    return _settlements_from(con, _refresh_settlements(con))
+
+
+def _refresh_settlements(con: duckdb.DuckDBPyConnection) -> str:
+    return intake.refresh_judged(con, "settlements", judge_lines, intake.parser_version(SETTLEMENT_JUDGE))
+
+
+def _settlements_from(con: duckdb.DuckDBPyConnection, cache: str) -> SettlementParse:
+    """Settlements from the judged rows of a refreshed cache, in judged-row order (``refresh_judged``)."""
+    return settle_rows(intake.read_cache(con, cache, intake.FILE_ORDER))
 
 
 def parse_delivery_lines(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(deliveries, quarantine) of every archived deliveries/*.jsonl line.
+    """(deliveries, quarantine) of every archived deliveries/*.jsonl line."""
+    return _deliveries_from(con, _refresh_deliveries(con))
 
-    accept_deliveries sorts the lines by (delivery_id, tenant_id, line), a total order,
+
+def _refresh_deliveries(con: duckdb.DuckDBPyConnection) -> str:
+    return intake.refresh_cache(con, "deliveries", "parse_deliveries", "delivery_lines")
+
+
+def _deliveries_from(con: duckdb.DuckDBPyConnection, cache: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """accept_deliveries sorts the lines by (delivery_id, tenant_id, line), a total order,
     and the quarantine by line: the parsed rows are read in any order."""
-    parsed = intake.parse_source(con, "deliveries", "parse_deliveries", "delivery_lines", ordered=False)
-    return accept_deliveries(parsed)
+    return accept_deliveries(intake.read_cache(con, cache, None))
 
 
 @dataclass(frozen=True)
@@ -54,14 +69,14 @@ def run_settlements(con: duckdb.DuckDBPyConnection) -> SourceReport:
     """Settlement lines → settlements, their quarantine and conflicting refs; skipped (the
     report read from the published tables) when the judged rows and the code are those
     the tables were built from (``stage_inputs``)."""
-    cache = intake.refresh_judged(con, "settlements", judge_lines, intake.parser_version(SETTLEMENT_JUDGE))
+    cache = _refresh_settlements(con)
     inputs = stage_inputs.digest(con, cache, [intake.parser_version(SETTLEMENT_JUDGE)])
     if stage_inputs.unchanged(con, SETTLEMENT_INPUTS, inputs, SETTLEMENT_TABLES):
         quarantine = Warehouse.read(con, "settlements_quarantine")
         (rows,) = con.sql("SELECT count(*) FROM settlements").fetchall()[0]
         (conflicts,) = con.sql("SELECT count(*) FROM settlement_conflicts").fetchall()[0]
         return SourceReport(rows, quarantine.height, count_by(quarantine, "error_code"), conflicts)
-    parsed = settle_rows(intake.read_cache(con, cache, intake.FILE_ORDER))
+    parsed = _settlements_from(con, cache)
     Warehouse.publish(
         con,
         {"settlements": parsed.settlements, "settlements_quarantine": parsed.quarantine,
@@ -88,14 +103,14 @@ def run_deliveries(con: duckdb.DuckDBPyConnection) -> DeliveryReport:
     the parsed lines and the code are those the published tables were built from
     (``stage_inputs``), nothing is rebuilt: the report is read from those tables.
     """
-    cache = intake.refresh_cache(con, "deliveries", "parse_deliveries", "delivery_lines")
+    cache = _refresh_deliveries(con)
     inputs = stage_inputs.digest(con, cache, [intake.parser_version("parse_deliveries")])
     if stage_inputs.unchanged(con, DELIVERY_INPUTS, inputs, DELIVERY_TABLES):
         (rows,) = con.sql("SELECT count(*) FROM deliveries").fetchall()[0]
         (replay_rows,) = con.sql("SELECT count(*) FROM replay_queue").fetchall()[0]
         return _delivery_report(rows, Warehouse.read(con, "deliveries_quarantine"),
                                 Warehouse.read(con, "webhook_health"), replay_rows)
-    deliveries, quarantine = accept_deliveries(intake.read_cache(con, cache, None))  # any order: see parse_delivery_lines
+    deliveries, quarantine = _deliveries_from(con, cache)
     as_of = deliveries["attempted_at"].max() if deliveries.height else datetime(1970, 1, 1)
     health, replay = health_and_replay(deliveries, as_of)
     Warehouse.publish(

@@ -29,7 +29,7 @@ PARAMS = {"identifier": IDENTIFIER_PATTERN.strip("^$")}
 PARSE_CACHES = {"deliveries": "deliveries_parsed", "intents": "intents_parsed", "settlements": "settlements_parsed"}
 #: The cached rows' order: unique per line, the order every parse SQL file returns.
 LINE_ORDER = "source_file, line_no, file_sha256"
-#: The judged rows' order (``judged_rows``): file by file, as ``archived_lines`` gives them.
+#: The judged rows' order (``refresh_judged``): file by file, as ``archived_lines`` gives them.
 FILE_ORDER = "source_file, file_sha256, line_no"
 VERSION_COLUMN = "parser_version"
 
@@ -154,20 +154,14 @@ def archived_lines(con: duckdb.DuckDBPyConnection, source: str, files: list[str]
     return relation.order(FILE_ORDER).pl()
 
 
-def judged_rows(
-    con: duckdb.DuckDBPyConnection, source: str, judge: Callable[[pl.DataFrame], pl.DataFrame], version: str
-) -> pl.DataFrame:
-    """``judge(archived_lines(con, source))`` for a ``judge`` whose rows of a file depend on
-    that file's lines only (and on ``version``, the judge's code), through the source's
-    cache table like ``parse_source``: only the files not judged yet are judged. Rows come
-    ordered by (source_file, file_sha256, line_no)."""
-    return read_cache(con, refresh_judged(con, source, judge, version), FILE_ORDER)
-
-
 def refresh_judged(
     con: duckdb.DuckDBPyConnection, source: str, judge: Callable[[pl.DataFrame], pl.DataFrame], version: str
 ) -> str:
-    """Judge the lines of ``source``'s files not in its cache table yet into it; its name."""
+    """Judge the lines of ``source``'s files not in its cache table yet into it; its name.
+
+    For a ``judge`` whose rows of a file depend on that file's lines only (and on
+    ``version``, the judge's code): the cache read in ``FILE_ORDER`` (``read_cache``) is
+    ``judge(archived_lines(con, source))``, while only the files not judged yet are judged."""
     cache = PARSE_CACHES[source]
     _check_names("lines", cache)
     con.execute("BEGIN TRANSACTION")
