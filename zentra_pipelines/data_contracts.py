@@ -563,8 +563,9 @@ class _Repeats:
                 key, present = pl.col(columns[0]), pl.col(columns[0]).is_not_null()
             else:  # GX's default for compound keys: ignore a row only when all its values are missing
                 key, present = pl.struct(columns), ~pl.all_horizontal(pl.col(columns).is_null())
-            self.nonnull[rule.rule] = int(keys.select(present.sum()).item())
-            repeated = repeated | (frames.repeated(keys, key) & keys.select(present).to_series())
+            counted = keys.select(present).to_series()
+            self.nonnull[rule.rule] = int(counted.sum())
+            repeated = repeated | (frames.repeated(keys, key) & counted)
         self.positions = repeated.arg_true().cast(pl.Int64)
         self.table = _FrameTable(keys.filter(repeated))
 
