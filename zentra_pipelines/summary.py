@@ -20,10 +20,9 @@ def _line(label: str, counts: dict[str, int]) -> str:
     return f"  {label}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
 
 
-def _by(frame: pl.DataFrame, column: str) -> dict[str, int]:
-    if frame.height == 0:
-        return {}
-    return {str(k): int(v) for k, v in sorted(frame.group_by(column).len().iter_rows(), key=lambda r: str(r[0]))}
+def _by(con: duckdb.DuckDBPyConnection, table: str, column: str) -> dict[str, int]:
+    """Rows per value of ``column``, keys as text in text order (NULL shown as 'None')."""
+    return {str(k): n for k, n in sorted(Warehouse.count_by(con, table, column), key=lambda r: str(r[0]))}
 
 
 def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
@@ -40,33 +39,27 @@ def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
                          ("settlements_quarantine", "settlements quarantined"),
                          ("deliveries_quarantine", "deliveries quarantined"),
                          ("ledger_postings_quarantine", "ledger postings quarantined")):
-        q = _rows(con, table)
-        if q.height:
-            out.append(_line(label, _by(q, "error_code")))
-    state = _rows(con, "provider_state")
-    out.append(f"Provider state: {state.height:,} provider refs")
-    decisions = _rows(con, "policy_decisions")
+        codes = _by(con, table, "error_code")
+        if codes:
+            out.append(_line(label, codes))
+    out.append(f"Provider state: {Warehouse.count(con, 'provider_state'):,} provider refs")
     out.append("Controls:")
-    out.append(_line("decisions", _by(decisions, "outcome")))
-    reviews = _rows(con, "review_queue")
-    out.append(_line("open reviews by tenant", _by(reviews, "tenant_id")))
-    balances = _rows(con, "ledger_balances")
-    entries = _rows(con, "ledger_entries")
-    out.append(f"Ledger: {entries.height:,} entries, {balances.height:,} balances checked")
-    findings = _rows(con, "ledger_findings")
-    if findings.height:
-        out.append(_line("findings", _by(findings, "finding_type")))
-    breaks = _rows(con, "reconciliation_breaks")
-    out.append(f"Reconciliation breaks: {breaks.height:,}")
-    out.append(_line("by type", _by(breaks, "break_type")))
+    out.append(_line("decisions", _by(con, "policy_decisions", "outcome")))
+    out.append(_line("open reviews by tenant", _by(con, "review_queue", "tenant_id")))
+    out.append(f"Ledger: {Warehouse.count(con, 'ledger_entries'):,} entries, "
+               f"{Warehouse.count(con, 'ledger_balances'):,} balances checked")
+    findings = _by(con, "ledger_findings", "finding_type")
+    if findings:
+        out.append(_line("findings", findings))
+    out.append(f"Reconciliation breaks: {Warehouse.count(con, 'reconciliation_breaks'):,}")
+    out.append(_line("by type", _by(con, "reconciliation_breaks", "break_type")))
     health = _rows(con, "webhook_health")
     if health.height:
         out.append("Webhook health:")
         for r in health.sort("tenant_id", "endpoint").iter_rows(named=True):
             flag = "  FAILING NOW" if r.get("failing_now") else ""
             out.append(f"  {r['tenant_id']} {r['endpoint']}: {r['success_rate_pct']:.2f}% of {r['attempts']:,} attempts{flag}")
-    replay = _rows(con, "replay_queue")
-    out.append(f"Replay queue: {replay.height:,} events ready to replay")
+    out.append(f"Replay queue: {Warehouse.count(con, 'replay_queue'):,} events ready to replay")
     packets = _rows(con, "packets")
     if packets.height:
         created = int(packets["created"].sum())

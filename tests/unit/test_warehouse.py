@@ -171,3 +171,22 @@ def test_publish_stores_every_column_type_and_value_as_given(con):
     ]
     expected = frame.with_columns(pl.col("at").dt.replace_time_zone(None))
     assert_frame_equal(published(con), expected)
+
+
+def test_count_and_count_by_are_zero_and_empty_for_a_table_not_published(con):
+    assert Warehouse.count(con, "intent_timeline") == 0
+    assert Warehouse.count_by(con, "intent_timeline", "tenant_id") == []
+
+
+def test_count_by_counts_every_value_null_included(con):
+    frame = pl.concat([part("t_a", 1, 2), part("t_b", 3)]).with_columns(
+        tenant_id=pl.Series(["t_a", "t_a", None]))
+    Warehouse.publish(con, {"intent_timeline": frame})
+    assert Warehouse.count(con, "intent_timeline") == 3
+    assert sorted(Warehouse.count_by(con, "intent_timeline", "tenant_id"), key=str) == [("t_a", 2), (None, 1)]
+
+
+def test_count_by_refuses_a_column_the_table_does_not_have(con):
+    Warehouse.publish(con, {"intent_timeline": part("t_a", 1)})
+    with pytest.raises(ValueError, match="no column"):
+        Warehouse.count_by(con, "intent_timeline", 'n" FROM x; --')

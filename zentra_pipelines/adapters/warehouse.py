@@ -154,6 +154,29 @@ class Warehouse:
             return None
         return con.sql(f'SELECT * FROM "{_table(table)}"').pl()
 
+    @classmethod
+    def count(cls, con: duckdb.DuckDBPyConnection, table: str) -> int:
+        """Rows in a published table (0 when it is not published), counted by the engine."""
+        if not cls.exists(con, table):
+            return 0
+        return int(con.sql(f'SELECT count(*) FROM "{_table(table)}"').fetchall()[0][0])
+
+    @classmethod
+    def count_by(cls, con: duckdb.DuckDBPyConnection, table: str, column: str) -> list[tuple[object, int]]:
+        """``(value, rows)`` per value of one column, NULL included, in no particular order
+        (empty when the table is not published): counted by the engine, so a summary of a
+        6M-row table does not bring its rows into Python."""
+        if not cls.exists(con, table):
+            return []
+        name = _table(table)
+        if column not in {c for (c,) in con.sql(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = $t",
+            params={"t": name},
+        ).fetchall()}:
+            raise ValueError(f"table {name!r} has no column {column!r}")
+        quoted = '"' + column.replace('"', '""') + '"'
+        return [(k, int(n)) for k, n in con.sql(f'SELECT {quoted}, count(*) FROM "{name}" GROUP BY ALL').fetchall()]
+
     # --- writes ----------------------------------------------------------------
     @staticmethod
     def append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
