@@ -321,9 +321,28 @@ def entries_digest(entries: pl.DataFrame) -> pl.DataFrame:
     code that published the frame (``code_version``) is recorded too: tables published
     by other code are never the basis of an incremental run.
     """
+    return pl.DataFrame([(entries.height, str(entries_hash_sum(entries)), code_version())],
+                        schema=DIGEST_SCHEMA, orient="row")
+
+
+def entries_hash_sum(entries: pl.DataFrame) -> int:
+    """The digest's sum of row hashes. Each row's hash depends on that row alone, so the
+    sum over any split of the rows (one tenant at a time, say) adds up to the whole's."""
+    if entries.height == 0:
+        return 0
     frame = ledger._utc_posted(entries).select([pl.col(c).cast(t) for c, t in ledger.ENTRY_SCHEMA.items()])
-    total = frame.hash_rows().cast(pl.Int128).sum() if frame.height else 0
-    return pl.DataFrame([(frame.height, str(total), code_version())], schema=DIGEST_SCHEMA, orient="row")
+    return int(frame.hash_rows().cast(pl.Int128).sum())
+
+
+def audited_digest(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
+    """``(entries, digest)`` recorded with the published ledger_entries, when this very code
+    published them (the digest of the frame its audit passed); None otherwise."""
+    if not _exists(con, DIGEST):
+        return None
+    rows = con.sql(f'SELECT * FROM "{DIGEST}"').pl()
+    if rows.height != 1 or list(rows.columns) != list(DIGEST_SCHEMA) or rows["code"][0] != code_version():
+        return None
+    return int(rows["entries"][0]), str(rows["digest"][0])
 
 
 def _combine(first: Audit, extra: Audit | None) -> Audit:

@@ -360,6 +360,8 @@ def _single_pass_invariants(con: duckdb.DuckDBPyConnection) -> list[str]:
         "DELETE FROM ledger_entries WHERE tenant_id = 't_beta'",
         "INSERT INTO ledger_balances VALUES ('t_nobody', 't_nobody:funding', 'EUR', 0)",
         "UPDATE ledger_entries SET entry_seq = entry_seq + 1 WHERE tenant_id = 't_gamma'",
+        # the chain alone broken (journals and balances still agree): the digest no longer matches
+        "UPDATE ledger_entries SET entry_hash = repeat('0', 64) WHERE posting_id = (SELECT min(posting_id) FROM ledger_entries)",
     ],
 )
 def test_the_published_ledger_check_reads_one_tenant_at_a_time_with_single_pass_messages(
@@ -373,3 +375,17 @@ def test_the_published_ledger_check_reads_one_tenant_at_a_time_with_single_pass_
     got = integrity.ledger_invariants(warehouse)
     assert got == _single_pass_invariants(warehouse)
     assert (got == []) == (tamper is None)
+
+
+def test_a_published_digest_that_no_longer_matches_makes_the_check_verify_every_chain(
+    warehouse: duckdb.DuckDBPyConnection, source: str
+) -> None:
+    from zentra_pipelines import integrity
+
+    run_ledger(warehouse, source)
+    warehouse.execute("UPDATE ledger_entries_digest SET digest = '0'")
+    assert integrity.ledger_invariants(warehouse) == _single_pass_invariants(warehouse) == []
+    warehouse.execute("UPDATE ledger_entries SET prev_hash = repeat('f', 64) WHERE entry_seq = 2")
+    got = integrity.ledger_invariants(warehouse)
+    assert got == _single_pass_invariants(warehouse)
+    assert got and all(v.startswith("chain_verifies") for v in got)
