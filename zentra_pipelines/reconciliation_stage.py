@@ -230,16 +230,31 @@ def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
     kept = _kept_intents(con, fresh, tenants)
     if kept is None:
         parts = (_tenant_timeline(con, t) for t in tenants)
+        rows = Warehouse.publish_parts(con, "intent_timeline", parts, schema=TIMELINE_SCHEMA, allow_empty=True)
     else:
         key = ["tenant_id", "intent_id"]
         changed = fresh.select(key).join(kept, on=key, how="anti")
         if changed.height == 0 and kept.height == _stored_fingerprint_count(con):
             return con.sql('SELECT count(*) FROM "intent_timeline"').fetchall()[0][0]
         rebuilt = _timeline_of_intents(con, changed) if changed.height else {}
-        parts = (_tenant_merge(con, t, kept, rebuilt.pop(t, None)) for t in tenants)
-    rows = Warehouse.publish_parts(con, "intent_timeline", parts, schema=TIMELINE_SCHEMA, allow_empty=True)
+        rows = _publish_merged(con, kept, rebuilt)
     Warehouse.publish(con, {TIMELINE_FINGERPRINTS: fresh}, allow_empty={TIMELINE_FINGERPRINTS})
     return rows
+
+
+def _publish_merged(con: duckdb.DuckDBPyConnection, kept: pl.DataFrame, rebuilt: dict[str, pl.DataFrame]) -> int:
+    """Publish the kept intents' published rows and the rebuilt rows merged in the engine
+    (sql/merge_intent_timeline.sql): the kept rows, nearly all of the table on a day's run,
+    never leave DuckDB (at 100k intents reading ~900k of them into Polars, merging and
+    writing them back took 1.25 s; the merge in the engine 0.57 s). Same table as a full
+    rebuild: no intent is on both sides, each side is in timeline order (see the SQL)."""
+    rows = pl.concat([part.cast(TIMELINE_SCHEMA).select(list(TIMELINE_SCHEMA)) for part in rebuilt.values()]
+                     ) if rebuilt else pl.DataFrame(schema=TIMELINE_SCHEMA)
+    return Warehouse.publish_query(
+        con, "intent_timeline", load_sql("merge_intent_timeline"),
+        {"_timeline_kept": kept.select("tenant_id", "intent_id"),
+         "_timeline_rebuilt": rows.with_row_index("_pos").with_columns(pl.col("_pos").cast(pl.Int64))},
+    )
 
 
 def _stored_fingerprint_count(con: duckdb.DuckDBPyConnection) -> int:
@@ -256,24 +271,6 @@ def _kept_intents(con: duckdb.DuckDBPyConnection, fresh: pl.DataFrame, tenants: 
     if dict(stored.schema) != TIMELINE_FINGERPRINT_SCHEMA:
         return None
     return fresh.join(stored, on=list(TIMELINE_FINGERPRINT_SCHEMA), how="semi").select("tenant_id", "intent_id")
-
-
-def _tenant_merge(
-    con: duckdb.DuckDBPyConnection, tenant: str, kept: pl.DataFrame, rebuilt: pl.DataFrame | None
-) -> pl.DataFrame:
-    """One tenant's part: its published rows of the kept intents (in table order, so each
-    intent's rows stay in their order) and its rebuilt rows, merged by intent_id (both sides
-    are sorted by it and no intent is on both: each intent's rows stay together and in their
-    order, as the full rebuild's sort leaves them)."""
-    keep = kept.filter(pl.col("tenant_id") == tenant)["intent_id"]
-    published = _columns(con, "intent_timeline", tuple(TIMELINE_SCHEMA), tenant).cast(TIMELINE_SCHEMA)
-    published = published.filter(pl.col("intent_id").is_in(keep.implode()))
-    if rebuilt is None or rebuilt.height == 0:
-        return published
-    rebuilt = rebuilt.cast(TIMELINE_SCHEMA)
-    if published["intent_id"].is_sorted() and rebuilt["intent_id"].is_sorted():
-        return published.merge_sorted(rebuilt, key="intent_id")
-    return pl.concat([published, rebuilt]).sort("intent_id", maintain_order=True)  # not expected: merge by sorting
 
 
 #: The (tenant_id, intent_id) to rebuild, registered for the duration of one read.

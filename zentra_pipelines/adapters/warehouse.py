@@ -274,6 +274,32 @@ class Warehouse:
         return rows
 
 
+    @staticmethod
+    def publish_query(
+        con: duckdb.DuckDBPyConnection, table: str, query: str, frames: Mapping[str, pl.DataFrame]
+    ) -> int:
+        """Write-publish one table computed by the engine: ``query`` (SQL text from a file,
+        reading the published tables and ``frames``, registered under their names for the
+        query alone) is staged as ``_stage_<table>`` and swapped in like :meth:`publish`.
+        For a table that is mostly its own published rows: they never leave the engine.
+        Returns the rows published; on any failure the published table is left as it was."""
+        name = _table(table)
+        stage = f"_stage_{name}"
+        try:
+            for view, frame in frames.items():
+                con.register(view, _arrow_view(naive_utc(frame)))
+            try:
+                con.execute(f'CREATE OR REPLACE TABLE "{stage}" AS\n' + query)
+            finally:
+                for view in frames:
+                    con.unregister(view)
+            (rows,) = con.sql(f'SELECT count(*) FROM "{stage}"').fetchall()[0]
+            _swap(con, {name: stage})
+        finally:
+            con.execute(f'DROP TABLE IF EXISTS "{stage}"')
+        return int(rows)
+
+
 def _stage(con: duckdb.DuckDBPyConnection, stage: str, frame: pl.DataFrame, *, create: bool) -> None:
     """Create the staging table from ``frame`` (replacing any leftover), or append to it."""
     con.register("_publish_frame", _arrow_view(frame))
