@@ -190,3 +190,24 @@ def test_count_by_refuses_a_column_the_table_does_not_have(con):
     Warehouse.publish(con, {"intent_timeline": part("t_a", 1)})
     with pytest.raises(ValueError, match="no column"):
         Warehouse.count_by(con, "intent_timeline", 'n" FROM x; --')
+
+
+def test_publish_query_stages_the_query_and_swaps_it_in(con):
+    Warehouse.publish(con, {"intent_timeline": part("t_a", 1, 2)})
+    rows = Warehouse.publish_query(
+        con, "intent_timeline",
+        'SELECT * FROM intent_timeline WHERE n > 1 UNION ALL BY NAME SELECT * FROM _extra ORDER BY tenant_id, n',
+        {"_extra": part("t_b", 3)},
+    )
+    assert rows == 2
+    assert_frame_equal(published(con), pl.concat([part("t_a", 2), part("t_b", 3)]))
+    assert not {t for t in tables(con) if t.startswith("_stage")}
+    assert "_extra" not in {n for (n,) in con.sql("SELECT view_name FROM duckdb_views()").fetchall()}
+
+
+def test_a_failing_publish_query_leaves_the_published_table_and_no_stage(con):
+    Warehouse.publish(con, {"intent_timeline": part("t_a", 1, 2)})
+    with pytest.raises(duckdb.Error):
+        Warehouse.publish_query(con, "intent_timeline", "SELECT * FROM no_such_table", {"_extra": part("t_b", 3)})
+    assert_frame_equal(published(con), part("t_a", 1, 2))
+    assert not {t for t in tables(con) if t.startswith("_stage")}
