@@ -41,7 +41,7 @@ def ledger_invariants(con: duckdb.DuckDBPyConnection) -> list[str]:
 
     The chain's SHA-256 hashes are recomputed only when the table is not, row for row,
     the frame the ledger stage's audit verified before publishing it: the digest
-    published with it (``ledger_stage.audited_digest``) is compared with the same digest
+    published with it (``ledger_stage.published_digest``) is compared with the same digest
     of the rows read here, summed over the tenants. Equal digests mean the chain the
     audit verified is the one stored, so re-hashing it would find what the audit found
     (nothing: the publish was refused otherwise). Any edit, insert or delete since, or a
@@ -50,7 +50,7 @@ def ledger_invariants(con: duckdb.DuckDBPyConnection) -> list[str]:
     """
     from zentra_pipelines.adapters.warehouse import Warehouse
     from zentra_pipelines.domain import invariants as inv
-    from zentra_pipelines.ledger_stage import audited_digest, entries_hash_sum
+    from zentra_pipelines.ledger_stage import digest_matches, entries_hash_sum, published_digest
 
     balances = Warehouse.read(con, "ledger_balances")
     daily = Warehouse.read(con, "daily_balances")
@@ -58,7 +58,7 @@ def ledger_invariants(con: duckdb.DuckDBPyConnection) -> list[str]:
         return ["ledger tables are not published"]
     tenants = [t for (t,) in con.sql(load_sql("select_ledger_entry_tenants")).fetchall()]
     clean = balances.filter(~pl.col("tenant_id").is_in(tenants, nulls_equal=True)).height == 0
-    audited = audited_digest(con)
+    audited = published_digest(con)
     rows, hashes = 0, 0
 
     def tenant_entries(tenant: object) -> pl.DataFrame:
@@ -74,7 +74,7 @@ def ledger_invariants(con: duckdb.DuckDBPyConnection) -> list[str]:
         if inv.journal_balance(entries) or broken or inv.balances_match_entries(mine, entries):
             clean = False
         del entries
-    if clean and audited is not None and audited != (rows, str(hashes)):
+    if clean and audited is not None and not digest_matches(audited, rows, hashes):
         clean = not any(inv.chain_verifies(tenant_entries(tenant)) for tenant in tenants)
     if clean:
         return [str(v) for v in inv.balances_sum_to_zero(balances) + inv.closing_is_opening_plus_movements(daily)]

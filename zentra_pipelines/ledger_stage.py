@@ -321,8 +321,11 @@ def entries_digest(entries: pl.DataFrame) -> pl.DataFrame:
     code that published the frame (``code_version``) is recorded too: tables published
     by other code are never the basis of an incremental run.
     """
-    return pl.DataFrame([(entries.height, str(entries_hash_sum(entries)), code_version())],
-                        schema=DIGEST_SCHEMA, orient="row")
+    return _digest_row(entries.height, entries_hash_sum(entries))
+
+
+def _digest_row(rows: int, hash_sum: int) -> pl.DataFrame:
+    return pl.DataFrame([(rows, str(hash_sum), code_version())], schema=DIGEST_SCHEMA, orient="row")
 
 
 def entries_hash_sum(entries: pl.DataFrame) -> int:
@@ -334,15 +337,22 @@ def entries_hash_sum(entries: pl.DataFrame) -> int:
     return int(frame.hash_rows().cast(pl.Int128).sum())
 
 
-def audited_digest(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
-    """``(entries, digest)`` recorded with the published ledger_entries, when this very code
-    published them (the digest of the frame its audit passed); None otherwise."""
+def published_digest(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+    """``DIGEST`` as published with ledger_entries (the digest of the frame the audit
+    passed), when this very code published it: one row with today's code; None otherwise
+    (other code may validate, chain or hash differently)."""
     if not _exists(con, DIGEST):
         return None
-    rows = con.sql(f'SELECT * FROM "{DIGEST}"').pl()
-    if rows.height != 1 or list(rows.columns) != list(DIGEST_SCHEMA) or rows["code"][0] != code_version():
+    digest = con.sql(f'SELECT * FROM "{DIGEST}"').pl()
+    if digest.height != 1 or "code" not in digest.columns or digest["code"][0] != code_version():
         return None
-    return int(rows["entries"][0]), str(rows["digest"][0])
+    return digest
+
+
+def digest_matches(published: pl.DataFrame, rows: int, hash_sum: int) -> bool:
+    """Whether ``published_digest`` is the digest of ``rows`` entries whose
+    ``entries_hash_sum`` (over any split of them) adds up to ``hash_sum``."""
+    return _frames_equal(published, _digest_row(rows, hash_sum), DIGEST_SCHEMA)
 
 
 def _combine(first: Audit, extra: Audit | None) -> Audit:
@@ -427,8 +437,8 @@ def _published_basis(con: duckdb.DuckDBPyConnection, archived: int, source_accou
     names = ("ledger_entries", "ledger_postings_quarantine", "ledger_accounts", WATERMARK, DIGEST)
     if archived == 0 or not all(_exists(con, name) for name in names):
         return None
-    digest = con.sql(f'SELECT * FROM "{DIGEST}"').pl()
-    if digest.height != 1 or "code" not in digest.columns or digest["code"][0] != code_version():
+    digest = published_digest(con)
+    if digest is None:
         return None  # published by other code (or by code that kept no digest): validate everything once
     watermark = con.sql(f'SELECT * FROM "{WATERMARK}"').pl()
     if watermark.height != 1 or watermark["archived_rows"][0] != archived:

@@ -273,7 +273,6 @@ class Warehouse:
             con.execute(f'DROP TABLE IF EXISTS "{stage}"')
         return rows
 
-
     @staticmethod
     def publish_query(
         con: duckdb.DuckDBPyConnection, table: str, query: str, frames: Mapping[str, pl.DataFrame]
