@@ -26,12 +26,10 @@ pure function of the archive and the accounts, so running twice changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from operator import methodcaller
 
 import duckdb
 import polars as pl
@@ -121,29 +119,21 @@ def _ensure_archive(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def content_sha256(frame: pl.DataFrame) -> pl.Series:
-    """``_content_expr`` of every row, computed by Polars (text) and hashlib (SHA-256).
+    """``_content_expr`` of every row, computed by Polars (text and SHA-256).
 
     Same bytes as the SQL expression (length in UTF-8 bytes, ':', value; '-' for NULL;
-    joined by '|'), hashed by OpenSSL, which is several times faster per row than the
-    engine's sha256(). Chunked so memory stays bounded: each chunk's digests become a
-    Series at once (6M Python strings alive together held ~700 MB).
+    joined by '|'), hashed by ``frames.sha256_hex``: at 1M intents (6M postings) the
+    hashlib loop this replaces took 8.0 s. The streaming engine builds and hashes the
+    texts a morsel at a time, so memory stays bounded to a few morsels' texts.
     """
     parts = [
         pl.when(pl.col(c).is_null()).then(pl.lit("-"))
         .otherwise(pl.concat_str([pl.col(c).str.len_bytes().cast(pl.String), pl.lit(":"), pl.col(c)]))
         for c in _ARCHIVE_COLUMNS
     ]
-    text = pl.concat_str(parts, separator="|").cast(pl.Binary)
-    sha256, hexdigest = hashlib.sha256, methodcaller("hexdigest")
-    out = pl.Series("content_sha256", [], dtype=pl.String)
-    for offset in range(0, frame.height, _HASH_CHUNK):
-        texts = frame.slice(offset, _HASH_CHUNK).select(text).to_series().to_list()
-        out.append(pl.Series(list(map(hexdigest, map(sha256, texts))), dtype=pl.String))
-        del texts
-    return out
-
-
-_HASH_CHUNK = 500_000
+    text = pl.concat_str(parts, separator="|")
+    digest = frames.sha256_hex(text).alias("content_sha256")
+    return frame.lazy().select(digest).collect(engine="streaming").to_series()
 
 
 def archive_new_rows(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> int:

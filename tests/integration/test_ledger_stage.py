@@ -389,3 +389,17 @@ def test_a_published_digest_that_no_longer_matches_makes_the_check_verify_every_
     got = integrity.ledger_invariants(warehouse)
     assert got == _single_pass_invariants(warehouse)
     assert got and all(v.startswith("chain_verifies") for v in got)
+
+
+def test_archive_content_hash_is_the_documented_sql_encoding(warehouse: duckdb.DuckDBPyConnection) -> None:
+    """content_sha256 (Polars) and _content_expr (the same encoding in SQL, for operators
+    checking the archive in the engine) agree byte for byte, on nulls, non-ASCII text
+    and values holding the encoding's own separators."""
+    from zentra_pipelines.ledger_stage import _ARCHIVE_COLUMNS, _content_expr, content_sha256
+
+    values = [None, "", "a|b", "3:x", "ünïcödé €", "x" * 3000]
+    rows = pl.DataFrame({c: [values[(i + k) % len(values)] for k in range(12)]
+                         for i, c in enumerate(_ARCHIVE_COLUMNS)}, schema=dict.fromkeys(_ARCHIVE_COLUMNS, pl.String))
+    warehouse.register("_rows", rows)
+    expected = warehouse.sql(f"SELECT {_content_expr()} AS content_sha256 FROM _rows").pl().to_series()
+    assert content_sha256(rows).to_list() == expected.to_list()

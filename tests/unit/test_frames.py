@@ -1,4 +1,6 @@
-"""frames.repeated: the mask of ``is_duplicated``, found by a sort of hashes."""
+"""Frame helpers: frames.repeated (the mask of ``is_duplicated``, found by a sort of hashes) and frames.sha256_hex."""
+
+import hashlib
 
 import polars as pl
 import pytest
@@ -28,3 +30,10 @@ def test_repeated_is_the_is_duplicated_mask(case):
 def test_repeated_marks_every_occurrence():
     frame = pl.DataFrame({"k": ["p1", "p2", "p1", "p3", "p1"]})
     assert frames.repeated(frame, pl.col("k")).to_list() == [True, False, True, False, True]
+
+
+def test_sha256_hex_is_hashlib_over_utf8_bytes():
+    values = ["", "a", "tenant-1|42:ünïcödé|€", "x" * 5000, None]
+    got = pl.DataFrame({"v": values}).select(frames.sha256_hex(pl.col("v"))).to_series().to_list()
+    expected = [hashlib.sha256(v.encode()).hexdigest() if v is not None else None for v in values]
+    assert got == expected

@@ -25,7 +25,6 @@ import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
-from operator import methodcaller
 
 import polars as pl
 
@@ -726,14 +725,12 @@ def verify_chain(entries: pl.DataFrame, *, limit: int = 1000, seeds: pl.DataFram
     )
 
     # Content hashes: independent per row (each from its stored prev_hash; the links
-    # above tie them together), so a plain comprehension, compared vectorised.
-    sha256 = hashlib.sha256
+    # above tie them together), so vectorised, a morsel at a time (bounded memory).
     hashed = pl.concat_str([pl.col("prev_hash").fill_null(""), pl.lit("\n"), canonical_text()])
-    bad_hash: list[pl.DataFrame] = []
-    hexdigest = methodcaller("hexdigest")
-    for chunk, texts in _canonical_chunks(frame, hashed):
-        recomputed = pl.Series("_recomputed", list(map(hexdigest, map(sha256, texts))), dtype=pl.String)
-        bad_hash.append(chunk.filter(~(recomputed == chunk["entry_hash"]).fill_null(False)))
+    bad_hash = (
+        frame.lazy().filter(~(frames.sha256_hex(hashed) == pl.col("entry_hash")).fill_null(False))
+        .collect(engine="streaming")
+    )
 
     where = pl.format(
         "{}#{} posting {}",
@@ -744,7 +741,7 @@ def verify_chain(entries: pl.DataFrame, *, limit: int = 1000, seeds: pl.DataFram
         (frame.filter(~ok["_seq_ok"]), "entry_seq out of sequence"),
         (frame.filter(~ok["_link_ok"]), "prev_hash does not link to the previous entry_hash"),
         (frame.filter(~ok["_order_ok"]), "entry out of (posted_at, journal_id, posting_id) order"),
-        (pl.concat(bad_hash) if bad_hash else frame.clear(), "entry_hash does not match the entry's content"),
+        (bad_hash, "entry_hash does not match the entry's content"),
     ]
     violations = [
         f"{at}: {message}" for rows, message in problems for at in rows.select(where).to_series().to_list()
