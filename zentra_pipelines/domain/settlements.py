@@ -49,7 +49,7 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
-from zentra_pipelines.domain import errors
+from zentra_pipelines.domain import errors, frames
 from zentra_pipelines.domain.dedupe import quarantine_all, split_conflicts
 from zentra_pipelines.domain.money import INT64_MAX, INT64_MIN, is_currency, is_identifier
 
@@ -276,15 +276,12 @@ def _accept_plain(fields: pl.DataFrame) -> pl.DataFrame:
          pl.col("batch_id")],
         separator="|",
     )
-    texts = accepted.select(content).to_series().to_list()
-    sha256 = hashlib.sha256
     return accepted.select(
         "source_file", "file_sha256", "line_no", "tenant_id", "provider", "provider_ref", "currency",
         pl.col("_gross_minor").alias("gross_minor"), pl.col("_fee_minor").alias("fee_minor"),
         pl.col("_net_minor").alias("net_minor"), pl.col("_settled").alias("settled_at"), "batch_id",
         pl.lit(None, pl.String).alias("error_code"), pl.lit(None, pl.String).alias("detail"),
-    ).with_columns(
-        content_hash=pl.Series([sha256(t.encode("utf-8")).hexdigest() for t in texts], dtype=pl.String)
+        frames.sha256_hex(content).alias("content_hash"),
     )
 
 
