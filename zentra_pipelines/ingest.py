@@ -7,6 +7,7 @@ appended in one transaction so a crash never leaves half a file archived.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
 from zentra_pipelines.domain.callbacks import converge
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
+from zentra_pipelines.prefetch import prefetched
 
 #: Standard Webhooks tolerance, applied on both sides of received_at.
 MAX_SKEW_MS = 300_000
@@ -43,35 +45,69 @@ def ensure_archive(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(load_sql("create_archive"))
 
 
+#: Framed batches (~4 MiB of lines each) allowed ahead of the DuckDB appends: at 1M
+#: intents (2.3 GB, 6.9M lines) archiving took 28.6 s with framing and appending in
+#: turn, 19.2 s with 4 batches of lead and 15.4 s with 16 (framing and hashing ~9 s,
+#: DuckDB ~13 s: the lead absorbs their uneven pace).
+PREFETCH_BATCHES = 16
+
+
+@dataclass(frozen=True)
+class _FileEnd:
+    """In the framed stream: the end of one landing file (after its batches, if new)."""
+
+    file: landing.LandingFile
+    skipped: bool  # its content was archived before (or earlier in this run)
+
+
+def _framed_landing(landing_dir: Path, source: str, known: set[str]) -> Iterator[pl.DataFrame | _FileEnd]:
+    """Each file of ``source``: its framed batches, if its content is new, then its end.
+
+    ``known`` (content hashes already archived) grows with each new file, so a second
+    file with the same bytes in one run is skipped like one archived on an earlier run.
+    """
+    for file in landing.list_files(landing_dir, source):
+        if file.sha256 in known:
+            yield _FileEnd(file, skipped=True)
+            continue
+        known.add(file.sha256)
+        for lines in landing.frame_lines(file):  # bounded batches: a file larger than RAM still frames
+            yield lines.with_columns(source=pl.lit(source))
+        yield _FileEnd(file, skipped=False)
+
+
 def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> ArchiveResult:
     """Append every not-yet-seen landing file (by sha256) to landing_files/landing_lines.
 
     One transaction per source: every new file of the source is appended with its
     bookkeeping row, then committed at once (a crash leaves no file half archived, and
-    one commit instead of one per file saves DuckDB a flush per file).
+    one commit instead of one per file saves DuckDB a flush per file). Files are hashed
+    and framed on a helper thread (``prefetched``) while this one appends to DuckDB.
     """
     ensure_archive(con)
-    known = dict(con.sql("SELECT file_sha256, source_file FROM landing_files").fetchall())
+    known = {sha for (sha,) in con.sql("SELECT file_sha256 FROM landing_files").fetchall()}
     new_files = new_lines = skipped = 0
     for source in landing.SOURCES:
         records = []
         began = False
+        line_count = 0
         try:
-            for file in landing.list_files(landing_dir, source):
-                if file.sha256 in known:
+            for item in prefetched(_framed_landing(landing_dir, source, known), PREFETCH_BATCHES):
+                if isinstance(item, _FileEnd) and item.skipped:
                     skipped += 1
                     continue
                 if not began:
                     con.execute("BEGIN TRANSACTION")
                     began = True
-                line_count = 0
-                for lines in landing.frame_lines(file):  # bounded batches: a file larger than RAM still frames
-                    Warehouse.append(con, "landing_lines", lines.with_columns(source=pl.lit(source)))
-                    line_count += lines.height
-                    del lines
-                records.append((source, file.source_file, file.sha256, file.size, line_count, None))
-                known[file.sha256] = file.source_file
-                new_lines += line_count
+                if isinstance(item, _FileEnd):
+                    file = item.file
+                    records.append((source, file.source_file, file.sha256, file.size, line_count, None))
+                    new_lines += line_count
+                    line_count = 0
+                else:
+                    Warehouse.append(con, "landing_lines", item)
+                    line_count += item.height
+                del item
             if began:
                 Warehouse.append(con, "landing_files", pl.DataFrame(records, schema=FILES_SCHEMA, orient="row"))
                 con.execute("COMMIT")

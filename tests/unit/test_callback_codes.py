@@ -34,7 +34,7 @@ from tests.helpers.callbacks import (
     write_secrets,
 )
 from zentra_pipelines.adapters.config import ConfigError, load_webhook_keys
-from zentra_pipelines.adapters.landing import MAX_LINE_BYTES
+from zentra_pipelines.adapters.landing import BATCH_BYTES, MAX_LINE_BYTES
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import errors
 from zentra_pipelines.domain.callbacks import converge
@@ -607,3 +607,27 @@ def test_converge_is_a_function_of_checked_rows(batch):
     again = converge(checked.reverse())
     assert again.state.equals(result.state)
     assert again.quarantine.equals(result.quarantine)
+
+
+def test_an_empty_new_file_is_recorded_with_zero_lines(tmp_path):
+    landing_dir = write_landing(tmp_path, {"a.jsonl": [make_callback(flat_body())], "b_empty.jsonl": []})
+    archived, verified, _ = ingest(tmp_path / "home", landing_dir, write_secrets(tmp_path))
+    assert (archived.new_files, archived.new_lines, archived.skipped_files, verified) == (2, 1, 0, 1)
+    with Warehouse(tmp_path / "home").connect(read_only=True) as con:
+        files = con.sql("SELECT source_file, lines FROM landing_files ORDER BY source_file").fetchall()
+    assert files == [("callbacks/a.jsonl", 1), ("callbacks/b_empty.jsonl", 0)]
+
+
+def test_a_file_of_many_batches_is_archived_in_line_order(tmp_path):
+    """Framed on the helper thread in ~4 MiB batches and appended here: the lines of a
+    file larger than several batches arrive numbered and in file order."""
+    line = (make_callback(flat_body()) + "\n").encode("utf-8")
+    copies = 3 * BATCH_BYTES // len(line) + 1
+    folder = tmp_path / "landing" / "callbacks"
+    folder.mkdir(parents=True)
+    (folder / "big.jsonl").write_bytes(line * copies)
+    with Warehouse(tmp_path / "home").connect() as con:
+        archived = archive_landing(con, tmp_path / "landing")
+        numbers = con.sql("SELECT line_no FROM landing_lines").pl()["line_no"]
+    assert (archived.new_files, archived.new_lines) == (1, copies)
+    assert numbers.to_list() == list(range(1, copies + 1))
