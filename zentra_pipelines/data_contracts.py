@@ -90,6 +90,12 @@ EVENT_TYPES = (
 API_VERSIONS = ("2026-01-01", "2026-06-01")
 INTENT_KINDS = ("payment", "transfer", "payout", "card")
 
+#: GX's COMPLETE result (every unexpected row's index: the per-tenant counts come from
+#: them) without ``unexpected_index_query``, a pandas filter expression listing those
+#: indices again that nothing here reads: GX builds it by filtering the whole part's
+#: frame once per expectation (3.3 of 17.8 s of GX at 1M intents).
+RESULT_FORMAT = {"result_format": "COMPLETE", "return_unexpected_index_query": False}
+
 RESULT_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String,
     "expectation": pl.String,
@@ -467,7 +473,7 @@ class _Engine:
                             else source_table.pandas(columns, as_int64))
                     prepare_s += time.perf_counter() - t0
                     batch = batch_definition.get_batch(batch_parameters={"dataframe": data})
-                    part_results = list(batch.validate(suite, result_format="COMPLETE").results)
+                    part_results = list(batch.validate(suite, result_format=dict(RESULT_FORMAT)).results)
                     if repeats is not None:
                         part_results = [repeats.restate(res) for res in part_results]
                     results += part_results
