@@ -163,7 +163,11 @@ def _archive_new(
     repeated = frames.repeated(frame, pl.col("posting_id"))
     if repeated.any():
         frame = frame.filter(~repeated | pl.struct(frame.columns).is_first_distinct())
-    if archived is not None:
+    if archived is not None and archived.height == 0:
+        # A first run: nothing to compare with (listing the read's ids to look them up
+        # in an empty archive took 2.7 s at 6M postings).
+        known = archived
+    elif archived is not None:
         ids = frame.get_column("posting_id").unique().implode()
         known = archived.filter(pl.col("posting_id").is_in(ids, nulls_equal=True))
     else:

@@ -403,3 +403,28 @@ def test_archive_content_hash_is_the_documented_sql_encoding(warehouse: duckdb.D
     warehouse.register("_rows", rows)
     expected = warehouse.sql(f"SELECT {_content_expr()} AS content_sha256 FROM _rows").pl().to_series()
     assert content_sha256(rows).to_list() == expected.to_list()
+
+
+def test_identical_copies_in_one_read_are_archived_once(
+    warehouse: duckdb.DuckDBPyConnection, tmp_path: Path, ledger_data: tuple[list[tuple], list[Posting]]
+) -> None:
+    """A core that wrote the same postings twice (here three rows, one of them three
+    times, at the start, middle and end of the table): each is archived once, in first-copy
+    order, and the ledger is the one of the deduplicated rows."""
+    accounts, postings = ledger_data
+    rows = list(postings)
+    doubled = rows[:1] + rows + [rows[len(rows) // 2], rows[0], rows[-1]]
+    path = tmp_path / "doubled.sqlite"  # a core table without a key on posting_id
+    con = sqlite3.connect(path)
+    with con:
+        con.execute(POSTINGS_DDL.replace(" PRIMARY KEY", "").format(amount="BIGINT", ts="TIMESTAMP"))
+        con.execute(ACCOUNTS_DDL)
+        con.executemany("INSERT INTO accounts VALUES (?,?,?,?)", accounts)
+        con.executemany("INSERT INTO ledger_postings VALUES (?,?,?,?,?,?,?,?,?,?)", doubled)
+    con.close()
+    url = f"sqlite:///{path}"
+    result = run_ledger(warehouse, url)
+    assert (result.read, result.new, result.accepted, result.quarantined) == (len(rows) + 4, len(rows), len(rows), 0)
+    archived = warehouse.sql("SELECT posting_id FROM ledger_source_rows").pl()["posting_id"].to_list()
+    assert archived == [p[0] for p in rows]
+    assert_frame_equal(warehouse.sql("SELECT * FROM ledger_balances").pl(), expected_balances(postings))
