@@ -473,6 +473,7 @@ class _Engine:
                             else source_table.pandas(columns, as_int64))
                     prepare_s += time.perf_counter() - t0
                     batch = batch_definition.get_batch(batch_parameters={"dataframe": data})
+                    # a copy each time: GX fills its defaults into the dict it is given
                     part_results = list(batch.validate(suite, result_format=dict(RESULT_FORMAT)).results)
                     if repeats is not None:
                         part_results = [repeats.restate(res) for res in part_results]

@@ -549,10 +549,8 @@ def canonical_text() -> pl.Expr:
 _CHUNK = 262_144
 
 
-def _canonical_chunks(
-    frame: pl.DataFrame, text: pl.Expr | None = None
-) -> Iterator[tuple[pl.DataFrame, list[bytes]]]:
-    """(chunk, canonical texts as UTF-8 bytes) in order, the next chunk's built while this one is hashed.
+def _canonical_chunks(frame: pl.DataFrame, text: pl.Expr) -> Iterator[tuple[pl.DataFrame, list[bytes]]]:
+    """(chunk, ``text`` of its rows as UTF-8 bytes) in order, the next chunk's built while this one is hashed.
 
     Polars releases the GIL while it builds strings, so a single helper thread overlaps
     the vectorised part with the Python hashing loop; memory stays bounded to two chunks.
@@ -564,8 +562,7 @@ def _canonical_chunks(
 
     def texts(offset: int) -> tuple[pl.DataFrame, list[bytes]]:
         chunk = frame.slice(offset, _CHUNK)
-        expr = canonical_text() if text is None else text
-        return chunk, chunk.select(expr.cast(pl.Binary)).to_series().to_list()
+        return chunk, chunk.select(text.cast(pl.Binary)).to_series().to_list()
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(texts, offsets[0])
