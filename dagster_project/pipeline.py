@@ -14,8 +14,10 @@ implicit asset job, and the CLI's paths passed as run config of the ``zentra`` r
 
 from __future__ import annotations
 
+import gc
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -131,9 +133,10 @@ def execute(settings: Settings, instance: dg.DagsterInstance | None = None,
     # while the first stages (DuckDB, Polars: GIL released) run. See data_contracts.prewarm.
     from zentra_pipelines import data_contracts
 
-    data_contracts.prewarm()
-    defs = load_definitions()
-    job = defs.resolve_implicit_global_asset_job_def()
+    with _long_lived_heap():
+        data_contracts.prewarm(on_ready=gc.freeze)
+        defs = load_definitions()
+        job = defs.resolve_implicit_global_asset_job_def()
     config = run_config(settings)
     out = PipelineResult()
     with (dg.DagsterInstance.ephemeral() if instance is None else _borrowed(instance)) as inst:
@@ -157,6 +160,29 @@ def execute(settings: Settings, instance: dg.DagsterInstance | None = None,
             asset_selection=[dg.AssetKey(PACKETS_ASSET)], tags=range_tags(first_day, last_day),
         ))
     return out
+
+
+@contextmanager
+def _long_lived_heap() -> Iterator[None]:
+    """Load what lives until the process ends, then take it out of the cyclic collector.
+
+    Dagster's definitions, and the GX engine built on the prewarm thread (which freezes
+    again when it is ready), leave ~450k tracked objects that are never freed: every
+    full collection walked them all, and so did the interpreter's last one at exit. The
+    collector is paused while they load and they are frozen after (``gc.freeze``); rows
+    never become Python objects, so the collections left during the stages are small.
+    Measured on one day of 3.2k intents: 11.3 -> 9.5 s wall (CPU -2.2 s), of which
+    process teardown after the summary 1.39 -> 0.10 s; on that day added to a 30-day
+    history 20.8 -> 17.7 s.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def _clip(span: tuple[date, date], now: datetime | None, notes: list[str]) -> tuple[date, date]:

@@ -781,13 +781,14 @@ def engine() -> _Engine:
         return _ENGINE
 
 
-def prewarm() -> threading.Thread:
+def prewarm(on_ready: Callable[[], object] | None = None) -> threading.Thread:
     """Build the engine on a background thread (``zentra run`` starts this first thing).
 
     The build is import- and object-heavy Python; the stages that run meanwhile spend
     their time in DuckDB, Polars, zlib and hashlib, which release the GIL, so on a
     second core the seconds of GX setup mostly disappear from the run's wall time. A
     failure here is not reported: the data_contracts asset builds (and fails) itself.
+    ``on_ready`` is called on that thread once the build has ended either way.
     """
 
     def build() -> None:
@@ -795,6 +796,8 @@ def prewarm() -> threading.Thread:
             engine()
         except Exception:  # noqa: BLE001 - the asset rebuilds and reports it
             pass
+        if on_ready is not None:
+            on_ready()
 
     thread = threading.Thread(target=build, name="zentra-gx-prewarm", daemon=True)
     thread.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 from datetime import date
 from pathlib import Path
@@ -133,6 +134,7 @@ def test_zentra_run_path_seals_every_data_day_in_one_packets_run(tiny_sample, tm
     finally:
         con.close()
     assert created == 0 and days == len(sealed_days)  # idempotent: the same inputs seal nothing new
+    assert gc.isenabled()  # paused while the definitions load, then given back
 
 
 def test_a_landing_sensor_run_executes_the_whole_graph_over_the_calendar(tiny_sample, tmp_path):

@@ -539,3 +539,10 @@ def test_row_id_order_check():
     assert not dc._in_row_id_order(pl.Series([0, 5, 1]), 3)  # out of order
     assert not dc._in_row_id_order(pl.Series([0, 1, 1]), 3)  # a row twice
     assert not dc._in_row_id_order(pl.Series([0, 1]), 3)  # a row short
+
+
+def test_prewarm_calls_on_ready_once_after_the_engine_is_built():
+    calls = []
+    thread = dc.prewarm(on_ready=lambda: calls.append(dc._ENGINE is not None))
+    thread.join(timeout=120)
+    assert not thread.is_alive() and calls == [True]
