@@ -23,7 +23,7 @@ from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
 from zentra_pipelines.domain.callbacks import converge
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
-from zentra_pipelines.prefetch import prefetched
+from zentra_pipelines.domain.prefetch import prefetched
 
 #: Standard Webhooks tolerance, applied on both sides of received_at.
 MAX_SKEW_MS = 300_000

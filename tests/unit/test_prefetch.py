@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from zentra_pipelines.prefetch import prefetched
+from zentra_pipelines.domain.prefetch import prefetched
 
 
 def test_items_arrive_in_order():

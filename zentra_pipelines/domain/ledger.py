@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
 from zentra_pipelines.domain import errors, frames
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, INT64_MAX, INT64_MIN, currency_exponents
+from zentra_pipelines.domain.prefetch import prefetched
 
 # ----------------------------------------------------------------------- schemas ---
 
@@ -552,25 +552,17 @@ _CHUNK = 262_144
 def _canonical_chunks(frame: pl.DataFrame, text: pl.Expr) -> Iterator[tuple[pl.DataFrame, list[bytes]]]:
     """(chunk, ``text`` of its rows as UTF-8 bytes) in order, the next chunk's built while this one is hashed.
 
-    Polars releases the GIL while it builds strings, so a single helper thread overlaps
-    the vectorised part with the Python hashing loop; memory stays bounded to two chunks.
-    The texts come out as bytes (Polars' own UTF-8), so the loop never encodes.
+    Polars releases the GIL while it builds strings, so a helper thread (``prefetched``)
+    overlaps the vectorised part with the Python hashing loop; memory stays bounded to
+    three chunks (the one hashed, one ready, one being built). The texts come out as
+    bytes (Polars' own UTF-8), so the loop never encodes.
     """
-    offsets = range(0, frame.height, _CHUNK)
-    if not offsets:
-        return
 
     def texts(offset: int) -> tuple[pl.DataFrame, list[bytes]]:
         chunk = frame.slice(offset, _CHUNK)
         return chunk, chunk.select(text.cast(pl.Binary)).to_series().to_list()
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(texts, offsets[0])
-        for nxt in offsets[1:]:
-            ready = pending.result()
-            pending = pool.submit(texts, nxt)
-            yield ready
-        yield pending.result()
+    yield from prefetched(map(texts, range(0, frame.height, _CHUNK)), 1, name="zentra-chain-text")
 
 
 #: What precedes a chain segment, per tenant: the last entry before it (its seq,

@@ -1,9 +1,10 @@
 """Produce an iterator's items on a helper thread, a bounded number ahead of their consumer.
 
 Why: two stages that each keep one core busy and release the GIL for most of their
-work (landing: hashing and framing in NumPy/Arrow, then DuckDB's appends) take the sum
-of their times when interleaved on one thread, and about the longer one when the first
-runs ahead on a second core.
+work (landing: hashing and framing in NumPy/Arrow, then DuckDB's appends; the ledger
+chain: Polars building canonical texts, then the hashing loop) take the sum of their
+times when interleaved on one thread, and about the longer one when the first runs
+ahead on a second core. Pure: threads and a queue, no I/O, so the domain may use it.
 """
 
 from __future__ import annotations
