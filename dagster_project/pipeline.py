@@ -171,9 +171,9 @@ def _long_lived_heap() -> Iterator[None]:
     full collection walked them all, and so did the interpreter's last one at exit. The
     collector is paused while they load and they are frozen after (``gc.freeze``); rows
     never become Python objects, so the collections left during the stages are small.
-    Measured on one day of 3.2k intents: 11.3 -> 9.5 s wall (CPU -2.2 s), of which
-    process teardown after the summary 1.39 -> 0.10 s; on that day added to a 30-day
-    history 20.8 -> 17.7 s.
+    Measured on one day of 3.2k intents: 11.1-12.1 -> 9.6-10.7 s wall (CPU -2.2 s), of
+    which process teardown after the summary 1.39 -> 0.12 s; that day added to a 30-day
+    history 20.6-21.3 -> 17.9-19.4 s; the bundled sample 9.4 -> 8.2 s (bench).
     """
     enabled = gc.isenabled()
     gc.disable()

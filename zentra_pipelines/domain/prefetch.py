@@ -22,7 +22,8 @@ _POLL_S = 0.1
 def prefetched(items: Iterable[T], depth: int, *, name: str = "zentra-prefetch") -> Iterator[T]:
     """``items``, in order, iterated on a helper thread at most ``depth`` items ahead.
 
-    Memory stays bounded by ``depth`` items. An exception raised while producing an item
+    At most ``depth`` + 2 items are alive at once: ``depth`` waiting in the queue, one
+    being produced and one held by the consumer. An exception raised while producing an item
     is raised here, after the items produced before it. When the consumer stops early
     (``break``, an exception, ``close()``), the producer stops at its next item, its
     iterator is closed on its own thread (so its ``finally`` blocks run) and the thread
