@@ -172,6 +172,28 @@ def test_the_fast_and_the_fallback_read_paths_agree(source: str) -> None:
     assert_frame_equal(ledger_source.read_accounts(source), ledger_source.read_accounts(source, prefer_arrow=False))
 
 
+@pytest.mark.parametrize("prefer_arrow", [True, False])
+def test_every_storage_class_is_read_as_its_exact_text(tmp_path: Path, prefer_arrow: bool) -> None:
+    """Blobs as x'HEX' (found by ``col >= x''``), NULL as NULL, numbers and text as SQLite spells them."""
+    accounts, _ = make_ledger(intents=1)
+    at = ts(START)
+    rows = [
+        ("p_blob", b"\x00\xab", "i", "t_alpha", b"", "EUR", b"\x01\x02", at, "a", "k"),
+        ("p_real", "j", "i", "t_alpha", "acct", "EUR", 1250.0, at, None, "k"),
+        ("p_text", "j", "i", "t_alpha", "acct", "EUR", "125000", at, "", "k"),
+        ("p_int", "j", "i", "t_alpha", "acct", "EUR", -3, at, 7, "k"),
+    ]
+    url = write_sqlite(tmp_path / "classes.sqlite", accounts, rows, amount_type="")
+    got = ledger_source.read_postings_snapshot(url, None, prefer_arrow=prefer_arrow)[0].sort("posting_id")
+    cols = ["posting_id", "journal_id", "account_id", "amount_minor", "amount_type", "actor_id"]
+    assert got.select(cols).rows() == [
+        ("p_blob", "x'00AB'", "x''", "x'0102'", "blob", "a"),
+        ("p_int", "j", "acct", "-3", "integer", "7"),
+        ("p_real", "j", "acct", "1250.0", "real", None),
+        ("p_text", "j", "acct", "125000", "text", ""),
+    ]
+
+
 def test_a_rerun_adds_nothing_and_changes_nothing(warehouse: duckdb.DuckDBPyConnection, source: str) -> None:
     first = run_ledger(warehouse, source)
     before = tables(warehouse)

@@ -126,10 +126,16 @@ def _connectorx_uri(url: sa.URL) -> str | None:
 
 
 def _text_of(col: sa.ColumnClause, dialect: str) -> sa.ColumnElement:
-    """The column as text, '' for NULL (the NULL itself travels in the mask)."""
+    """The column as text, '' for NULL (the NULL itself travels in the mask).
+
+    SQLite sorts every BLOB after every other value and never converts a BLOB by
+    affinity, so ``col >= x''`` holds exactly for blobs (NULL: unknown, so not a blob).
+    It replaces ``typeof(col) = 'blob'``: ten typeof() calls per row were half of
+    SQLite's time on the postings query (611k rows: 0.70 -> 0.40 s).
+    """
     if dialect == "sqlite":
         blob = sa.literal_column("'x'''").op("||")(sa.func.hex(col)).op("||")(sa.literal_column("''''"))
-        value = sa.case((sa.func.typeof(col) == sa.literal_column("'blob'"), blob), else_=sa.cast(col, sa.Text))
+        value = sa.case((col >= sa.literal_column("x''"), blob), else_=sa.cast(col, sa.Text))
     else:
         value = sa.cast(col, sa.Text)
     return sa.func.coalesce(value, sa.literal_column("''"))
