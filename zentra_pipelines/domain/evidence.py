@@ -23,7 +23,6 @@ import html
 import io
 import json
 import re
-import zipfile
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from zentra_pipelines.domain import packet_zip
 from zentra_pipelines.domain.money import IDENTIFIER_RE, format_minor
 
 PACKET_FORMAT = "zentra.audit_packet/1"
@@ -53,7 +53,7 @@ REPORT_NAME = "report.html"
 META_MEMBERS = frozenset({MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME})
 
 KEY_KINDS = frozenset({"configured", "development"})
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+ZIP_EPOCH = packet_zip.ZIP_EPOCH
 #: Fields that say *where in the chain* a packet sits, not *what it holds*.
 CHAIN_FIELDS = frozenset({"version", "supersedes"})
 
@@ -429,22 +429,18 @@ def deflate_level(name: str) -> int:
 
 def deterministic_zip(members: Mapping[str, bytes]) -> bytes:
     """Same members -> same bytes: sorted names, fixed 1980-01-01 timestamps, mode 0644,
-    deflate (level per ``deflate_level``), Unix ``create_system``, no comment, no extra fields."""
+    deflate (level per ``deflate_level``, ISA-L's deflate: ``packet_zip``), Unix
+    ``create_system``, no comment, no extra fields."""
     for name in members:
         if not is_safe_member_name(name):
             raise EvidenceError(f"unsafe zip member name: {name!r}")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
-        for name in sorted(members):
-            data = members[name]
-            if not isinstance(data, (bytes, bytearray)):
-                raise EvidenceError(f"zip member {name!r} is not bytes")
-            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3  # Unix, so external_attr carries the mode
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, bytes(data), compress_type=zipfile.ZIP_DEFLATED, compresslevel=deflate_level(name))
-    return buf.getvalue()
+    entries = []
+    for name in sorted(members):
+        data = members[name]
+        if not isinstance(data, (bytes, bytearray)):
+            raise EvidenceError(f"zip member {name!r} is not bytes")
+        entries.append(packet_zip.Member(name, data, deflate_level(name)))
+    return packet_zip.write_zip(entries)
 
 
 # ----------------------------------------------------------------------------------
