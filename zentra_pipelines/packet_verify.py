@@ -15,14 +15,17 @@ import hashlib
 import json
 import re
 import stat
+import struct
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from isal import isal_zlib
 
 from zentra_pipelines.domain import evidence as ev
 
@@ -34,6 +37,7 @@ MAX_MEMBERS = 10_000
 _CHUNK = 1024 * 1024
 _VERSION_FILE_RE = re.compile(r"^v([1-9][0-9]{0,8})\.zip$")
 _SUMS_LINE_RE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zip local file header, 30 bytes
 
 
 @dataclass(frozen=True)
@@ -64,24 +68,69 @@ def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
     return data
 
 
-def _stream_hashes(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, bytes, int]:
+def _stream_hashes(fh: BinaryIO, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, bytes, int]:
     """(sha256 hex, RFC 6962 leaf hash, size) of one member, read in chunks under the cap."""
     if info.file_size > MAX_MEMBER_BYTES:
         raise _fail(f"member {info.filename} is {info.file_size} bytes, over the size cap")
     plain = hashlib.sha256()
     leaf = hashlib.sha256(b"\x00")
     size = 0
-    with zf.open(info) as fh:
-        while True:
-            chunk = fh.read(_CHUNK)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > MAX_MEMBER_BYTES:
-                raise _fail(f"member {info.filename} inflates past the size cap")
-            plain.update(chunk)
-            leaf.update(chunk)
+    for chunk in _member_chunks(fh, zf, info):
+        size += len(chunk)
+        if size > MAX_MEMBER_BYTES:
+            raise _fail(f"member {info.filename} inflates past the size cap")
+        plain.update(chunk)
+        leaf.update(chunk)
     return plain.hexdigest(), leaf.digest(), size
+
+
+def _member_chunks(fh: BinaryIO, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """A member's bytes, chunk by chunk.
+
+    Deflated members (every member Zentra writes) are inflated by ISA-L straight from
+    the file: zlib's inflate was ~60% of verifying a packet (the largest 1M packet:
+    0.86 of 1.5 s). The checks are zipfile's: the local header's signature, name,
+    method and encryption flag agree with the directory, and the CRC-32 at the end;
+    besides, the deflate stream must end exactly at the member's compressed size and
+    the size must be the directory's. Any other method goes through ``zipfile``.
+    """
+    if info.compress_type != zipfile.ZIP_DEFLATED:
+        with zf.open(info) as member:
+            while chunk := member.read(_CHUNK):
+                yield chunk
+        return
+    fh.seek(info.header_offset)
+    head = fh.read(_LOCAL_HEADER.size)
+    if len(head) != _LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
+        raise _fail(f"member {info.filename} has no local header where the directory says")
+    _, _, _, flags, method, *_, name_len, extra_len = _LOCAL_HEADER.unpack(head)
+    if fh.read(name_len) != info.filename.encode("ascii") or method != zipfile.ZIP_DEFLATED or flags & 0x1:
+        raise _fail(f"member {info.filename}: local header and directory differ")
+    fh.seek(extra_len, 1)
+    inflater = isal_zlib.decompressobj(-15)
+    left, crc, size = info.compress_size, 0, 0
+    while left and not inflater.eof:
+        data = fh.read(min(_CHUNK, left))
+        if not data:
+            raise _fail(f"member {info.filename} is truncated")
+        left -= len(data)
+        while data and not inflater.eof:
+            try:
+                chunk = inflater.decompress(data, _CHUNK)
+            except isal_zlib.error as exc:
+                raise _fail(f"member {info.filename} does not inflate: {exc}") from None
+            if not chunk and inflater.unconsumed_tail == data:
+                raise _fail(f"member {info.filename} does not inflate")
+            data = inflater.unconsumed_tail
+            size += len(chunk)
+            if size > info.file_size:
+                raise _fail(f"member {info.filename} inflates past its recorded size")
+            crc = isal_zlib.crc32(chunk, crc)
+            yield chunk
+    if not inflater.eof or left or inflater.unused_data:
+        raise _fail(f"member {info.filename}: the deflate stream does not end with the member")
+    if crc != info.CRC or size != info.file_size:
+        raise _fail(f"member {info.filename} fails its CRC-32 or size")
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
@@ -211,10 +260,15 @@ def _verify(path: Path, pubkey_pem: bytes | None) -> Verdict:
     if pubkey_pem is not None:
         given_key, given_id = _load_public_key(pubkey_pem, "the given public key")
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, with the zip that shares it
+    except OSError as exc:
         raise _fail(f"not a readable zip: {exc}") from None
-    with zf:
+    try:
+        zf = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        fh.close()
+        raise _fail(f"not a readable zip: {exc}") from None
+    with fh, zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
             raise _fail(f"{len(infos)} members, over the {MAX_MEMBERS} cap")
@@ -282,7 +336,7 @@ def _verify(path: Path, pubkey_pem: bytes | None) -> Verdict:
         leaves: list[bytes] = []
         for entry in files:
             p = entry["path"]
-            digest, leaf, size = _stream_hashes(zf, by_name[p])
+            digest, leaf, size = _stream_hashes(fh, zf, by_name[p])
             if size != entry["bytes"]:
                 raise _fail(f"{p} is {size} bytes, manifest says {entry['bytes']}")
             if digest != entry["sha256"]:

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import polars as pl
@@ -24,6 +25,7 @@ from zentra_pipelines import packet_verify as pv
 from zentra_pipelines.adapters import packet_store as store
 from zentra_pipelines.adapters.signing import Signer, SigningKeyError, load_signer
 from zentra_pipelines.domain import evidence as ev
+from zentra_pipelines.domain import packet_zip
 from zentra_pipelines.domain.evidence import PacketInput
 from zentra_pipelines.packet_verify import verify_packet
 
@@ -500,3 +502,78 @@ def test_symlink_member_rejected(sealed: store.SealResult, tmp_path: Path) -> No
     bad.write_bytes(buf.getvalue())
     v = verify_packet(bad)
     assert not v.ok and "not a regular file" in v.reason
+
+
+# ------------------------------------------------ the container under the members ---
+
+
+def _data_member(zip_path: Path) -> zipfile.ZipInfo:
+    with zipfile.ZipFile(zip_path) as zf:
+        return zf.getinfo("data/reconciliation_breaks.csv")
+
+
+def _patched(src: Path, dest: Path, offset: int, new: bytes) -> Path:
+    raw = bytearray(src.read_bytes())
+    raw[offset : offset + len(new)] = new
+    dest.write_bytes(bytes(raw))
+    return dest
+
+
+def test_a_stored_member_packet_still_verifies(sealed: store.SealResult, tmp_path: Path) -> None:
+    """Members zipfile stores (method 0) are read through zipfile, not the ISA-L path."""
+    members = _members(sealed.path)
+    p = tmp_path / "v1.zip"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name in sorted(members):
+            zf.writestr(name, members[name])
+    p.write_bytes(buf.getvalue())
+    assert verify_packet(p).ok
+
+
+def test_a_damaged_deflate_stream_is_rejected(sealed: store.SealResult, tmp_path: Path) -> None:
+    info = _data_member(sealed.path)
+    start = info.header_offset + 30 + len(info.filename)
+    raw = sealed.path.read_bytes()
+    for at in (start, start + info.compress_size // 2, start + info.compress_size - 1):
+        bad = _patched(sealed.path, tmp_path / f"bad{at}.zip", at, bytes([raw[at] ^ 0xFF]))
+        v = verify_packet(bad)
+        assert not v.ok and "reconciliation_breaks.csv" in v.reason, (at, v.reason)
+
+
+def test_a_local_header_naming_another_member_is_rejected(sealed: store.SealResult, tmp_path: Path) -> None:
+    info = _data_member(sealed.path)
+    other = b"data/reconciliation_breakz.csv"
+    bad = _patched(sealed.path, tmp_path / "bad.zip", info.header_offset + 30, other)
+    v = verify_packet(bad)
+    assert not v.ok and v.reason == "member data/reconciliation_breaks.csv: local header and directory differ"
+
+
+def test_a_wrong_crc_in_the_directory_is_rejected(sealed: store.SealResult, tmp_path: Path) -> None:
+    info = _data_member(sealed.path)
+    entry = sealed.path.read_bytes().rfind(info.filename.encode()) - 46  # the directory comes last
+    bad = _patched(sealed.path, tmp_path / "bad.zip", entry + 16, (info.CRC ^ 1).to_bytes(4, "little"))
+    v = verify_packet(bad)
+    assert not v.ok and v.reason == "member data/reconciliation_breaks.csv fails its CRC-32 or size"
+
+
+class _TrailingJunk:
+    """A deflater whose stream is followed by bytes that belong to no stream."""
+
+    def __init__(self, level: int) -> None:
+        self._inner = zlib.compressobj(level, zlib.DEFLATED, -15)
+
+    def compress(self, data: bytes) -> bytes:
+        return self._inner.compress(data)
+
+    def flush(self) -> bytes:
+        return self._inner.flush() + b"junk"
+
+
+def test_bytes_after_the_deflate_stream_are_rejected(sealed: store.SealResult, tmp_path: Path) -> None:
+    members = _members(sealed.path)
+    entries = [packet_zip.Member(n, members[n], ev.deflate_level(n)) for n in sorted(members)]
+    p = tmp_path / "v1.zip"
+    p.write_bytes(packet_zip.write_zip(entries, compressor=_TrailingJunk))
+    v = verify_packet(p)
+    assert not v.ok and v.reason.endswith(": the deflate stream does not end with the member")
