@@ -189,7 +189,7 @@ def run_packets(
                 result.merkle_root, result.key_id, result.manifest_sha256)
 
     # Tenant-days are independent (own folder, own version chain) and the work is Parquet,
-    # CSV, zlib and SHA-256 on large buffers, all of which release the GIL: seal them on
+    # CSV, deflate (ISA-L), inflate and SHA-256 on large buffers, all of which release the GIL: seal them on
     # a small pool while this thread (the only one using ``con``) reads the next one.
     # Rows come back in (day, tenant) order whatever the thread schedule.
     rows = []

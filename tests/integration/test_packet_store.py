@@ -549,6 +549,16 @@ def test_a_local_header_naming_another_member_is_rejected(sealed: store.SealResu
     assert not v.ok and v.reason == "member data/reconciliation_breaks.csv: local header and directory differ"
 
 
+@pytest.mark.parametrize(("at", "value"), [(8, b"\x00\x00"), (6, b"\x01\x00"), (0, b"PK\x01\x02")])
+def test_a_local_header_that_disagrees_is_rejected(
+    sealed: store.SealResult, tmp_path: Path, at: int, value: bytes
+) -> None:
+    """Local method 0 (stored) under a deflated directory entry, the encryption flag, no local signature."""
+    info = _data_member(sealed.path)
+    v = verify_packet(_patched(sealed.path, tmp_path / "bad.zip", info.header_offset + at, value))
+    assert not v.ok and v.reason.startswith("member data/reconciliation_breaks.csv"), v.reason
+
+
 def test_a_wrong_crc_in_the_directory_is_rejected(sealed: store.SealResult, tmp_path: Path) -> None:
     info = _data_member(sealed.path)
     entry = sealed.path.read_bytes().rfind(info.filename.encode()) - 46  # the directory comes last
