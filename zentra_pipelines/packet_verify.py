@@ -84,8 +84,8 @@ def _stream_hashes(fh: BinaryIO, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> 
     return plain.hexdigest(), leaf.digest(), size
 
 
-def _member_chunks(fh: BinaryIO, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
-    """A member's bytes, chunk by chunk.
+def _member_chunks(fh: BinaryIO, zf: zipfile.ZipFile, info: zipfile.ZipInfo, chunk: int = _CHUNK) -> Iterator[bytes]:
+    """A member's bytes, at most ``chunk`` bytes read or inflated at a time.
 
     Deflated members (every member Zentra writes) are inflated by ISA-L straight from
     the file: zlib's inflate was ~60% of verifying a packet (the largest 1M packet:
@@ -93,11 +93,14 @@ def _member_chunks(fh: BinaryIO, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> 
     method and encryption flag agree with the directory, and the CRC-32 at the end;
     besides, the deflate stream must end exactly at the member's compressed size and
     the size must be the directory's. Any other method goes through ``zipfile``.
+
+    Once all input is fed, the inflater may still hold output (its last call stopped
+    at ``chunk`` bytes): it is drained with empty input, as zipfile flushes it.
     """
     if info.compress_type != zipfile.ZIP_DEFLATED:
         with zf.open(info) as member:
-            while chunk := member.read(_CHUNK):
-                yield chunk
+            while block := member.read(chunk):
+                yield block
         return
     fh.seek(info.header_offset)
     head = fh.read(_LOCAL_HEADER.size)
@@ -108,26 +111,29 @@ def _member_chunks(fh: BinaryIO, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> 
         raise _fail(f"member {info.filename}: local header and directory differ")
     fh.seek(extra_len, 1)
     inflater = isal_zlib.decompressobj(-15)
-    left, crc, size = info.compress_size, 0, 0
-    while left and not inflater.eof:
-        data = fh.read(min(_CHUNK, left))
-        if not data:
-            raise _fail(f"member {info.filename} is truncated")
-        left -= len(data)
-        while data and not inflater.eof:
-            try:
-                chunk = inflater.decompress(data, _CHUNK)
-            except isal_zlib.error as exc:
-                raise _fail(f"member {info.filename} does not inflate: {exc}") from None
-            if not chunk and inflater.unconsumed_tail == data:
+    left, crc, size, data = info.compress_size, 0, 0, b""
+    while not inflater.eof:
+        if not data and left:
+            data = fh.read(min(chunk, left))
+            if not data:
+                raise _fail(f"member {info.filename} is truncated")
+            left -= len(data)
+        try:
+            out = inflater.decompress(data, chunk)  # empty ``data``: drain what it holds
+        except isal_zlib.error as exc:
+            raise _fail(f"member {info.filename} does not inflate: {exc}") from None
+        rest = inflater.unconsumed_tail
+        if not out and len(rest) == len(data) and not inflater.eof:
+            if data:
                 raise _fail(f"member {info.filename} does not inflate")
-            data = inflater.unconsumed_tail
-            size += len(chunk)
-            if size > info.file_size:
-                raise _fail(f"member {info.filename} inflates past its recorded size")
-            crc = isal_zlib.crc32(chunk, crc)
-            yield chunk
-    if not inflater.eof or left or inflater.unused_data:
+            break  # every byte fed, nothing held back, and still no end of stream
+        data = rest
+        size += len(out)
+        if size > info.file_size:
+            raise _fail(f"member {info.filename} inflates past its recorded size")
+        crc = isal_zlib.crc32(out, crc)
+        yield out
+    if not inflater.eof or left or data or inflater.unused_data:
         raise _fail(f"member {info.filename}: the deflate stream does not end with the member")
     if crc != info.CRC or size != info.file_size:
         raise _fail(f"member {info.filename} fails its CRC-32 or size")
