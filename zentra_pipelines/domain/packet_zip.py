@@ -24,6 +24,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from isal import isal_zlib
 
@@ -42,7 +43,16 @@ _MAX_MEMBERS = 0xFFFF
 #: zipfile writes ZIP64 fields once a member may pass this (it allows 5% growth).
 ZIP64_LIMIT = zipfile.ZIP64_LIMIT
 
-def isal_compressor(level: int) -> object:
+
+class Deflater(Protocol):
+    """A raw-deflate compressor object (``zlib.compressobj``'s interface)."""
+
+    def compress(self, data: bytes, /) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+def isal_compressor(level: int) -> Deflater:
     """Raw deflate: ISA-L for levels >= 1; level 0 (stored blocks) stays with zlib,
     whose level 0 is a plain copy (ISA-L's level 0 would still Huffman-code)."""
     if level == 0:
@@ -50,7 +60,7 @@ def isal_compressor(level: int) -> object:
     return isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
 
 
-def zlib_compressor(level: int) -> object:
+def zlib_compressor(level: int) -> Deflater:
     """What ``zipfile`` uses: the reference the container is tested against."""
     return zlib.compressobj(level, zlib.DEFLATED, -15)
 
@@ -63,7 +73,7 @@ class Member:
 
 
 def write_zip(
-    members: Sequence[Member], *, compressor: Callable[[int], object] = isal_compressor,
+    members: Sequence[Member], *, compressor: Callable[[int], Deflater] = isal_compressor,
     zip64_limit: int = ZIP64_LIMIT,
 ) -> bytes:
     """Members in the given order, fixed timestamps, mode 0644, Unix, deflated.
@@ -114,4 +124,4 @@ def zip_with_zipfile(members: Sequence[Member]) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["Member", "write_zip", "zip_with_zipfile", "isal_compressor", "zlib_compressor", "ZIP_EPOCH", "ZIP64_LIMIT"]
+__all__ = ["Deflater", "Member", "write_zip", "zip_with_zipfile", "isal_compressor", "zlib_compressor", "ZIP_EPOCH", "ZIP64_LIMIT"]
