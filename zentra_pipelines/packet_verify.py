@@ -15,7 +15,6 @@ import hashlib
 import json
 import re
 import stat
-import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from isal import isal_zlib
 
 from zentra_pipelines.domain import evidence as ev
+from zentra_pipelines.domain.packet_zip import LOCAL_HEADER, LOCAL_SIGNATURE
 
 MAX_MEMBER_BYTES = 512 * 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
@@ -37,7 +37,6 @@ MAX_MEMBERS = 10_000
 _CHUNK = 1024 * 1024
 _VERSION_FILE_RE = re.compile(r"^v([1-9][0-9]{0,8})\.zip$")
 _SUMS_LINE_RE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
-_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zip local file header, 30 bytes
 
 
 @dataclass(frozen=True)
@@ -103,10 +102,10 @@ def _member_chunks(fh: BinaryIO, zf: zipfile.ZipFile, info: zipfile.ZipInfo, chu
                 yield block
         return
     fh.seek(info.header_offset)
-    head = fh.read(_LOCAL_HEADER.size)
-    if len(head) != _LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
+    head = fh.read(LOCAL_HEADER.size)
+    if len(head) != LOCAL_HEADER.size or head[:4] != LOCAL_SIGNATURE:
         raise _fail(f"member {info.filename} has no local header where the directory says")
-    _, _, _, flags, method, *_, name_len, extra_len = _LOCAL_HEADER.unpack(head)
+    _, _, _, flags, method, *_, name_len, extra_len = LOCAL_HEADER.unpack(head)
     if fh.read(name_len) != info.filename.encode("ascii") or method != zipfile.ZIP_DEFLATED or flags & 0x1:
         raise _fail(f"member {info.filename}: local header and directory differ")
     fh.seek(extra_len, 1)

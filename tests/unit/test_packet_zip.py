@@ -61,10 +61,31 @@ def test_the_same_members_give_the_same_bytes() -> None:
 
 @pytest.mark.parametrize("limit", [10, 300_000])
 def test_an_archive_that_could_need_zip64_is_left_to_zipfile(limit: int) -> None:
-    """10: refused by the size bound before compressing; 300,000: by the real offsets after."""
+    """Refused by the size bound before compressing (350,000 bytes of members: bound ~369.5k)."""
     members = [pz.Member("a.csv", b"x" * 200_000, 1), pz.Member("b.bin", os.urandom(150_000), 0)]
     assert pz.write_zip(members, zip64_limit=limit) == pz.zip_with_zipfile(members)
     assert pz.write_zip(members) != pz.zip_with_zipfile(members)
+
+
+class _Swelling:
+    """A deflater whose output outgrows the 5% the size bound allows for."""
+
+    def __init__(self, level: int) -> None:
+        self._inner = pz.zlib_compressor(level)
+
+    def compress(self, data: bytes) -> bytes:
+        return self._inner.compress(data)
+
+    def flush(self) -> bytes:
+        return self._inner.flush() + bytes(200_000)
+
+
+def test_an_archive_whose_streams_pass_the_limit_is_left_to_zipfile() -> None:
+    """Under the bound before compressing (~369.5k <= 400k), over the limit after: the real
+    offsets are checked too, so the ZIP64 decision never rests on the estimate alone."""
+    members = [pz.Member("a.csv", b"x" * 200_000, 1), pz.Member("b.bin", os.urandom(150_000), 0)]
+    assert pz.write_zip(members, compressor=_Swelling, zip64_limit=10**9) != pz.zip_with_zipfile(members)
+    assert pz.write_zip(members, compressor=_Swelling, zip64_limit=400_000) == pz.zip_with_zipfile(members)
 
 
 def test_packets_are_sealed_through_it() -> None:

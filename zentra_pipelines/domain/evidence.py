@@ -53,7 +53,6 @@ REPORT_NAME = "report.html"
 META_MEMBERS = frozenset({MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME})
 
 KEY_KINDS = frozenset({"configured", "development"})
-ZIP_EPOCH = packet_zip.ZIP_EPOCH
 #: Fields that say *where in the chain* a packet sits, not *what it holds*.
 CHAIN_FIELDS = frozenset({"version", "supersedes"})
 

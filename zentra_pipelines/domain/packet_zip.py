@@ -36,7 +36,10 @@ _VERSION = 20  # "2.0: deflate", what zipfile records without ZIP64
 _UNIX = 3
 _MODE = 0o644 << 16
 _DEFLATED = zipfile.ZIP_DEFLATED
-_LOCAL = struct.Struct("<4s2B4HL2L2H")
+#: The local file header before each member's data (30 bytes) and its signature; the
+#: verifier reads it back with the same layout.
+LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+LOCAL_SIGNATURE = b"PK\x03\x04"
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
 _END = struct.Struct("<4s4H2LH")
 _MAX_MEMBERS = 0xFFFF
@@ -92,8 +95,8 @@ def write_zip(
         c = compressor(m.level)
         stream = c.compress(m.data) + c.flush()
         crc = zlib.crc32(m.data)
-        head = _LOCAL.pack(
-            b"PK\x03\x04", _VERSION, 0, 0, _DEFLATED, _DOS_TIME, _DOS_DATE, crc, len(stream), len(m.data), len(name), 0
+        head = LOCAL_HEADER.pack(
+            LOCAL_SIGNATURE, _VERSION, 0, 0, _DEFLATED, _DOS_TIME, _DOS_DATE, crc, len(stream), len(m.data), len(name), 0
         )
         central.append(
             _CENTRAL.pack(
@@ -124,4 +127,4 @@ def zip_with_zipfile(members: Sequence[Member]) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["Deflater", "Member", "write_zip", "zip_with_zipfile", "isal_compressor", "zlib_compressor", "ZIP_EPOCH", "ZIP64_LIMIT"]
+__all__ = ["Deflater", "LOCAL_HEADER", "LOCAL_SIGNATURE", "Member", "write_zip", "zip_with_zipfile", "isal_compressor", "zlib_compressor", "ZIP_EPOCH", "ZIP64_LIMIT"]
