@@ -58,3 +58,27 @@ def test_an_oversized_last_line_without_newline_is_one_row(tmp_path):
 
 def test_an_empty_file_frames_no_rows(tmp_path):
     assert list(landing.frame_lines(_file(tmp_path, b""))) == []
+
+
+def test_lines_read_with_the_end_of_a_too_large_line_are_framed_like_whole_framing(tmp_path):
+    # the batch that ends the 100-byte line also brings 'ab' and 57 bytes of the next
+    # (too-large) line; the next batch adds 64 more without a newline, so the carried
+    # part outgrows what one batch plus the line limit leaves room for
+    data = b"x" * 100 + b"\nab\n" + b"y" * 130 + b"\nlast\n"
+    file = _file(tmp_path, data)
+
+    streamed = _streamed(file, batch_bytes=64, max_line_bytes=10)
+
+    assert streamed["text"].to_list() == [None, "ab", None, "last"]
+    assert_frame_equal(streamed, landing.frame_bytes(file, data, max_line_bytes=10))
+
+
+def test_frames_held_together_keep_their_own_lines_and_raw_bytes(tmp_path):
+    # a reused read buffer must never show through a frame the caller still holds
+    data = b"".join(b"line %d %s\n" % (i, b"\xff\x00" if i % 17 == 0 else b"ok") for i in range(500))
+    file = _file(tmp_path, data)
+
+    frames = list(landing.frame_lines(file, batch_bytes=50))
+
+    assert len(frames) > 50
+    assert_frame_equal(pl.concat(frames), landing.frame_bytes(file, data))

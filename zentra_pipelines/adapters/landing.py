@@ -84,27 +84,42 @@ def frame_lines(
     outgrows ``max_line_bytes`` before its newline is never held whole: it is hashed as it
     streams past and comes out as one ``line_too_large`` row with its size and sha256
     (the same detail ``frame_bytes`` gives a too-large line it holds).
+
+    Batches are read into one buffer, reused for the whole file (what follows the last
+    newline is moved to its front). A fresh few-MiB ``bytes`` per read, per join with the
+    carried line and per cut was mapped, zeroed and unmapped again by the kernel each
+    time. On the 1M-intent scenario's 2.3 GB of landing files: framing 6.1 -> 2.8 s,
+    page faults 1.37M -> 59k; the archive step alone 18.8-19.3 -> 15.1 s. ``frame_bytes``
+    copies what it keeps, so a frame never points into the buffer.
     """
     line_no = 1
+    block = bytearray(batch_bytes + max(batch_bytes, max_line_bytes))
+    held = 0  # block[:held]: what the last cut left (a partial line, or lines after a too-large one)
     with file.path.open("rb") as fh:
-        pending = b""
-        while chunk := fh.read(batch_bytes):
-            data = pending + chunk
-            cut = data.rfind(b"\n")
+        while True:
+            if held + batch_bytes > len(block):  # only after a too-large line: rare, grow once
+                block = block[:held] + bytearray(batch_bytes)
+            view = memoryview(block)
+            read = fh.readinto(view[held : held + batch_bytes])
+            if not read:
+                break
+            end = held + read
+            cut = block.rfind(b"\n", 0, end)
             if cut >= 0:
-                pending = data[cut + 1 :]
-                frame = frame_bytes(file, data[: cut + 1], line_no, max_line_bytes)
-            elif len(data) > max_line_bytes:
-                size, sha256, pending = _stream_past_line(fh, data, batch_bytes)
+                frame = frame_bytes(file, view[: cut + 1], line_no, max_line_bytes)
+                rest = bytes(view[cut + 1 : end])  # a copy: it may overlap where it goes
+            elif end > max_line_bytes:
+                size, sha256, rest = _stream_past_line(fh, bytes(view[:end]), batch_bytes)
                 frame = _too_large_row(file, line_no, _too_large_detail(size, max_line_bytes, sha256))
             else:
-                pending = data
+                held = end
                 continue
-            del data
+            block[: len(rest)] = rest
+            held = len(rest)
             line_no += frame.height
             yield frame
-        if pending:
-            yield frame_bytes(file, pending, line_no, max_line_bytes)
+        if held:
+            yield frame_bytes(file, bytes(block[:held]), line_no, max_line_bytes)
 
 
 def _stream_past_line(fh: BinaryIO, head: bytes, batch_bytes: int) -> tuple[int, str, bytes]:
@@ -140,7 +155,7 @@ def _too_large_row(file: LandingFile, line_no: int, detail: str) -> pl.DataFrame
 
 
 def frame_bytes(
-    file: LandingFile, data: bytes, first_line_no: int = 1, max_line_bytes: int = MAX_LINE_BYTES
+    file: LandingFile, data: bytes | memoryview, first_line_no: int = 1, max_line_bytes: int = MAX_LINE_BYTES
 ) -> pl.DataFrame:
     """One row per line of ``data`` (whole lines): valid text, or the raw bytes plus a framing error code.
 
@@ -150,8 +165,8 @@ def frame_bytes(
     that is not valid UTF-8 as a whole) are judged one by one by ``_frame_one``, the
     reference rules. A clean block never enters a Python loop.
     """
-    if data and not data.endswith(b"\n"):
-        data = data + b"\n"  # the last line ends at the end of the file: same framing as a final newline
+    if len(data) and data[-1] != 0x0A:
+        data = bytes(data) + b"\n"  # the last line ends at the end of the file: same framing as a final newline
     buf = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(buf == 0x0A)  # index of each line's newline
     n = int(ends.size)
@@ -191,7 +206,7 @@ def frame_bytes(
     }
     if bad.size:
         # the reference rules, line by line, for the few suspect lines only
-        verdicts = [_frame_one(data[starts[i] : ends[i]], max_line_bytes) for i in bad.tolist()]
+        verdicts = [_frame_one(bytes(data[starts[i] : ends[i]]), max_line_bytes) for i in bad.tolist()]
         ok = np.ones(n, dtype=bool)
         ok[bad[np.asarray([v[0] is None for v in verdicts], dtype=bool)]] = False
         text = pc.if_else(pa.array(ok), lines, pa.nulls(n, type=pa.large_binary())).cast(pa.large_string())
