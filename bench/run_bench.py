@@ -249,6 +249,12 @@ def _peak_rss_mib() -> float | None:
     return None
 
 
+def _elapsed(marks: dict, run_id: str, step: str, end_kind: str) -> float | None:
+    """A mark's growth from a step's start to its end event, when both were seen."""
+    start, end = marks.get((run_id, step, "STEP_START")), marks.get((run_id, step, end_kind))
+    return round(end - start, 3) if start is not None and end is not None else None
+
+
 def child_main(argv: list[str]) -> int:
     """Inside the child: exactly what ``zentra run`` does, plus reading the event log."""
     t_start = time.perf_counter()
@@ -279,6 +285,7 @@ def child_main(argv: list[str]) -> int:
     # Process CPU seconds at every step boundary: on a shared machine CPU time is the
     # steadier figure (wall time includes waiting for a core).
     cpu_marks: dict[tuple[str, str | None, str], float] = {}
+    sys_marks: dict[tuple[str, str | None, str], float] = {}  # kernel time (page faults, I/O)
     handle = instance.handle_new_event
 
     rss_marks: dict[tuple[str, str | None], float] = {}
@@ -287,6 +294,7 @@ def child_main(argv: list[str]) -> int:
         ev = getattr(event, "dagster_event", None)
         if ev is not None and ev.event_type_value in ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE"):
             cpu_marks[(event.run_id, event.step_key, ev.event_type_value)] = time.process_time()
+            sys_marks[(event.run_id, event.step_key, ev.event_type_value)] = os.times().system
             if ev.event_type_value == "STEP_START":
                 _reset_peak_rss()
             else:
@@ -328,7 +336,8 @@ def child_main(argv: list[str]) -> int:
                 steps.append({"run": i + 1, "step": entry.step_key, "status": kind,
                               "start": t0, "seconds": round(entry.timestamp - t0, 3),
                               "peak_rss_mib": rss_marks.get((r.run_id, entry.step_key)),
-                              "cpu_s": round(c1 - c0, 3) if c0 is not None and c1 is not None else None})
+                              "cpu_s": round(c1 - c0, 3) if c0 is not None and c1 is not None else None,
+                              "sys_s": _elapsed(sys_marks, r.run_id, entry.step_key, kind)})
             elif kind == "ASSET_MATERIALIZATION":
                 mat = ev.step_materialization_data.materialization
                 md = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
@@ -609,19 +618,19 @@ def render(results: dict, baseline: dict | None) -> str:
         b = (baseline or {}).get("runs", {}).get(str(n))
         out.append(f"## {n:,} intents: seconds per step")
         out.append("")
-        steps, cpus = step_table(r), step_table(r, "cpu_s")
+        steps, cpus, syss = step_table(r), step_table(r, "cpu_s"), step_table(r, "sys_s")
         bsteps, bcpus = (step_table(b), step_table(b, "cpu_s")) if b else ({}, {})
         if b:
             out.append(f"Before = `{baseline['commit'][:12]}` ({baseline['when']}), after = this commit. "
                        "Wall seconds from Dagster's step events; CPU seconds of the process over the same step.")
             out.append("")
-            out.append("| step | before wall s | before CPU s | after wall s | after CPU s | × faster (CPU) | after peak RSS MiB |")
-            out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+            out.append("| step | before wall s | before CPU s | after wall s | after CPU s | after, of which sys s | × faster (CPU) | after peak RSS MiB |")
+            out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         else:
             out.append("Wall seconds from Dagster's step events; CPU seconds of the process over the same step.")
             out.append("")
-            out.append("| step | wall s | CPU s | share of step wall | peak RSS MiB |")
-            out.append("| --- | ---: | ---: | ---: | ---: |")
+            out.append("| step | wall s | CPU s | of which sys s | share of step wall | peak RSS MiB |")
+            out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
         total = sum(steps.values()) or 1.0
         rss = step_table(r, "peak_rss_mib")
         order = sorted(set(steps) | set(bsteps), key=lambda k: -(steps.get(k) or bsteps.get(k) or 0))
@@ -630,26 +639,29 @@ def render(results: dict, baseline: dict | None) -> str:
             if b:
                 ca, cb = cpus.get(k), bcpus.get(k)
                 speed = f"{cb / ca:.1f}×" if ca and cb else "—"
-                out.append(f"| `{k}` | {fmt(bb)} | {fmt(cb)} | {fmt(a)} | {fmt(ca)} | {speed} | {fmt(rss.get(k), 0)} |")
+                out.append(f"| `{k}` | {fmt(bb)} | {fmt(cb)} | {fmt(a)} | {fmt(ca)} | {fmt(syss.get(k))} | {speed} "
+                           f"| {fmt(rss.get(k), 0)} |")
             else:
-                out.append(f"| `{k}` | {fmt(a)} | {fmt(cpus.get(k))} | {100 * (a or 0) / total:.0f}% | {fmt(rss.get(k), 0)} |")
+                out.append(f"| `{k}` | {fmt(a)} | {fmt(cpus.get(k))} | {fmt(syss.get(k))} | {100 * (a or 0) / total:.0f}% "
+                           f"| {fmt(rss.get(k), 0)} |")
         extra = [("steps (sum)", (sum(bsteps.values()), sum(v for v in bcpus.values() if v)) if b else None,
-                  (total, sum(v for v in cpus.values() if v))),
+                  (total, sum(v for v in cpus.values() if v), sum(v for v in syss.values() if v))),
                  ("imports before the first run", (b.get("import_s"), None) if b else None, (r.get("import_s"), None)),
                  ("both Dagster runs (execute)", (b.get("execute_s"), None) if b else None, (r.get("execute_s"), None)),
                  ("summary", (b.get("summary_s"), None) if b else None, (r.get("summary_s"), None)),
                  ("**e2e** (wall) / process CPU", (b.get("e2e_s"), b["user_s"] + b["sys_s"]) if b else None,
-                  (r["e2e_s"], r["user_s"] + r["sys_s"]))]
+                  (r["e2e_s"], r["user_s"] + r["sys_s"], r["sys_s"]))]
         for label, bb, a in extra:
+            sys_cell = fmt(a[2]) if len(a) > 2 else ""
             if b:
                 speed = f"{bb[1] / a[1]:.1f}×" if a[1] and bb[1] else (f"{bb[0] / a[0]:.1f}× (wall)" if a[0] and bb[0] else "—")
-                out.append(f"| {label} | {fmt(bb[0])} | {fmt(bb[1])} | {fmt(a[0])} | {fmt(a[1])} | {speed} | |")
+                out.append(f"| {label} | {fmt(bb[0])} | {fmt(bb[1])} | {fmt(a[0])} | {fmt(a[1])} | {sys_cell} | {speed} | |")
             else:
-                out.append(f"| {label} | {fmt(a[0])} | {fmt(a[1])} | |")
+                out.append(f"| {label} | {fmt(a[0])} | {fmt(a[1])} | {sys_cell} | | |")
         if b:
-            out.append(f"| peak RSS MiB | {fmt(b['maxrss_mib'], 0)} | | {fmt(r['maxrss_mib'], 0)} | | | |")
+            out.append(f"| peak RSS MiB | {fmt(b['maxrss_mib'], 0)} | | {fmt(r['maxrss_mib'], 0)} | | | | |")
         else:
-            out.append(f"| peak RSS MiB | {fmt(r['maxrss_mib'], 0)} | | |")
+            out.append(f"| peak RSS MiB | {fmt(r['maxrss_mib'], 0)} | | | | |")
         led = r.get("metadata", {}).get("ledger_entries", {}).get("seconds")
         if isinstance(led, dict):
             out.append("")
