@@ -331,12 +331,10 @@ def child_main(argv: list[str]) -> int:
                 starts[entry.step_key] = entry.timestamp
             elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
                 t0 = starts.get(entry.step_key, entry.timestamp)
-                c0 = cpu_marks.get((r.run_id, entry.step_key, "STEP_START"))
-                c1 = cpu_marks.get((r.run_id, entry.step_key, kind))
                 steps.append({"run": i + 1, "step": entry.step_key, "status": kind,
                               "start": t0, "seconds": round(entry.timestamp - t0, 3),
                               "peak_rss_mib": rss_marks.get((r.run_id, entry.step_key)),
-                              "cpu_s": round(c1 - c0, 3) if c0 is not None and c1 is not None else None,
+                              "cpu_s": _elapsed(cpu_marks, r.run_id, entry.step_key, kind),
                               "sys_s": _elapsed(sys_marks, r.run_id, entry.step_key, kind)})
             elif kind == "ASSET_MATERIALIZATION":
                 mat = ev.step_materialization_data.materialization

@@ -119,7 +119,7 @@ def frame_lines(
             line_no += frame.height
             yield frame
         if held:
-            yield frame_bytes(file, bytes(block[:held]), line_no, max_line_bytes)
+            yield frame_bytes(file, bytes(view[:held]), line_no, max_line_bytes)
 
 
 def _stream_past_line(fh: BinaryIO, head: bytes, batch_bytes: int) -> tuple[int, str, bytes]:
