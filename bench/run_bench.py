@@ -193,6 +193,33 @@ def scenario_args(scn: Path, landing: Path | None = None, source: Path | None = 
 
 # -------------------------------------------------------------------- zentra run ---
 
+#: A home grows to ~4x its inputs (1M intents: 3.5 GB of landing files and source
+#: database, a 13 GB warehouse plus packets); ask for 5x free before a run starts.
+HOME_SPACE_FACTOR = 5
+
+
+def _input_bytes(args: list[str]) -> int:
+    """Bytes of a run's landing folder and source database (from its CLI arguments)."""
+    named = dict(zip(args[::2], args[1::2]))
+    total = 0
+    for flag in ("--landing", "--source-db"):
+        path = Path(named.get(flag, ""))
+        if path.is_file():
+            total += path.stat().st_size
+        elif path.is_dir():
+            total += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return total
+
+
+def ensure_free_space(home: Path, args: list[str]) -> None:
+    """Stop before a run that would fill the disk: a full disk fails DuckDB mid-write and
+    can take down the shell the bench runs from, with nothing in the results to say why."""
+    need = HOME_SPACE_FACTOR * _input_bytes(args)
+    free = shutil.disk_usage(home).free
+    if free < need:
+        raise SystemExit(f"bench: {free / 2**30:.1f} GiB free under {home}, a run on these inputs needs "
+                         f"~{need / 2**30:.1f} GiB: free space (old homes under bench/out/runs) and rerun")
+
 
 def zentra_run(out: Path, name: str, args: list[str], home: Path, *, fresh: bool = True,
                now: str | None = None) -> dict:
@@ -200,6 +227,7 @@ def zentra_run(out: Path, name: str, args: list[str], home: Path, *, fresh: bool
     if fresh and home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True)
+    ensure_free_space(home, args)
     report = out / "runs" / f"{name}.steps.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     summary = out / "runs" / f"{name}.summary.txt"
