@@ -99,6 +99,12 @@ def tenant_days_frames(
     params = {"tenants": sorted(set(tenants)), "day": day}
     for name, sql in (queries or packet_queries(con)).items():
         frame = con.sql(sql, params=params).pl()
+        if len(params["tenants"]) == 1:
+            # the query kept that tenant's rows only: nothing to cut, and partition_by
+            # would copy every row (a large tenant-day is read alone: ~3 CPU s at 1M)
+            if frame.height:
+                out.setdefault(params["tenants"][0], {})[name] = frame
+            continue
         for (tenant,), rows in frame.partition_by("tenant_id", as_dict=True, maintain_order=True).items():
             if tenant in params["tenants"] and rows.height:
                 out.setdefault(tenant, {})[name] = rows
