@@ -107,12 +107,7 @@ class CallbackSigner:
         body = {"api_version": "2026-01-01", "event_id": f"evt_hostile_{n:06d}", "type": "payment.captured",
                 "intent_id": f"in_hostile_{n:06d}", "provider_ref": f"ref_hostile_{n:06d}", "amount_minor": 1250,
                 "currency": "EUR", "sequence": 1, "occurred_at": iso(self.received_at - timedelta(seconds=2))}
-        for k, v in overrides.items():
-            if v is _DROP:
-                body.pop(k, None)
-            else:
-                body[k] = v
-        return body
+        return _overridden(body, overrides)
 
     def envelope(self, body: str | dict, *, webhook_id: str | None = None, ts: int | str | None = None,
                  signature: str | None = None, sign_with: str | None = None, headers: dict | None = None,
@@ -126,17 +121,8 @@ class CallbackSigner:
         env = {"received_at": iso(self.received_at), "tenant_id": self.tenant, "provider": self.provider,
                "headers": {"webhook-id": webhook_id, "webhook-timestamp": ts, "webhook-signature": signature},
                "body": raw}
-        for k, v in (headers or {}).items():
-            if v is _DROP:
-                env["headers"].pop(k, None)
-            else:
-                env["headers"][k] = v
-        for k, v in fields.items():
-            if v is _DROP:
-                env.pop(k, None)
-            else:
-                env[k] = v
-        return env
+        _overridden(env["headers"], headers or {})
+        return _overridden(env, fields)
 
     def line(self, body: str | dict | None = None, **kw: Any) -> bytes:
         return jline(self.envelope(self.body() if body is None else body, **kw))
@@ -149,6 +135,16 @@ class _Drop:
 
 _DROP: Any = _Drop()
 DROP = _DROP
+
+
+def _overridden(obj: dict, overrides: dict[str, Any]) -> dict:
+    """``obj`` with each override set, or its key removed where the override is DROP."""
+    for k, v in overrides.items():
+        if v is _DROP:
+            obj.pop(k, None)
+        else:
+            obj[k] = v
+    return obj
 
 
 def callback_corpus(signer: CallbackSigner, other_secret: str) -> list[Case]:
@@ -274,12 +270,7 @@ def intent(n: int, tenant: str = "t_alpha", **overrides: Any) -> dict:
     obj = {"intent_id": f"in_hostile_{n:06d}", "tenant_id": tenant, "scope": "workspace_scope", "kind": "payment",
            "amount_minor": 1250, "currency": "EUR", "ledger_currency": "EUR", "corridor": "EUR:SEPA:EUR",
            "actor_id": "usr_hostile", "created_at": "2026-11-20T12:00:00.000Z", "primitives": ["policy", "ledger"]}
-    for k, v in overrides.items():
-        if v is DROP:
-            obj.pop(k, None)
-        else:
-            obj[k] = v
-    return obj
+    return _overridden(obj, overrides)
 
 
 def intent_corpus(tenant: str = "t_alpha") -> list[Case]:
@@ -322,12 +313,7 @@ def delivery(n: int, tenant: str = "t_alpha", **overrides: Any) -> dict:
     obj = {"delivery_id": f"dlv_hostile_{n:06d}", "event_id": f"evt_out_hostile_{n:06d}", "tenant_id": tenant,
            "endpoint": f"https://hooks.{tenant}.example/zentra", "attempt": 1,
            "attempted_at": "2026-11-20T12:00:00.000Z", "status_code": 200, "error": None, "latency_ms": 12}
-    for k, v in overrides.items():
-        if v is DROP:
-            obj.pop(k, None)
-        else:
-            obj[k] = v
-    return obj
+    return _overridden(obj, overrides)
 
 
 def delivery_corpus(tenant: str = "t_alpha") -> list[Case]:
