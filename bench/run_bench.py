@@ -807,7 +807,8 @@ def render(results: dict, baseline: dict | None) -> str:
             out.append("Each pair is an incremental run on a copy of the history home and a day-alone run, measured "
                        "alternately: " + "; ".join(
                            f"{p['incremental_e2e_s']:.1f} / {p['day_alone_e2e_s']:.1f} s = {fmt(p['ratio'])}×"
-                           for p in pairs) + ". The tables show the median pair (of an even count, the lower middle one).")
+                           for p in pairs) + ". The tables show the median pair"
+                       + (" (of an even count, the lower middle one)." if len(pairs) % 2 == 0 else "."))
         inc_steps, day_steps = step_table(inc["incremental_run"]), step_table(inc["day_alone_run"])
         out.append("")
         out.append("| step | incremental s | day alone s |")
