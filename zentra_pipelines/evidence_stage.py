@@ -18,6 +18,7 @@ from zentra_pipelines import packet_inputs
 from zentra_pipelines.adapters import packet_store
 from zentra_pipelines.adapters.config import load_policies, load_webhook_keys
 from zentra_pipelines.adapters.signing import load_signer
+from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import deliveries as delivery_health
 from zentra_pipelines.domain import ledger as ledger_domain
@@ -150,12 +151,9 @@ def run_packets(
     signer = load_signer(home, signing_key)
     packet_store.sweep_staging(home)  # temp packets of a killed run: never evidence, never kept
     daily = Warehouse.read(con, "daily_balances")
-    # sums over every entry (a hostile journal could span days); exact (HUGEINT). The day
-    # checks only look for journals whose sum is not zero: the balanced ones (all but a
-    # handful of ~1M at 1M intents) are left in DuckDB.
+    # the day checks only look for journals whose sum is not zero
     journal_sums = (
-        con.sql('SELECT journal_id, currency, sum(amount_minor) AS total FROM "ledger_entries" GROUP BY ALL '
-                'HAVING sum(amount_minor) <> 0').pl()
+        con.sql(load_sql("select_unbalanced_journals")).pl()
         if Warehouse.exists(con, "ledger_entries")
         else pl.DataFrame(schema={"journal_id": pl.String, "currency": pl.String, "total": pl.Int64})
     )

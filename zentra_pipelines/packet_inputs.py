@@ -38,6 +38,7 @@ import duckdb
 import polars as pl
 
 from zentra_pipelines.adapters.code_version import code_version
+from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import packet_plan
 
@@ -139,8 +140,7 @@ def _unbalanced_journals(con: duckdb.DuckDBPyConnection, params: dict) -> dict[K
     if not Warehouse.exists(con, "ledger_entries"):
         return {}
     rows = con.sql(
-        "WITH off AS (SELECT journal_id, currency, sum(amount_minor) AS total FROM ledger_entries "
-        "GROUP BY ALL HAVING sum(amount_minor) <> 0), "
+        "WITH off AS (" + load_sql("select_unbalanced_journals") + "), "
         "days AS (SELECT DISTINCT tenant_id, CAST(posted_at AS DATE) AS day, journal_id FROM ledger_entries "
         "WHERE journal_id IN (SELECT journal_id FROM off) AND list_contains($tenants, tenant_id) "
         "AND list_contains($days, CAST(posted_at AS DATE))) "
