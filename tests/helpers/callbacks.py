@@ -66,7 +66,8 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _apply(base: dict, overrides: Mapping[str, Any]) -> dict:
+def overridden(base: dict, overrides: Mapping[str, Any]) -> dict:
+    """A copy of ``base`` with each override set, or its key removed where it is MISSING."""
     out = dict(base)
     for key, value in overrides.items():
         if value is MISSING:
@@ -89,7 +90,7 @@ def flat_body(**overrides: Any) -> dict:
         "sequence": 1,
         "occurred_at": "2026-11-24T09:59:58.000Z",
     }
-    return _apply(base, overrides)
+    return overridden(base, overrides)
 
 
 def nested_body(*, amount: Any = None, obj: Any = None, **overrides: Any) -> dict:
@@ -100,14 +101,14 @@ def nested_body(*, amount: Any = None, obj: Any = None, **overrides: Any) -> dic
     """
     amount_obj: Any = {"value": 125000, "currency": "EUR"}
     if isinstance(amount, Mapping):
-        amount_obj = _apply(amount_obj, amount)
+        amount_obj = overridden(amount_obj, amount)
     elif amount is not None:
         amount_obj = amount
     inner: Any = {"intent_id": "int_0001", "provider_ref": "pr_0001", "amount": amount_obj}
     if amount_obj is MISSING:
         inner.pop("amount")
     if isinstance(obj, Mapping):
-        inner = _apply(inner, obj)
+        inner = overridden(inner, obj)
     elif obj is not None:
         inner = obj
     base = {
@@ -120,7 +121,7 @@ def nested_body(*, amount: Any = None, obj: Any = None, **overrides: Any) -> dic
     }
     if inner is MISSING:
         base.pop("object")
-    return _apply(base, overrides)
+    return overridden(base, overrides)
 
 
 def body_text(body: Mapping | str) -> str:
@@ -168,7 +169,7 @@ def make_callback(
         secrets = [sign_with] if isinstance(sign_with, str) else list(sign_with or [secret])
         signature = " ".join(sign(s, webhook_id, ts, raw_body) for s in secrets)
     headers = {"webhook-id": webhook_id, "webhook-timestamp": str(ts), "webhook-signature": signature}
-    headers = _apply(headers, headers_override or {})
+    headers = overridden(headers, headers_override or {})
     envelope = {
         "received_at": received_at,
         "tenant_id": tenant,
@@ -176,7 +177,7 @@ def make_callback(
         "headers": headers,
         "body": raw_body,
     }
-    envelope = _apply(envelope, envelope_override or {})
+    envelope = overridden(envelope, envelope_override or {})
     return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -29,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.helpers.callbacks import MISSING, overridden
+
 ACCEPT = None
 ANY = "*"
 
@@ -107,7 +109,7 @@ class CallbackSigner:
         body = {"api_version": "2026-01-01", "event_id": f"evt_hostile_{n:06d}", "type": "payment.captured",
                 "intent_id": f"in_hostile_{n:06d}", "provider_ref": f"ref_hostile_{n:06d}", "amount_minor": 1250,
                 "currency": "EUR", "sequence": 1, "occurred_at": iso(self.received_at - timedelta(seconds=2))}
-        return _overridden(body, overrides)
+        return overridden(body, overrides)
 
     def envelope(self, body: str | dict, *, webhook_id: str | None = None, ts: int | str | None = None,
                  signature: str | None = None, sign_with: str | None = None, headers: dict | None = None,
@@ -121,30 +123,15 @@ class CallbackSigner:
         env = {"received_at": iso(self.received_at), "tenant_id": self.tenant, "provider": self.provider,
                "headers": {"webhook-id": webhook_id, "webhook-timestamp": ts, "webhook-signature": signature},
                "body": raw}
-        _overridden(env["headers"], headers or {})
-        return _overridden(env, fields)
+        env["headers"] = overridden(env["headers"], headers or {})
+        return overridden(env, fields)
 
     def line(self, body: str | dict | None = None, **kw: Any) -> bytes:
         return jline(self.envelope(self.body() if body is None else body, **kw))
 
 
-class _Drop:
-    def __repr__(self) -> str:  # pragma: no cover
-        return "DROP"
-
-
-_DROP: Any = _Drop()
-DROP = _DROP
-
-
-def _overridden(obj: dict, overrides: dict[str, Any]) -> dict:
-    """``obj`` with each override set, or its key removed where the override is DROP."""
-    for k, v in overrides.items():
-        if v is _DROP:
-            obj.pop(k, None)
-        else:
-            obj[k] = v
-    return obj
+#: an override that removes the key (the callback helpers' sentinel)
+DROP = MISSING
 
 
 def callback_corpus(signer: CallbackSigner, other_secret: str) -> list[Case]:
@@ -270,7 +257,7 @@ def intent(n: int, tenant: str = "t_alpha", **overrides: Any) -> dict:
     obj = {"intent_id": f"in_hostile_{n:06d}", "tenant_id": tenant, "scope": "workspace_scope", "kind": "payment",
            "amount_minor": 1250, "currency": "EUR", "ledger_currency": "EUR", "corridor": "EUR:SEPA:EUR",
            "actor_id": "usr_hostile", "created_at": "2026-11-20T12:00:00.000Z", "primitives": ["policy", "ledger"]}
-    return _overridden(obj, overrides)
+    return overridden(obj, overrides)
 
 
 def intent_corpus(tenant: str = "t_alpha") -> list[Case]:
@@ -313,7 +300,7 @@ def delivery(n: int, tenant: str = "t_alpha", **overrides: Any) -> dict:
     obj = {"delivery_id": f"dlv_hostile_{n:06d}", "event_id": f"evt_out_hostile_{n:06d}", "tenant_id": tenant,
            "endpoint": f"https://hooks.{tenant}.example/zentra", "attempt": 1,
            "attempted_at": "2026-11-20T12:00:00.000Z", "status_code": 200, "error": None, "latency_ms": 12}
-    return _overridden(obj, overrides)
+    return overridden(obj, overrides)
 
 
 def delivery_corpus(tenant: str = "t_alpha") -> list[Case]:
