@@ -18,7 +18,6 @@ from zentra_pipelines import packet_inputs
 from zentra_pipelines.adapters import packet_store
 from zentra_pipelines.adapters.config import load_policies, load_webhook_keys
 from zentra_pipelines.adapters.signing import load_signer
-from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import deliveries as delivery_health
 from zentra_pipelines.domain import ledger as ledger_domain
@@ -151,18 +150,14 @@ def run_packets(
     signer = load_signer(home, signing_key)
     packet_store.sweep_staging(home)  # temp packets of a killed run: never evidence, never kept
     daily = Warehouse.read(con, "daily_balances")
-    # the day checks only look for journals whose sum is not zero
-    journal_sums = (
-        con.sql(load_sql("select_unbalanced_journals")).pl()
-        if Warehouse.exists(con, "ledger_entries")
-        else pl.DataFrame(schema={"journal_id": pl.String, "currency": pl.String, "total": pl.Int64})
-    )
+    # the day checks only look for journals whose sum is not zero; so do the fingerprints
+    journal_sums = packet_inputs.unbalanced_journal_sums(con)
     daily_by_tenant = (
         daily.partition_by("tenant_id", as_dict=True) if daily is not None and daily.height else {}
     )
     todo = sorted(days) if days is not None else packet_days(con, tenants)
     present: dict[packet_inputs.Key, dict[str, int]] = {}
-    digests = packet_inputs.fingerprints(con, tenants, todo, signer.key_id, present)
+    digests = packet_inputs.fingerprints(con, tenants, todo, signer.key_id, present, journal_sums)
     queries = packet_queries(con)
     prior = {} if packet_inputs.rebuild_all_requested() else packet_inputs.recorded(con)
 

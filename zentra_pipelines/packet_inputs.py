@@ -57,13 +57,15 @@ def rebuild_all_requested() -> bool:
 
 def fingerprints(
     con: duckdb.DuckDBPyConnection, tenants: list[str], days: list[date], key_id: str,
-    present: dict[Key, dict[str, int]] | None = None,
+    present: dict[Key, dict[str, int]] | None = None, journal_sums: pl.DataFrame | None = None,
 ) -> dict[Key, str]:
     """``(tenant_id, day) -> sha256 hex`` for every tenant-day of ``days`` holding a packet row.
 
     ``present``, when given, receives per tenant-day the packet tables holding at least one
     of its rows and how many (the same tenant and day filter as the packet's own reads): a
     tenant-day that is rebuilt need not query the others, which would come back empty.
+    ``journal_sums``: ``unbalanced_journal_sums(con)``, when the caller has it already (the
+    packet step needs it for its day checks; a scan of every entry, 0.37 s at 1M intents).
     """
     params = {"tenants": sorted(set(tenants)), "days": sorted(days)}
     parts: dict[Key, dict[str, list[str]]] = defaultdict(dict)
@@ -91,7 +93,8 @@ def fingerprints(
     if present is not None:
         present.update({key: {name: int(n) for name, (n, _) in tables.items()} for key, tables in parts.items()})
     balances = _carried_balances(con, params["tenants"], parts.keys())
-    journals = _unbalanced_journals(con, params)
+    journals = _unbalanced_journals(
+        con, params, unbalanced_journal_sums(con) if journal_sums is None else journal_sums)
     common = {"format": FORMAT, "key_id": key_id, "schemas": schemas, "code": code_version(), "libraries": _versions()}
     return {
         key: hashlib.sha256(json.dumps(
@@ -135,19 +138,37 @@ def _carried_balances(con: duckdb.DuckDBPyConnection, tenants: list[str], keys) 
     return out
 
 
-def _unbalanced_journals(con: duckdb.DuckDBPyConnection, params: dict) -> dict[Key, list[str]]:
-    """Per tenant-day, the journals among its entries whose sum is not zero (with their sums)."""
+#: ``unbalanced_journal_sums``: sums are HUGEINT in DuckDB, exact beyond int64.
+JOURNAL_SUMS_SCHEMA: dict[str, pl.DataType] = {"journal_id": pl.String, "currency": pl.String, "total": pl.Int128}
+
+
+def unbalanced_journal_sums(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every journal whose entries do not sum to zero per currency (sql/select_unbalanced_journals.sql),
+    ``JOURNAL_SUMS_SCHEMA``; none without a ledger."""
     if not Warehouse.exists(con, "ledger_entries"):
+        return pl.DataFrame(schema=JOURNAL_SUMS_SCHEMA)
+    return con.sql(load_sql("select_unbalanced_journals")).pl().cast(JOURNAL_SUMS_SCHEMA)
+
+
+def _unbalanced_journals(con: duckdb.DuckDBPyConnection, params: dict, sums: pl.DataFrame) -> dict[Key, list[str]]:
+    """Per tenant-day, the journals among its entries whose sum is not zero (with their sums).
+
+    ``sums``: ``unbalanced_journal_sums``; handed to DuckDB with the totals as text (exact,
+    and a type every Arrow export carries)."""
+    if sums.height == 0:
         return {}
-    rows = con.sql(
-        "WITH off AS (" + load_sql("select_unbalanced_journals") + "), "
-        "days AS (SELECT DISTINCT tenant_id, CAST(posted_at AS DATE) AS day, journal_id FROM ledger_entries "
-        "WHERE journal_id IN (SELECT journal_id FROM off) AND list_contains($tenants, tenant_id) "
-        "AND list_contains($days, CAST(posted_at AS DATE))) "
-        "SELECT d.tenant_id, d.day, count(*), CAST(sum(hash(o.journal_id, o.currency, o.total)) AS VARCHAR) "
-        "FROM days AS d JOIN off AS o USING (journal_id) GROUP BY ALL",
-        params=params,
-    ).fetchall()
+    con.register("_unbalanced_journal_sums", sums.with_columns(pl.col("total").cast(pl.String)))
+    try:
+        rows = con.sql(
+            "WITH days AS (SELECT DISTINCT tenant_id, CAST(posted_at AS DATE) AS day, journal_id FROM ledger_entries "
+            "WHERE journal_id IN (SELECT journal_id FROM _unbalanced_journal_sums) AND list_contains($tenants, tenant_id) "
+            "AND list_contains($days, CAST(posted_at AS DATE))) "
+            "SELECT d.tenant_id, d.day, count(*), CAST(sum(hash(o.journal_id, o.currency, o.total)) AS VARCHAR) "
+            "FROM days AS d JOIN _unbalanced_journal_sums AS o USING (journal_id) GROUP BY ALL",
+            params=params,
+        ).fetchall()
+    finally:
+        con.unregister("_unbalanced_journal_sums")
     return {(tenant, day): [str(n), h] for tenant, day, n, h in rows}
 
 

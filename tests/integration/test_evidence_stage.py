@@ -265,3 +265,29 @@ def test_break_ages_moving_with_the_run_do_not_count_as_a_change(sealed):
         assert con.sql("SELECT count(*) FROM reconciliation_breaks").fetchall()[0][0] > 0
         con.execute("UPDATE reconciliation_breaks SET age_days = age_days + 1")
     assert _rerun(home, tenants).unchanged == first.packets.height
+
+
+def test_an_unbalanced_journal_moves_its_tenant_days_fingerprint(built, tmp_path):
+    """The journals not summing to zero are part of a day's digest (its day checks report
+    them); handing the packet step's own sums over gives the digests computed here."""
+    home, tenants = built
+    copy = tmp_path / "home"
+    copy.mkdir()
+    (copy / "warehouse.duckdb").write_bytes((home / "warehouse.duckdb").read_bytes())
+    with Warehouse(copy).connect() as con:
+        days = evidence_stage.packet_days(con, tenants)
+        before = packet_inputs.fingerprints(con, tenants, days, "key")
+        tenant, day = con.execute(
+            "SELECT tenant_id, CAST(posted_at AS DATE) FROM ledger_entries WHERE rowid = (SELECT min(rowid) FROM ledger_entries)"
+        ).fetchall()[0]
+        con.execute("UPDATE ledger_entries SET amount_minor = amount_minor + 1 WHERE rowid = (SELECT min(rowid) FROM ledger_entries)")
+        sums = packet_inputs.unbalanced_journal_sums(con)
+        assert sums.height == 1
+        after = packet_inputs.fingerprints(con, tenants, days, "key")
+        assert packet_inputs.fingerprints(con, tenants, days, "key", journal_sums=sums) == after
+        # the sums themselves enter the digest, beside the edited entry's own row
+        unseen = packet_inputs.fingerprints(
+            con, tenants, days, "key", journal_sums=pl.DataFrame(schema=packet_inputs.JOURNAL_SUMS_SCHEMA))
+        assert unseen[(tenant, day)] != after[(tenant, day)]
+    assert after[(tenant, day)] != before[(tenant, day)]
+    assert all(after[k] == before[k] for k in before if k != (tenant, day))

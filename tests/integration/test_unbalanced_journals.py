@@ -1,5 +1,6 @@
-"""sql/select_unbalanced_journals.sql: the one definition of "a journal that does not sum
-to zero", read by the packet step's day checks and by the packet input fingerprints."""
+"""packet_inputs.unbalanced_journal_sums (sql/select_unbalanced_journals.sql): the one
+definition of "a journal that does not sum to zero", read once per packet run for the day
+checks and the packet input fingerprints."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from zentra_pipelines.adapters.sql_files import load_sql
+from zentra_pipelines import packet_inputs
 
 INT64_MAX = 2**63 - 1
 
@@ -24,7 +25,15 @@ def con(tmp_path: Path):
 
 
 def unbalanced(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    return con.sql(load_sql("select_unbalanced_journals")).pl().sort("journal_id", "currency")
+    return packet_inputs.unbalanced_journal_sums(con).sort("journal_id", "currency")
+
+
+def test_no_ledger_means_no_unbalanced_journal(tmp_path) -> None:
+    con = duckdb.connect(str(tmp_path / "empty.duckdb"))
+    try:
+        assert_frame_equal(unbalanced(con), pl.DataFrame(schema=packet_inputs.JOURNAL_SUMS_SCHEMA))
+    finally:
+        con.close()
 
 
 def test_balanced_journals_are_not_listed(con) -> None:
@@ -52,4 +61,4 @@ def test_sums_beyond_int64_are_exact(con) -> None:
 def test_entries_of_one_journal_on_different_rows_are_summed_together(con) -> None:
     con.execute("INSERT INTO ledger_entries VALUES ('j1', 'EUR', -300), ('j2', 'EUR', 5), ('j1', 'EUR', 200)")
     expected = pl.DataFrame({"journal_id": ["j1", "j2"], "currency": ["EUR", "EUR"], "total": [-100, 5]})
-    assert_frame_equal(unbalanced(con), expected, check_dtypes=False)
+    assert_frame_equal(unbalanced(con), expected.cast(packet_inputs.JOURNAL_SUMS_SCHEMA))
