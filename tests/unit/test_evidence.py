@@ -159,6 +159,16 @@ def test_parquet_deterministic_and_typed() -> None:
     assert meta.row_group(0).column(1).statistics is None
 
 
+def test_parquet_is_zstd_without_dictionary_pages() -> None:
+    df = pl.DataFrame({"tenant_id": ["t"] * 4, "entry_hash": ["a" * 64, "b" * 64, "c" * 64, "d" * 64]})
+    meta = pq.ParquetFile(io.BytesIO(ev.parquet_bytes(df))).metadata
+    for i in range(meta.num_columns):
+        column = meta.row_group(0).column(i)
+        assert column.compression == "ZSTD"
+        assert column.dictionary_page_offset is None
+        assert "PLAIN" in column.encodings and "RLE_DICTIONARY" not in column.encodings
+
+
 def test_nested_columns_serialise() -> None:
     df = pl.DataFrame({"k": [2, 1], "tags": [["x"], ["y", "z"]]})
     assert b'"[""y"",""z""]"' in ev.csv_bytes(df)

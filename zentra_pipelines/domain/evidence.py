@@ -267,7 +267,7 @@ def _has_adjacent_tie(df: pl.DataFrame, cols: list[str]) -> bool:
 
 
 def parquet_bytes(df: pl.DataFrame) -> bytes:
-    """Parquet with every knob pinned: zstd level 3, no statistics, one chunk per column."""
+    """Parquet with every knob pinned: zstd level 1, no dictionary, no statistics, one chunk per column."""
     return _parquet_of_canonical(canonical_frame(df))
 
 
@@ -283,6 +283,14 @@ def _arrow_of_canonical(df: pl.DataFrame) -> pa.Table:
     return table.replace_schema_metadata(None)
 
 
+#: zstd level 1 without dictionary encoding. Most packet columns are ids and hashes, for
+#: which a dictionary is built, outgrows its page and is dropped again; zstd finds the
+#: repeats of the few low-cardinality columns by itself. Over the 21 packets of a 1M-intent
+#: run: level 3 with dictionaries 16.4 s and 1,027 MB, level 1 without 9.4 s and 919 MB
+#: (10k intents: 0.33 s / 12.3 MB -> 0.19 s / 10.1 MB).
+PARQUET_ZSTD_LEVEL = 1
+
+
 def _parquet_of_table(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(
@@ -290,8 +298,8 @@ def _parquet_of_table(table: pa.Table) -> bytes:
         sink,
         version="2.6",
         compression="zstd",
-        compression_level=3,
-        use_dictionary=True,
+        compression_level=PARQUET_ZSTD_LEVEL,
+        use_dictionary=False,
         write_statistics=False,
         data_page_version="1.0",
         write_page_index=False,
