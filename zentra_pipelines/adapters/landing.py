@@ -61,7 +61,8 @@ def list_files(landing: Path, source: str) -> list[LandingFile]:
     for path in sorted(folder.glob(SOURCES[source])):
         if not path.is_file():
             continue
-        found.append(LandingFile(source, f"{source}/{path.name}", path, _sha256_of(path, buffer), path.stat().st_size))
+        digest, size = _sha256_of(path, buffer)
+        found.append(LandingFile(source, f"{source}/{path.name}", path, digest, size))
     return found
 
 
@@ -74,13 +75,17 @@ def list_files(landing: Path, source: str) -> list[LandingFile]:
 HASH_READ_BYTES = 4 << 20
 
 
-def _sha256_of(path: Path, buffer: bytearray) -> str:
+def _sha256_of(path: Path, buffer: bytearray) -> tuple[str, int]:
+    """(SHA-256 hex, size) of the file's bytes: both from the same read, so a file still
+    growing while it is listed never gets the size of one state and the hash of another."""
     digest = hashlib.sha256()
     view = memoryview(buffer)
+    total = 0
     with path.open("rb", buffering=0) as fh:
         while size := fh.readinto(buffer):
             digest.update(view[:size])
-    return digest.hexdigest()
+            total += size
+    return digest.hexdigest(), total
 
 
 #: Bytes read per batch when framing a file: memory stays O(BATCH_BYTES + MAX_LINE_BYTES)
