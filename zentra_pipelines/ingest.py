@@ -60,13 +60,16 @@ class _FileEnd:
     skipped: bool  # its content was archived before (or earlier in this run)
 
 
-def _framed_landing(landing_dir: Path, source: str, known: set[str]) -> Iterator[pl.DataFrame | _FileEnd]:
+def _framed_landing(
+    landing_dir: Path, source: str, known: set[str], stats: dict[str, tuple[landing.StatKey, str]]
+) -> Iterator[pl.DataFrame | _FileEnd]:
     """Each file of ``source``: its framed batches, if its content is new, then its end.
 
     ``known`` (content hashes already archived) grows with each new file, so a second
     file with the same bytes in one run is skipped like one archived on an earlier run.
+    ``stats``: the stat cache (``landing.list_files``).
     """
-    for file in landing.list_files(landing_dir, source):
+    for file in landing.list_files(landing_dir, source, stats):
         if file.sha256 in known:
             yield _FileEnd(file, skipped=True)
             continue
@@ -86,13 +89,17 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
     """
     ensure_archive(con)
     known = {sha for (sha,) in con.sql("SELECT file_sha256 FROM landing_files").fetchall()}
+    stats = _read_stat_cache(con)
+    listed: dict[str, tuple[landing.StatKey, str]] = {}
     new_files = new_lines = skipped = 0
     for source in landing.SOURCES:
         records = []
         began = False
         line_count = 0
         try:
-            for item in prefetched(_framed_landing(landing_dir, source, known), PREFETCH_BATCHES):
+            for item in prefetched(_framed_landing(landing_dir, source, known, stats), PREFETCH_BATCHES):
+                if isinstance(item, _FileEnd) and item.file.stat_key is not None:
+                    listed[item.file.source_file] = (item.file.stat_key, item.file.sha256)
                 if isinstance(item, _FileEnd) and item.skipped:
                     skipped += 1
                     continue
@@ -116,7 +123,33 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
                 con.execute("ROLLBACK")
             raise
         new_files += len(records)
+    if listed != stats:
+        _write_stat_cache(con, listed)
     return ArchiveResult(new_files, new_lines, skipped)
+
+
+#: source_file -> the stat its content hash was read under (``landing.list_files``). A cache:
+#: losing it costs one re-read of the landing folder, never a file; rewritten whole, so a
+#: file gone from the folder leaves it.
+STAT_CACHE = "landing_file_stats"
+STAT_CACHE_SCHEMA = {
+    "source_file": pl.String, "bytes": pl.Int64, "mtime_ns": pl.Int64, "ctime_ns": pl.Int64,
+    "inode": pl.UInt64, "device": pl.UInt64, "file_sha256": pl.String,
+}
+
+
+def _read_stat_cache(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[landing.StatKey, str]]:
+    cached = Warehouse.read(con, STAT_CACHE)
+    if cached is None or dict(cached.schema) != STAT_CACHE_SCHEMA:
+        return {}  # none yet, or written by other code: hash everything once
+    return {name: ((size, mtime, ctime, inode, device), sha)
+            for name, size, mtime, ctime, inode, device, sha in cached.iter_rows()}
+
+
+def _write_stat_cache(con: duckdb.DuckDBPyConnection, listed: dict[str, tuple[landing.StatKey, str]]) -> None:
+    rows = [(name, *key, sha) for name, (key, sha) in sorted(listed.items())]
+    Warehouse.publish(con, {STAT_CACHE: pl.DataFrame(rows, schema=STAT_CACHE_SCHEMA, orient="row")},
+                      allow_empty={STAT_CACHE})
 
 
 def verify_new_callbacks(con: duckdb.DuckDBPyConnection, webhook_keys: pl.DataFrame) -> int:

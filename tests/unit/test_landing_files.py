@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 
 import pytest
 
@@ -34,3 +36,57 @@ def test_files_of_one_listing_do_not_share_bytes(tmp_path):
         ("deliveries/a.jsonl", hashlib.sha256(long).hexdigest()),
         ("deliveries/b.jsonl", hashlib.sha256(short).hexdigest()),
     ]
+
+
+# ------------------------------------------------------------------ stat cache ---
+
+
+def _landed(tmp_path, data: bytes = b'{"a": 1}\n'):
+    folder = tmp_path / "intents"
+    folder.mkdir(exist_ok=True)
+    path = folder / "day.jsonl"
+    path.write_bytes(data)
+    time.sleep(0.02)  # file times come from a coarse clock: let the listing be later
+    return path
+
+
+def test_a_settled_file_carries_the_stat_its_hash_holds_for(tmp_path):
+    path = _landed(tmp_path)
+    (file,) = landing.list_files(tmp_path, "intents", racy_ns=0)
+    st = path.stat()
+    assert file.stat_key == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def test_a_file_changed_within_the_racy_window_is_not_trusted_later(tmp_path):
+    _landed(tmp_path)
+    (file,) = landing.list_files(tmp_path, "intents")  # written just now: well within a second
+    assert file.stat_key is None
+
+
+def test_a_file_whose_stat_is_as_recorded_is_not_read_again(tmp_path):
+    _landed(tmp_path)
+    (first,) = landing.list_files(tmp_path, "intents", racy_ns=0)
+    recorded = {first.source_file: (first.stat_key, "f" * 64)}  # not its hash: shows it was not read
+    (again,) = landing.list_files(tmp_path, "intents", recorded, racy_ns=0)
+    assert (again.sha256, again.size, again.stat_key) == ("f" * 64, first.size, first.stat_key)
+
+
+def test_a_file_written_after_its_stat_was_recorded_is_read_again(tmp_path):
+    path = _landed(tmp_path, b"one\n")
+    (first,) = landing.list_files(tmp_path, "intents", racy_ns=0)
+    recorded = {first.source_file: (first.stat_key, first.sha256)}
+    path.write_bytes(b"two\n")  # same size, same name, same inode: the ctime moves
+    (again,) = landing.list_files(tmp_path, "intents", recorded, racy_ns=0)
+    assert again.sha256 == hashlib.sha256(b"two\n").hexdigest()
+
+
+def test_a_file_replaced_under_its_name_is_read_again(tmp_path):
+    path = _landed(tmp_path, b"one\n")
+    (first,) = landing.list_files(tmp_path, "intents", racy_ns=0)
+    recorded = {first.source_file: (first.stat_key, first.sha256)}
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(b"two\n")
+    os.utime(other, ns=(first.stat_key[1], first.stat_key[1]))  # even with the old mtime
+    os.replace(other, path)
+    (again,) = landing.list_files(tmp_path, "intents", recorded, racy_ns=0)
+    assert again.sha256 == hashlib.sha256(b"two\n").hexdigest()

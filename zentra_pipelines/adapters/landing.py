@@ -8,7 +8,9 @@ comes out as a row (``received`` is counted here), so nothing can vanish later.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -42,6 +44,10 @@ LINES_SCHEMA = {
 }
 
 
+#: What a file's stat says about its bytes: (size, mtime_ns, ctime_ns, inode, device).
+StatKey = tuple[int, int, int, int, int]
+
+
 @dataclass(frozen=True)
 class LandingFile:
     source: str
@@ -49,21 +55,55 @@ class LandingFile:
     path: Path
     sha256: str
     size: int
+    #: The stat the hash holds for, when a later listing may trust it instead of reading
+    #: the file again (see ``list_files``); None when the file was too young or changed
+    #: while it was hashed.
+    stat_key: StatKey | None = None
 
 
-def list_files(landing: Path, source: str) -> list[LandingFile]:
-    """Files of one source, sorted by name, each with its content hash (its identity)."""
+#: A file whose mtime or ctime is this close to the listing (or later) is hashed again
+#: next time. File times come from a coarse clock (a few ms), so a write just after the
+#: listing could leave the times as they were; a write one second later cannot.
+RACY_NS = 1_000_000_000
+
+
+def list_files(
+    landing: Path, source: str, known: Mapping[str, tuple[StatKey, str]] | None = None, *, racy_ns: int = RACY_NS
+) -> list[LandingFile]:
+    """Files of one source, sorted by name, each with its content hash (its identity).
+
+    ``known``: source_file -> (stat key, sha256) from an earlier listing. A file whose
+    size, mtime, ctime, inode and device are all as recorded is not read again: any
+    write, truncation, rename over it or ``touch`` changes its ctime, which no user
+    process can set back. Without it every run re-read the whole landing history to
+    learn it was already archived (100k intents x 31 days: 223 MB per run, ~1 s beside
+    the run's other threads; at 1M intents 2.3 GB per day of history).
+    """
     folder = landing / source
     if not folder.is_dir():
         return []
     found = []
+    known = known or {}
+    listed_at = time.time_ns()
     buffer = bytearray(HASH_READ_BYTES)  # one per listing: a fresh buffer per read costs page faults
     for path in sorted(folder.glob(SOURCES[source])):
         if not path.is_file():
             continue
+        name = f"{source}/{path.name}"
+        before = _stat_key(path)
+        recorded = known.get(name)
+        if recorded is not None and recorded[0] == before:
+            found.append(LandingFile(source, name, path, recorded[1], before[0], before))
+            continue
         digest, size = _sha256_of(path, buffer)
-        found.append(LandingFile(source, f"{source}/{path.name}", path, digest, size))
+        settled = before == _stat_key(path) and size == before[0] and max(before[1], before[2]) < listed_at - racy_ns
+        found.append(LandingFile(source, name, path, digest, size, before if settled else None))
     return found
+
+
+def _stat_key(path: Path) -> StatKey:
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
 #: Bytes read, then hashed, per call when hashing a landing file. Each read and each
