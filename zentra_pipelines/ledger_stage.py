@@ -122,7 +122,7 @@ def content_sha256(frame: pl.DataFrame) -> pl.Series:
     """``_content_expr`` of every row, computed by Polars (text and SHA-256).
 
     Same bytes as the SQL expression (length in UTF-8 bytes, ':', value; '-' for NULL;
-    joined by '|'), hashed by ``frames.sha256_hex``: at 1M intents (6M postings) the
+    joined by '|'), hashed by ``frames.sha256_hex_of``: at 1M intents (6M postings) the
     hashlib loop this replaces took 8.0 s. The streaming engine builds and hashes the
     texts a morsel at a time, so memory stays bounded to a few morsels' texts.
     """
@@ -132,7 +132,7 @@ def content_sha256(frame: pl.DataFrame) -> pl.Series:
         for c in _ARCHIVE_COLUMNS
     ]
     text = pl.concat_str(parts, separator="|")
-    digest = frames.sha256_hex(text).alias("content_sha256")
+    digest = frames.sha256_hex_of(text).alias("content_sha256")
     return frame.lazy().select(digest).collect(engine="streaming").to_series()
 
 

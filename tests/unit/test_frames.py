@@ -1,4 +1,4 @@
-"""Frame helpers: frames.repeated (the mask of ``is_duplicated``, found by a sort of hashes) and frames.sha256_hex."""
+"""Frame helpers: frames.repeated (the mask of ``is_duplicated``, found by a sort of hashes) and frames.sha256_hex_of."""
 
 import hashlib
 
@@ -32,8 +32,8 @@ def test_repeated_marks_every_occurrence():
     assert frames.repeated(frame, pl.col("k")).to_list() == [True, False, True, False, True]
 
 
-def test_sha256_hex_is_hashlib_over_utf8_bytes():
+def test_sha256_hex_of_is_hashlib_over_utf8_bytes():
     values = ["", "a", "tenant-1|42:ünïcödé|€", "x" * 5000, None]
-    got = pl.DataFrame({"v": values}).select(frames.sha256_hex(pl.col("v"))).to_series().to_list()
+    got = pl.DataFrame({"v": values}).select(frames.sha256_hex_of(pl.col("v"))).to_series().to_list()
     expected = [hashlib.sha256(v.encode()).hexdigest() if v is not None else None for v in values]
     assert got == expected

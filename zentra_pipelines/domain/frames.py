@@ -27,8 +27,9 @@ def repeated(frame: pl.DataFrame, key: pl.Expr) -> pl.Series:
     return out.scatter(candidate.arg_true().filter(exact), True)
 
 
-def sha256_hex(text: pl.Expr) -> pl.Expr:
-    """Lower-case hex SHA-256 of each value's UTF-8 bytes (null stays null), vectorised.
+def sha256_hex_of(text: pl.Expr) -> pl.Expr:
+    """Lower-case hex SHA-256 of each value's UTF-8 bytes (null stays null), vectorised:
+    the expression form of ``evidence.sha256_hex`` (one bytes value -> its hex digest).
 
     The same digests as ``hashlib.sha256(value).hexdigest()``, computed by polars-hash
     (RustCrypto's sha2, SHA-NI where the CPU has it) without the GIL and without a

@@ -717,7 +717,7 @@ def verify_chain(entries: pl.DataFrame, *, limit: int = 1000, seeds: pl.DataFram
     # above tie them together), so vectorised, a morsel at a time (bounded memory).
     hashed = pl.concat_str([pl.col("prev_hash").fill_null(""), pl.lit("\n"), canonical_text()])
     bad_hash = (
-        frame.lazy().filter(~(frames.sha256_hex(hashed) == pl.col("entry_hash")).fill_null(False))
+        frame.lazy().filter(~(frames.sha256_hex_of(hashed) == pl.col("entry_hash")).fill_null(False))
         .collect(engine="streaming")
     )
 

@@ -281,7 +281,7 @@ def _accept_plain(fields: pl.DataFrame) -> pl.DataFrame:
         pl.col("_gross_minor").alias("gross_minor"), pl.col("_fee_minor").alias("fee_minor"),
         pl.col("_net_minor").alias("net_minor"), pl.col("_settled").alias("settled_at"), "batch_id",
         pl.lit(None, pl.String).alias("error_code"), pl.lit(None, pl.String).alias("detail"),
-        frames.sha256_hex(content).alias("content_hash"),
+        frames.sha256_hex_of(content).alias("content_hash"),
     )
 
 
