@@ -53,6 +53,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -465,28 +466,51 @@ class _Engine:
                 if not skip_rows:
                     plan += [(c, a, b, s, u, table if rows is None else rows)
                              for c, a, b, s, local, u in self.parts[source] if local]
-                for columns, as_int64, batch_definition, suite, unique, source_table in plan:
-                    t0 = time.perf_counter()
-                    repeats = _Repeats(source_table, unique) if unique and source_table.repeats_only else None
-                    data = (to_pandas_frame(source_table.empty()) if columns is None
-                            else repeats.table.pandas(columns, as_int64) if repeats is not None
-                            else source_table.pandas(columns, as_int64))
-                    prepare_s += time.perf_counter() - t0
-                    batch = batch_definition.get_batch(batch_parameters={"dataframe": data})
-                    # a copy each time: GX fills its defaults into the dict it is given
-                    part_results = list(batch.validate(suite, result_format=dict(RESULT_FORMAT)).results)
-                    if repeats is not None:
-                        part_results = [repeats.restate(res) for res in part_results]
-                    results += part_results
-                    # the datasource's engine keeps the last frame of every asset: release
-                    # this part's before the next part is read
-                    del batch, data
-                    manager.batch_data_cache.clear()
-                    manager.reset_batch_cache()
+                # The next part is read and converted (DuckDB, Arrow, pandas: native work)
+                # on a helper thread while GX, single-threaded Python, validates this one:
+                # at most two parts' frames are alive at once. This thread does not use the
+                # connection until the loop is over, so the helper is its only user.
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zentra-gx-read") as reader:
+
+                    def read(index: int) -> Future | None:
+                        if index >= len(plan):
+                            return None
+                        columns, as_int64, _, _, unique, source_table = plan[index]
+                        return reader.submit(_prepare_part, source_table, unique, columns, as_int64)
+
+                    pending = read(0)
+                    for index, (_, _, batch_definition, suite, _, _) in enumerate(plan):
+                        repeats, data, took = pending.result()
+                        prepare_s += took
+                        pending = read(index + 1)
+                        batch = batch_definition.get_batch(batch_parameters={"dataframe": data})
+                        # a copy each time: GX fills its defaults into the dict it is given
+                        part_results = list(batch.validate(suite, result_format=dict(RESULT_FORMAT)).results)
+                        if repeats is not None:
+                            part_results = [repeats.restate(res) for res in part_results]
+                        results += part_results
+                        # the datasource's engine keeps the last frame of every asset: release
+                        # this part's before the next part is read
+                        del batch, data
+                        manager.batch_data_cache.clear()
+                        manager.reset_batch_cache()
                 return results, prepare_s
             finally:
                 manager.batch_data_cache.clear()
                 manager.reset_batch_cache()
+
+
+def _prepare_part(
+    source_table: _Table, unique: tuple[Rule, ...], columns: tuple[str, ...] | None, as_int64: bool
+) -> tuple[_Repeats | None, Any, float]:
+    """The pandas frame GX validates one part on (and, for a part of uniqueness rules
+    over the repeating rows only, how to restate its verdicts), and the seconds taken."""
+    t0 = time.perf_counter()
+    repeats = _Repeats(source_table, unique) if unique and source_table.repeats_only else None
+    data = (to_pandas_frame(source_table.empty()) if columns is None
+            else repeats.table.pandas(columns, as_int64) if repeats is not None
+            else source_table.pandas(columns, as_int64))
+    return repeats, data, time.perf_counter() - t0
 
 
 #: Row-level expectations share a narrow frame of at most this many columns.
