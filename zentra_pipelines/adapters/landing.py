@@ -96,7 +96,10 @@ def list_files(
             found.append(LandingFile(source, name, path, recorded[1], before[0], before))
             continue
         digest, size = _sha256_of(path, buffer)
-        settled = before == _stat_key(path) and size == before[0] and max(before[1], before[2]) < listed_at - racy_ns
+        # trusted later only if it held still while read, is past the racy window, and the
+        # file system keeps a ctime at all (one reporting 0 could not show a rewrite)
+        settled = (before == _stat_key(path) and size == before[0] and before[2] > 0
+                   and max(before[1], before[2]) < listed_at - racy_ns)
         found.append(LandingFile(source, name, path, digest, size, before if settled else None))
     return found
 
