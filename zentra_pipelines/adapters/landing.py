@@ -56,8 +56,8 @@ class LandingFile:
     sha256: str
     size: int
     #: The stat the hash holds for, when a later listing may trust it instead of reading
-    #: the file again (see ``list_files``); None when the file was too young or changed
-    #: while it was hashed.
+    #: the file again (see ``list_files``); None when the file was too young, changed
+    #: while it was hashed, or lies on a file system that reports no ctime.
     stat_key: StatKey | None = None
 
 
