@@ -14,6 +14,7 @@ from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import ledger as ledger_domain
 from zentra_pipelines.domain.accounting import count_by, file_accounting
+from zentra_pipelines.domain.prefetch import prefetched
 from zentra_pipelines.domain.reconcile import reconcile
 from zentra_pipelines.domain.routing import routing_decisions
 from zentra_pipelines.domain.timeline import TIMELINE_SCHEMA, intent_timeline
@@ -229,8 +230,11 @@ def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
     fresh = timeline_fingerprints(con)
     kept = _kept_intents(con, fresh, tenants)
     if kept is None:
-        parts = (_tenant_timeline(con, t) for t in tenants)
-        rows = Warehouse.publish_parts(con, "intent_timeline", parts, schema=TIMELINE_SCHEMA, allow_empty=True)
+        # the next tenant's part is read and built on a helper thread while this one stages
+        # the current part (both mostly outside the GIL); a hand-off: at most two parts alive
+        with Warehouse.reader(con) as reader:
+            parts = prefetched((_tenant_timeline(reader, t) for t in tenants), 0, name="zentra-timeline")
+            rows = Warehouse.publish_parts(con, "intent_timeline", parts, schema=TIMELINE_SCHEMA, allow_empty=True)
     else:
         key = ["tenant_id", "intent_id"]
         changed = fresh.select(key).join(kept, on=key, how="anti")

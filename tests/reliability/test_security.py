@@ -208,6 +208,17 @@ def test_injected_ids_are_quarantined_and_every_table_survives(attack, reference
     assert not any(".." in p.name or "DROP" in p.name for p in home.rglob("*"))
 
 
+def _allowed(con: duckdb.DuckDBPyConnection, statements: list[str]) -> list[str]:
+    allowed = []
+    for sql in statements:
+        try:
+            con.execute(sql).fetchall()
+            allowed.append(sql)
+        except duckdb.Error:
+            pass
+    return allowed
+
+
 def test_duckdb_is_locked_down_during_runs(attack, tmp_path):
     home = attack["cli_home"]
     escape = tmp_path / "escape"
@@ -233,15 +244,9 @@ def test_duckdb_is_locked_down_during_runs(attack, tmp_path):
         "SET temp_directory = '/tmp'",
         "SELECT 1; COPY (SELECT 1) TO '/tmp/x.csv'",  # stacked statements gain nothing either
     ]
-    allowed = []
-    with Warehouse(home).connect() as con:
-        for sql in statements:
-            try:
-                con.execute(sql).fetchall()
-                allowed.append(sql)
-            except duckdb.Error:
-                pass
-    assert allowed == []
+    with Warehouse(home).connect() as con, Warehouse.reader(con) as reader:
+        assert _allowed(con, statements) == []
+        assert _allowed(reader, statements) == []  # a helper thread's connection is as locked
     assert not list(tmp_path.glob("escape*")) and not (home / "x.csv").exists()
     assert not (home.parent / "escape.csv").exists()
 

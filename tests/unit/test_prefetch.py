@@ -64,6 +64,33 @@ def test_a_consumer_error_stops_the_producer():
     assert not any(t.name == "test-prefetch-2" for t in threading.enumerate())
 
 
-def test_depth_must_be_positive():
+def test_depth_must_not_be_negative():
     with pytest.raises(ValueError):
-        list(prefetched(iter([1]), depth=0))
+        list(prefetched(iter([1]), depth=-1))
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_at_most_depth_plus_one_items_are_made_ahead_of_the_one_held(depth):
+    produced = []
+
+    def items():
+        for n in range(50):
+            produced.append(n)
+            yield n
+
+    for held in prefetched(items(), depth=depth):
+        assert len(produced) <= held + 1 + depth + 1  # the one held, then depth + 1 ahead
+
+
+def test_a_hand_off_makes_the_next_item_while_the_consumer_holds_one():
+    made = threading.Event()
+
+    def items():
+        yield 1
+        made.set()
+        yield 2
+
+    stream = prefetched(items(), depth=0)
+    assert next(stream) == 1
+    assert made.wait(5)  # produced while 1 is still held
+    assert list(stream) == [2]

@@ -211,3 +211,12 @@ def test_a_failing_publish_query_leaves_the_published_table_and_no_stage(con):
         Warehouse.publish_query(con, "intent_timeline", "SELECT * FROM no_such_table", {"_extra": part("t_b", 3)})
     assert_frame_equal(published(con), part("t_a", 1, 2))
     assert not {t for t in tables(con) if t.startswith("_stage")}
+
+
+def test_a_reader_reads_in_utc_what_the_connection_committed_and_cannot_change_settings(con):
+    Warehouse.publish(con, {"intent_timeline": part("t_a", 1, 2)})
+    with Warehouse.reader(con) as reader:
+        assert reader.sql("SELECT current_setting('TimeZone')").fetchall() == [("UTC",)]
+        assert_frame_equal(reader.sql('SELECT * FROM "intent_timeline"').pl(), part("t_a", 1, 2))
+        with pytest.raises(duckdb.Error, match="locked"):
+            reader.execute("SET TimeZone = 'America/New_York'")

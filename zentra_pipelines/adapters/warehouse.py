@@ -117,7 +117,8 @@ class Warehouse:
             raise FileNotFoundError(f"no warehouse at {self.path}: run `zentra run` first")
         con = duckdb.connect(str(self.path), read_only=read_only, config={})
         con.execute("LOAD icu")
-        con.execute("SET TimeZone = 'UTC'")
+        # GLOBAL: a second connection on the same database (``reader``) reads in UTC too
+        con.execute("SET GLOBAL TimeZone = 'UTC'")
         # Order matters: directories first, then shut the door, then lock the settings.
         con.execute("SET allowed_directories = $dirs", {"dirs": [str(spill)]})
         con.execute("SET temp_directory = $dir", {"dir": str(spill)})
@@ -138,6 +139,19 @@ class Warehouse:
             yield con
         finally:
             con.close()
+
+    @staticmethod
+    @contextmanager
+    def reader(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A second connection to ``con``'s database, for a helper thread to read on while
+        this one writes through ``con`` (one DuckDB connection serves one thread at a
+        time). Every setting ``connect`` makes is the database's, so it holds here too,
+        locked; it sees what ``con`` has committed."""
+        cursor = con.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
 
     # --- reads -----------------------------------------------------------------
     @staticmethod

@@ -23,35 +23,41 @@ def prefetched(items: Iterable[T], depth: int, *, name: str = "zentra-prefetch")
     """``items``, in order, iterated on a helper thread at most ``depth`` items ahead.
 
     At most ``depth`` + 2 items are alive at once: ``depth`` waiting in the queue, one
-    being produced and one held by the consumer. An exception raised while producing an item
-    is raised here, after the items produced before it. When the consumer stops early
-    (``break``, an exception, ``close()``), the producer stops at its next item, its
-    iterator is closed on its own thread (so its ``finally`` blocks run) and the thread
-    is joined before this generator returns: no work is left running behind the caller.
+    being produced and one held by the consumer. ``depth`` 0 is a hand-off: the helper
+    makes the next item while the consumer works on the current one, then waits until
+    the consumer takes it, so at most two are alive (for items of a GB each). An
+    exception raised while producing an item is raised here, after the items produced
+    before it. When the consumer stops early (``break``, an exception, ``close()``), the
+    producer stops at its next item, its iterator is closed on its own thread (so its
+    ``finally`` blocks run) and the thread is joined before this generator returns: no
+    work is left running behind the caller.
     """
-    if depth < 1:
-        raise ValueError("depth must be at least 1")
+    if depth < 0:
+        raise ValueError("depth must not be negative")
     source = iter(items)
-    channel: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=depth)
+    channel: queue.Queue[tuple[bool, object]] = queue.Queue()
+    # one permit per item produced (or being produced) and not yet taken by the consumer
+    permits = threading.Semaphore(depth + 1)
     stop = threading.Event()
 
-    def put(entry: tuple[bool, object]) -> bool:
+    def acquire() -> bool:
         while not stop.is_set():
-            try:
-                channel.put(entry, timeout=_POLL_S)
+            if permits.acquire(timeout=_POLL_S):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def produce() -> None:
         try:
-            for item in source:
-                if not put((True, item)):
+            while acquire():
+                try:
+                    item = next(source)
+                except StopIteration:
+                    channel.put((False, None))
                     return
-            put((False, None))
+                channel.put((True, item))
+                del item
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            put((False, exc))
+            channel.put((False, exc))
         finally:
             close = getattr(source, "close", None)
             if close is not None:
@@ -63,7 +69,9 @@ def prefetched(items: Iterable[T], depth: int, *, name: str = "zentra-prefetch")
         while True:
             is_item, value = channel.get()
             if is_item:
+                permits.release()
                 yield value  # type: ignore[misc]
+                del value
             elif value is None:
                 return
             else:
