@@ -27,6 +27,7 @@ import importlib.util
 import re
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -237,14 +238,62 @@ def _literal_sql(stmt: sa.Select, engine: sa.Engine) -> str:
 # ------------------------------------------------------------------------ reading ---
 
 
+#: A SQLite table spanning at least this many rowids is read in READ_PARTS rowid ranges
+#: at once, one connectorx read per range on its own thread (connectorx releases the GIL,
+#: and one read keeps one core busy): at 1M intents, 6.08M postings took 15.2 s as one
+#: read and 7.6 s as two. A smaller table is read whole.
+SPLIT_MIN_ROWS = 500_000
+READ_PARTS = 2
+#: Names under which SQLite also answers for the rowid, unless a column takes the name.
+_ROWID_NAMES = ("rowid", "_rowid_", "oid")
+
+
+def _rowid_ranges(engine: sa.Engine, table: str, parts: int, min_rows: int) -> list[tuple[int, int]] | None:
+    """``parts`` inclusive rowid ranges covering every row the table holds now, or None to
+    read it in one go: a table spanning fewer than ``min_rows`` rowids, one without rowids
+    (WITHOUT ROWID), or one with a column named like the rowid (which would shadow it).
+    Rows added while the parts are read get rowids past the last range: they are left to
+    the next run's read, as rows committed after a single read's snapshot are."""
+    rowid = sa.literal_column("rowid")
+    with engine.connect() as con:
+        columns = con.execute(sa.text("SELECT lower(name) FROM pragma_table_info(:t)"), {"t": table}).scalars()
+        if set(columns) & set(_ROWID_NAMES):
+            return None
+        try:
+            low, high = con.execute(sa.select(sa.func.min(rowid), sa.func.max(rowid)).select_from(sa.table(table))).one()
+        except sa.exc.OperationalError:  # WITHOUT ROWID
+            return None
+    if not isinstance(low, int) or not isinstance(high, int) or high - low + 1 < max(min_rows, parts):
+        return None
+    step = -(-(high - low + 1) // parts)
+    return [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
+
+
+def _in_range(stmt: sa.Select, low: int, high: int) -> sa.Select:
+    """The statement over one rowid range, in rowid order (a plain scan's order). The bounds
+    are integers read from the database's own rowids, rendered as literals."""
+    rowid = sa.literal_column("rowid")
+    return stmt.where(rowid >= sa.literal_column(str(int(low))), rowid <= sa.literal_column(str(int(high)))
+                      ).order_by(rowid)
+
+
 def _fetch(
-    stmt: sa.Select, url: sa.URL, engine: sa.Engine, names: list[str], prefer_arrow: bool
+    stmt: sa.Select, url: sa.URL, engine: sa.Engine, names: list[str], prefer_arrow: bool,
+    table: str | None = None, min_rows: int | None = None,
 ) -> tuple[pl.DataFrame, str]:
+    """The statement's rows; ``table``: the one it reads, to be read in rowid ranges at
+    once when it is a large SQLite table (``_rowid_ranges``), the ranges' rows in order."""
     uri = _connectorx_uri(url) if prefer_arrow else None
     if uri is not None:
         try:
-            frame = pl.read_database_uri(_literal_sql(stmt, engine), uri, engine="connectorx")
-            return frame, "connectorx"
+            ranges = (_rowid_ranges(engine, table, READ_PARTS, SPLIT_MIN_ROWS if min_rows is None else min_rows)
+                      if table is not None and url.get_backend_name() == "sqlite" else None)
+            if ranges is None:
+                return pl.read_database_uri(_literal_sql(stmt, engine), uri, engine="connectorx"), "connectorx"
+            queries = [_literal_sql(_in_range(stmt, low, high), engine) for low, high in ranges]
+            with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="zentra-source") as pool:
+                parts = list(pool.map(lambda sql: pl.read_database_uri(sql, uri, engine="connectorx"), queries))
+            return pl.concat(parts, how="vertical"), "connectorx"
         except AssertionError:
             raise
         except Exception:  # noqa: BLE001 - connectorx raises bare RuntimeErrors; the fallback is exact
@@ -268,7 +317,8 @@ def _unmask(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
 
 
 def _read(
-    url: str, build: Callable[[sa.Engine, str], tuple[sa.Select, str | None]], names: list[str], prefer_arrow: bool
+    url: str, build: Callable[[sa.Engine, str], tuple[sa.Select, str | None]], names: list[str], prefer_arrow: bool,
+    table: str | None = None,
 ) -> tuple[pl.DataFrame, str, str | None]:
     parsed = _normalise_url(url)
     engine = _engine(parsed)
@@ -276,7 +326,7 @@ def _read(
         dialect = parsed.get_backend_name()
         stmt, literal = build(engine, dialect)
         try:
-            frame, path = _fetch(stmt, parsed, engine, names, prefer_arrow)
+            frame, path = _fetch(stmt, parsed, engine, names, prefer_arrow, table)
         except sa.exc.SQLAlchemyError as err:
             raise LedgerSourceError(f"cannot read the source database: {err.__class__.__name__}: {str(err).splitlines()[0][:200]}") from err
         return _unmask(frame, names), path, literal
@@ -318,7 +368,8 @@ def read_postings_snapshot(
     """
     names = list(POSTING_SOURCE_COLUMNS)
     frame, path, literal = _read(
-        url, lambda engine, dialect: _postings_query(engine, dialect, since, overlap), names, prefer_arrow
+        url, lambda engine, dialect: _postings_query(engine, dialect, since, overlap), names, prefer_arrow,
+        POSTINGS_TABLE,
     )
     frame = frame.with_columns(
         amount_type=_storage_type(pl.col("amount_minor"), pl.col("amount_type").cast(pl.String))
