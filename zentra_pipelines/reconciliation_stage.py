@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -230,10 +231,12 @@ def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
     fresh = timeline_fingerprints(con)
     kept = _kept_intents(con, fresh, tenants)
     if kept is None:
-        # the next tenant's part is read and built on a helper thread while this one stages
-        # the current part (both mostly outside the GIL); a hand-off: at most two parts alive
-        with Warehouse.reader(con) as reader:
-            parts = prefetched((_tenant_timeline(reader, t) for t in tenants), 0, name="zentra-timeline")
+        # The next tenant's part is read and built on a helper thread while this one stages
+        # the current part (both mostly outside the GIL); a hand-off: at most two parts
+        # alive. The parts stream is closed (its thread stopped) before the reader is.
+        with Warehouse.reader(con) as reader, closing(
+            prefetched((_tenant_timeline(reader, t) for t in tenants), 0, name="zentra-timeline")
+        ) as parts:
             rows = Warehouse.publish_parts(con, "intent_timeline", parts, schema=TIMELINE_SCHEMA, allow_empty=True)
     else:
         key = ["tenant_id", "intent_id"]

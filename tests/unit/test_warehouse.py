@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -220,3 +221,26 @@ def test_a_reader_reads_in_utc_what_the_connection_committed_and_cannot_change_s
         assert_frame_equal(reader.sql('SELECT * FROM "intent_timeline"').pl(), part("t_a", 1, 2))
         with pytest.raises(duckdb.Error, match="locked"):
             reader.execute("SET TimeZone = 'America/New_York'")
+
+
+def test_a_failed_publish_stops_the_reader_thread_before_the_reader_closes(con):
+    """The pattern run_timeline uses: parts built on a helper thread through a reader,
+    staged through the connection; a refused part leaves the published table as it was."""
+    from contextlib import closing
+
+    from zentra_pipelines.domain.prefetch import prefetched
+
+    Warehouse.publish(con, {"intent_timeline": part("t_a", 1)})
+
+    def parts(reader):
+        yield part("t_b", 2)
+        yield part("t_c", 3).with_columns(extra=pl.lit(1))  # refused: another schema
+        for n in range(4, 1000):  # the helper is reading through the reader when the stop comes
+            yield pl.concat([reader.sql('SELECT * FROM "intent_timeline"').pl(), part("t_d", n)])
+
+    with pytest.raises(ValueError, match="schema"), Warehouse.reader(con) as reader, closing(
+        prefetched(parts(reader), 0, name="test-timeline")
+    ) as stream:
+        Warehouse.publish_parts(con, "intent_timeline", stream)
+    assert not any(t.name == "test-timeline" for t in threading.enumerate())
+    assert_frame_equal(published(con), part("t_a", 1))
