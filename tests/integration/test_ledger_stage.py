@@ -450,3 +450,18 @@ def test_identical_copies_in_one_read_are_archived_once(
     archived = warehouse.sql("SELECT posting_id FROM ledger_source_rows").pl()["posting_id"].to_list()
     assert archived == [p[0] for p in rows]
     assert_frame_equal(warehouse.sql("SELECT * FROM ledger_balances").pl(), expected_balances(postings))
+
+
+def test_the_source_rows_in_any_order_publish_the_same_ledger(
+    tmp_path: Path, ledger_data: tuple[list[tuple], list[Posting]]
+) -> None:
+    """The read order (a plain scan's, or rowid ranges read at once) is not the ledger's."""
+    accounts, postings = ledger_data
+    published = []
+    for name, rows in (("as_written", postings), ("reversed", postings[::-1])):
+        url = write_sqlite(tmp_path / f"{name}.sqlite", accounts, rows)
+        with Warehouse(tmp_path / name).connect() as con:
+            run_ledger(con, url)
+            published.append({t: con.sql(f'SELECT * FROM "{t}"').pl() for t in LEDGER_TABLES if t != "ledger_watermark"})
+    for table, frame in published[0].items():
+        assert_frame_equal(published[1][table], frame)
