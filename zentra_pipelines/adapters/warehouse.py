@@ -219,21 +219,17 @@ class Warehouse:
         to ``_stage_<table>``; 3. swap all staged tables in one transaction. A frame that is empty without being listed in
         ``allow_empty`` is refused: an empty money table is a symptom, not a result.
         """
-        names = {table: _table(table) for table in frames}
+        for table in frames:
+            _table(table)
         empty = [t for t, f in frames.items() if f.height == 0 and t not in allow_empty]
         if empty:
             raise IntegrityError(",".join(sorted(empty)), ["unexpectedly empty input: refusing to publish"])
         violations = audit(frames) if audit else []
         if violations:
             raise IntegrityError(",".join(sorted(frames)), violations)
-        staged = {t: f"_stage_{n}" for t, n in names.items()}
-        try:
+        with _staged(con, frames) as staged:
             for table, frame in frames.items():
                 _stage(con, staged[table], naive_utc(frame), create=True)
-            _swap(con, {names[t]: staged[t] for t in frames})
-        finally:
-            for stage in staged.values():
-                con.execute(f'DROP TABLE IF EXISTS "{stage}"')
         return {t: f.height for t, f in frames.items()}
 
     @staticmethod
@@ -260,9 +256,9 @@ class Warehouse:
         there are no parts at all (required then, and only then).
         """
         name = _table(table)
-        stage = f"_stage_{name}"
         rows, first_part, first_schema, violations = 0, True, None, []
-        try:
+        with _staged(con, [name]) as staged:
+            stage = staged[name]
             for part in parts:
                 part = naive_utc(part)
                 if first_schema is None:
@@ -283,9 +279,6 @@ class Warehouse:
                 if schema is None:
                     raise ValueError(f"{name}: no parts and no schema to create an empty table from")
                 _stage(con, stage, naive_utc(pl.DataFrame(schema=schema)), create=True)
-            _swap(con, {name: stage})
-        finally:
-            con.execute(f'DROP TABLE IF EXISTS "{stage}"')
         return rows
 
     @staticmethod
@@ -298,8 +291,8 @@ class Warehouse:
         For a table that is mostly its own published rows: they never leave the engine.
         Returns the rows published; on any failure the published table is left as it was."""
         name = _table(table)
-        stage = f"_stage_{name}"
-        try:
+        with _staged(con, [name]) as staged:
+            stage = staged[name]
             for view, frame in frames.items():
                 con.register(view, _arrow_view(naive_utc(frame)))
             try:
@@ -308,10 +301,22 @@ class Warehouse:
                 for view in frames:
                     con.unregister(view)
             (rows,) = con.sql(f'SELECT count(*) FROM "{stage}"').fetchall()[0]
-            _swap(con, {name: stage})
-        finally:
-            con.execute(f'DROP TABLE IF EXISTS "{stage}"')
         return int(rows)
+
+
+@contextmanager
+def _staged(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> Iterator[dict[str, str]]:
+    """``_stage_<table>`` for each of ``tables`` (allowlisted), by table, for the block to
+    fill: when it ends without an exception the staged tables replace the published ones
+    in one transaction (``_swap``); they are dropped either way, so a failure leaves the
+    published tables as they were and no stage behind."""
+    staged = {table: f"_stage_{_table(table)}" for table in tables}
+    try:
+        yield staged
+        _swap(con, staged)
+    finally:
+        for stage in staged.values():
+            con.execute(f'DROP TABLE IF EXISTS "{stage}"')
 
 
 def _stage(con: duckdb.DuckDBPyConnection, stage: str, frame: pl.DataFrame, *, create: bool) -> None:
