@@ -53,7 +53,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -64,6 +64,7 @@ from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import frames
 from zentra_pipelines.domain.money import currency_exponents
+from zentra_pipelines.domain.prefetch import prefetched
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -467,22 +468,15 @@ class _Engine:
                     plan += [(c, a, b, s, u, table if rows is None else rows)
                              for c, a, b, s, local, u in self.parts[source] if local]
                 # The next part is read and converted (DuckDB, Arrow, pandas: native work)
-                # on a helper thread while GX, single-threaded Python, validates this one:
-                # at most two parts' frames are alive at once. This thread does not use the
-                # connection until the loop is over, so the helper is its only user.
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zentra-gx-read") as reader:
-
-                    def read(index: int) -> Future | None:
-                        if index >= len(plan):
-                            return None
-                        columns, as_int64, _, _, unique, source_table = plan[index]
-                        return reader.submit(_prepare_part, source_table, unique, columns, as_int64)
-
-                    pending = read(0)
-                    for index, (_, _, batch_definition, suite, _, _) in enumerate(plan):
-                        repeats, data, took = pending.result()
+                # on a helper thread while GX, single-threaded Python, validates this one
+                # (a hand-off: at most two parts' frames are alive at once). This thread
+                # does not use the connection until the stream is closed (its thread
+                # joined), so the helper is its only user.
+                prepared = (_prepare_part(source_table, unique, columns, as_int64)
+                            for columns, as_int64, _, _, unique, source_table in plan)
+                with closing(prefetched(prepared, 0, name="zentra-gx-read")) as stream:
+                    for (_, _, batch_definition, suite, _, _), (repeats, data, took) in zip(plan, stream):
                         prepare_s += took
-                        pending = read(index + 1)
                         batch = batch_definition.get_batch(batch_parameters={"dataframe": data})
                         # a copy each time: GX fills its defaults into the dict it is given
                         part_results = list(batch.validate(suite, result_format=dict(RESULT_FORMAT)).results)
