@@ -8,6 +8,7 @@ appended in one transaction so a crash never leaves half a file archived.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,24 +129,26 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
         line_count = 0
         lines = _LineAppender(con)
         try:
-            for item in prefetched(_framed_landing(landing_dir, source, known, stats), PREFETCH_BATCHES):
-                if isinstance(item, _FileEnd) and item.file.stat_key is not None:
-                    listed[item.file.source_file] = (item.file.stat_key, item.file.sha256)
-                if isinstance(item, _FileEnd) and item.skipped:
-                    skipped += 1
-                    continue
-                if not began:
-                    con.execute("BEGIN TRANSACTION")
-                    began = True
-                if isinstance(item, _FileEnd):
-                    file = item.file
-                    records.append((source, file.source_file, file.sha256, file.size, line_count, None))
-                    new_lines += line_count
-                    line_count = 0
-                else:
-                    lines.add(item)
-                    line_count += item.height
-                del item
+            # closed on any failure too: the helper stops reading files before the rollback
+            with closing(prefetched(_framed_landing(landing_dir, source, known, stats), PREFETCH_BATCHES)) as stream:
+                for item in stream:
+                    if isinstance(item, _FileEnd) and item.file.stat_key is not None:
+                        listed[item.file.source_file] = (item.file.stat_key, item.file.sha256)
+                    if isinstance(item, _FileEnd) and item.skipped:
+                        skipped += 1
+                        continue
+                    if not began:
+                        con.execute("BEGIN TRANSACTION")
+                        began = True
+                    if isinstance(item, _FileEnd):
+                        file = item.file
+                        records.append((source, file.source_file, file.sha256, file.size, line_count, None))
+                        new_lines += line_count
+                        line_count = 0
+                    else:
+                        lines.add(item)
+                        line_count += item.height
+                    del item
             if began:
                 lines.flush()
                 Warehouse.append(con, "landing_files", pl.DataFrame(records, schema=FILES_SCHEMA, orient="row"))
