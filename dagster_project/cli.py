@@ -73,13 +73,18 @@ def _run(args: argparse.Namespace) -> int:
         load_policies,
         load_webhook_keys,
     )
+    from zentra_pipelines.adapters.ledger_source import LedgerSourceError, check_source
+    from zentra_pipelines.adapters.signing import SigningKeyError, load_signer
 
     settings = _settings(args)
     try:
         settings.check()
         load_policies(settings.policies)
         load_webhook_keys(settings.secrets)
-    except ConfigError as exc:
+        if settings.signing_key:  # unset: the development key, made under the home when first sealing
+            load_signer(settings.home, settings.signing_key)
+        check_source(settings.source_db)
+    except (ConfigError, SigningKeyError, LedgerSourceError) as exc:
         print(f"zentra: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from dagster_project.pipeline import run_pipeline

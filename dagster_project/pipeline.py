@@ -34,7 +34,11 @@ from zentra_pipelines.evidence_stage import configured_tenants
 from zentra_pipelines.settings import Settings
 from zentra_pipelines.summary import render
 
-EXIT_OK, EXIT_CHECK_FAILED = 0, 1
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+#: A step failing with one of these failed on its input (a source database without its
+#: tables, an unusable signing key, a bad configuration file): exit 2, as when the CLI's
+#: preflight catches it before the run, not 1 (a failed check).
+INPUT_ERRORS = frozenset({"LedgerSourceError", "SigningKeyError", "ConfigError"})
 
 #: The Dagster instance ``make ui`` and the UI tests use: writers to the DuckDB file are
 #: serialised by the ``zentra_warehouse`` pool (every asset declares it) at one slot.
@@ -220,6 +224,19 @@ def failures(result: dg.ExecuteInProcessResult | PipelineResult | Iterable) -> l
     return reasons
 
 
+def input_failure(result: dg.ExecuteInProcessResult | PipelineResult | Iterable) -> bool:
+    """Whether a step failed on bad input: an :data:`INPUT_ERRORS` class anywhere in the
+    chain from Dagster's wrapper to the driver's error it was raised from."""
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            while error is not None:
+                if error.cls_name in INPUT_ERRORS:
+                    return True
+                error = error.cause
+    return False
+
+
 def run_pipeline(settings: Settings) -> int:
     result = execute(settings)
     with Warehouse(settings.home).connect() as con:
@@ -230,5 +247,5 @@ def run_pipeline(settings: Settings) -> int:
     if problems or not result.success:
         for line in problems or ["the run did not succeed"]:
             print(f"zentra: {line}", file=sys.stderr)
-        return EXIT_CHECK_FAILED
+        return EXIT_USAGE if input_failure(result) else EXIT_CHECK_FAILED
     return EXIT_OK

@@ -14,7 +14,7 @@ import pytest
 from dagster_project.defs.lifecycle import PACKETS_ASSET
 from dagster_project.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from dagster_project.defs.resources import ZentraResource
-from dagster_project.pipeline import execute, failures, load_definitions
+from dagster_project.pipeline import execute, failures, input_failure, load_definitions
 from zentra_pipelines.settings import Settings
 
 DAY = "2026-11-20"  # the sample's base date
@@ -135,6 +135,23 @@ def test_zentra_run_path_seals_every_data_day_in_one_packets_run(tiny_sample, tm
         con.close()
     assert created == 0 and days == len(sealed_days)  # idempotent: the same inputs seal nothing new
     assert gc.isenabled()  # paused while the definitions load, then given back
+
+
+def test_a_step_failing_on_its_input_is_told_apart_from_a_failed_check(tiny_sample, tmp_path):
+    """A source database without its postings table, met inside the run (the CLI's preflight
+    would have refused it first): the ledger step fails on input, so `zentra run` exits 2."""
+    import sqlite3
+
+    db = tmp_path / "no_postings.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE accounts (account_id TEXT, tenant_id TEXT, type TEXT, allow_negative BOOLEAN)")
+    settings = Settings.resolve({"landing": str(tiny_sample / "landing"), "source_db": str(db),
+                                 "policies": str(tiny_sample / "policies.yaml"),
+                                 "secrets": str(tiny_sample / "secrets.json"), "home": str(tmp_path / "home")}, {})
+    result = execute(settings)
+    assert not result.success
+    assert input_failure(result)
+    assert any(line.startswith("step ledger failed: ") and "ledger_postings" in line for line in failures(result))
 
 
 def test_a_landing_sensor_run_executes_the_whole_graph_over_the_calendar(tiny_sample, tmp_path):

@@ -212,3 +212,39 @@ def test_bad_usage_is_one_line_exit_2(tmp_path, sample):
     assert proc.stderr.strip().count("\n") == 0 and "landing folder not found" in proc.stderr
     assert zentra("run", "--bogus").returncode == 2
     assert zentra("packet", "verify", str(tmp_path / "missing.zip")).returncode != 0
+
+
+def test_unusable_signing_key_or_source_is_refused_before_any_work(tmp_path, sample):
+    """Exit 2 in one line and no home written: a key file that is no PEM key, a source
+    without the contract's tables or columns, a file that is no database."""
+    import os
+    import sqlite3
+
+    garbage = tmp_path / "key.pem"
+    garbage.write_text("not a key\n")
+    garbage.chmod(0o600)
+    no_table, no_column, not_db = (tmp_path / n for n in ("no_table.sqlite", "no_column.sqlite", "not_db.sqlite"))
+    with sqlite3.connect(no_table) as con:
+        con.execute("CREATE TABLE accounts (account_id, tenant_id, type, allow_negative)")
+    with sqlite3.connect(no_column) as con:
+        con.execute("CREATE TABLE accounts (account_id, tenant_id, type, allow_negative)")
+        con.execute("CREATE TABLE ledger_postings (posting_id TEXT PRIMARY KEY, amount_minor BIGINT)")
+    not_db.write_text("garbage\n")
+    cases = [
+        (str(sample / "source.sqlite"), str(garbage), "is not a PEM private key"),
+        (str(no_table), None, "has no table ledger_postings"),
+        (str(no_column), None, "lacks column(s): journal_id"),
+        (str(not_db), None, "cannot open the source database"),
+    ]
+    for source, key, message in cases:
+        env = {k: v for k, v in os.environ.items() if k != "ZENTRA_SIGNING_KEY"}
+        if key:
+            env["ZENTRA_SIGNING_KEY"] = key
+        home = tmp_path / "home"
+        args = run_args(sample, home)
+        args[args.index("--source-db") + 1] = source
+        proc = zentra(*args, env=env)
+        assert proc.returncode == 2, (message, proc.stderr)
+        assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
+        assert not home.exists()
+

@@ -327,8 +327,9 @@ def _read(
         stmt, literal = build(engine, dialect)
         try:
             frame, path = _fetch(stmt, parsed, engine, names, prefer_arrow, table)
-        except sa.exc.SQLAlchemyError as err:
-            raise LedgerSourceError(f"cannot read the source database: {err.__class__.__name__}: {str(err).splitlines()[0][:200]}") from err
+        except (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as err:
+            # polars may read through the raw DB-API cursor, whose errors SQLAlchemy never wraps
+            raise LedgerSourceError(f"cannot read the source database: {err.__class__.__name__}: {_first_line(err)}") from err
         return _unmask(frame, names), path, literal
     finally:
         engine.dispose()
@@ -398,12 +399,40 @@ def read_source(
     return SourceSnapshot(postings, read_accounts(url, prefer_arrow=prefer_arrow), path, literal)
 
 
+def check_source(url: str) -> None:
+    """Raise :class:`LedgerSourceError` unless both contract tables exist with their columns.
+
+    Run before any work starts, so a wrong database is bad input (exit 2) named in one
+    line, not a failed ledger step deep in the run. Only the catalogue is read.
+    """
+    parsed = _normalise_url(url)
+    engine = _engine(parsed)
+    try:
+        inspector = sa.inspect(engine)
+        for table, wanted in ((POSTINGS_TABLE, POSTING_SOURCE_COLUMNS), (ACCOUNTS_TABLE, ACCOUNT_SOURCE_COLUMNS)):
+            if not inspector.has_table(table):
+                raise LedgerSourceError(f"the source database has no table {table}")
+            present = {c["name"] for c in inspector.get_columns(table)}
+            missing = [name for name in wanted if name not in present]
+            if missing:
+                raise LedgerSourceError(f"source table {table} lacks column(s): {', '.join(missing)}")
+    except sa.exc.SQLAlchemyError as err:
+        raise LedgerSourceError(f"cannot open the source database: {err.__class__.__name__}: {_first_line(err)}") from err
+    finally:
+        engine.dispose()
+
+
+def _first_line(err: Exception) -> str:
+    """The error's first line, capped: enough to act on, never a dump of the statement."""
+    return str(err).splitlines()[0][:200] if str(err) else ""
+
+
 def describe_source(url: str) -> str:
     """The URL without its password, for summaries and the watermark row."""
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
 __all__ = [
-    "LedgerSourceError", "SourceSnapshot", "read_postings", "read_postings_snapshot", "read_accounts",
+    "LedgerSourceError", "SourceSnapshot", "check_source", "read_postings", "read_postings_snapshot", "read_accounts",
     "read_source", "describe_source", "SOURCE_COLUMNS",
 ]
