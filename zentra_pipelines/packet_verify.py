@@ -404,11 +404,18 @@ def _verify(path: Path, pubkey_pem: bytes | None) -> Verdict:
     elif version > 1:
         notes.append("chain not checked (file not named v<N>.zip)")
 
-    signed_by = "given key" if pubkey_pem is not None else "embedded key"
+    if pubkey_pem is not None:
+        signed_by = f"signed by given key {key_id} ({manifest['key_kind']})"
+    else:
+        # Anyone can re-sign a packet and embed their own key: without a trusted key the
+        # verdict proves integrity, not who signed, and says so in the line itself.
+        signed_by = (
+            f"signed by embedded key {key_id} (key_kind {manifest['key_kind']}, as the packet states; "
+            "integrity only: pass --pubkey with the trusted key to check who signed it)"
+        )
     reason = (
         f"OK {manifest['tenant_id']} {manifest['period']} v{version}: "
-        f"{len(files)} files intact, merkle root {manifest['merkle_root']}, "
-        f"signed by {signed_by} {key_id} ({manifest['key_kind']})"
+        f"{len(files)} files intact, merkle root {manifest['merkle_root']}, {signed_by}"
     )
     if notes:
         reason += "; " + "; ".join(notes)
@@ -430,7 +437,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     """``zentra packet verify FILE [--pubkey PEM]``: one-line verdict on stdout.
 
     Exit 0 when intact and correctly signed, 1 when a check fails, 2 for bad usage
-    (or a --pubkey file that cannot be read).
+    (no such FILE, or a --pubkey file that cannot be read).
     """
     import argparse
     import sys
@@ -449,6 +456,9 @@ def cli_main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"FAIL cannot read --pubkey {args.pubkey}: {exc.strerror}", file=sys.stderr)
             return 2
+    if not args.file.is_file():  # bad usage, not a packet that failed its checks
+        print(f"FAIL {args.file}: no such file")
+        return 2
     verdict = verify_packet(args.file, pem)
     line = verdict.reason if verdict.ok else f"FAIL {args.file}: {verdict.reason}"
     print(line.replace("\n", " "))

@@ -249,6 +249,7 @@ def test_resigned_by_other_key_caught_only_with_pubkey(
     forged = store.seal(tmp_path / "forger_home", _inp(amount=1), forger)
     v = verify_packet(forged.path)
     assert v.ok and f"embedded key {forger.key_id}" in v.reason
+    assert "integrity only: pass --pubkey" in v.reason  # the line never reads as authenticity
     v2 = verify_packet(forged.path, signer.public_pem)
     assert not v2.ok and "signature does not verify" in v2.reason
 
@@ -486,6 +487,8 @@ def test_cli_main_exit_codes(sealed: store.SealResult, signer: Signer, tmp_path:
     assert capsys.readouterr().out.startswith("FAIL ")
     assert pv.cli_main([str(sealed.path), "--pubkey", str(tmp_path / "none.pem")]) == 2
     assert pv.cli_main([]) == 2
+    assert pv.cli_main([str(tmp_path / "missing.zip")]) == 2  # no such file: bad usage, not a failed check
+    assert capsys.readouterr().out == f"FAIL {tmp_path / 'missing.zip'}: no such file\n"
 
 
 def test_symlink_member_rejected(sealed: store.SealResult, tmp_path: Path) -> None:
