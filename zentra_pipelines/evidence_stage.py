@@ -43,6 +43,11 @@ class EvidenceReport:
         """Tenant-days whose inputs and sealed version were as recorded: not read, not rebuilt."""
         return int((~self.packets["rebuilt"]).sum()) if self.packets.height else 0
 
+    @property
+    def rebuilt_same(self) -> int:
+        """Tenant-days rebuilt (their digest moved, or the code did) to the content already sealed."""
+        return int((self.packets["rebuilt"] & ~self.packets["created"]).sum()) if self.packets.height else 0
+
 
 def configured_tenants(policies_path: Path, secrets_path: Path) -> list[str]:
     """Packets are only ever made for tenants named in configuration (ids used in paths)."""

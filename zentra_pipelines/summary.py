@@ -65,8 +65,12 @@ def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
         created = int(packets["created"].sum())
         line = f"Audit packets: {packets.height:,} tenant-days, {created:,} sealed this run"
         if "rebuilt" in packets.columns:
-            kept = int((~packets["rebuilt"].fill_null(True)).sum())
-            line += f", {kept:,} unchanged (not rebuilt)"
+            rebuilt = packets["rebuilt"].fill_null(True)
+            line += f", {int((~rebuilt).sum()):,} unchanged (not rebuilt)"
+            # rebuilt (new code, or inputs whose digest moved) to the very content sealed before
+            same = int((rebuilt & ~packets["created"]).sum())
+            if same:
+                line += f", {same:,} rebuilt to the same content (no new version)"
         out.append(line)
     from zentra_pipelines.data_contracts import summary_lines
 

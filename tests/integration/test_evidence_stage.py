@@ -229,6 +229,23 @@ def test_rebuild_all_ignores_the_record_and_seals_nothing_new(sealed, monkeypatc
     monkeypatch.setenv(packet_inputs.REBUILD_ALL_ENV, "1")
     again = _rerun(home, tenants)
     assert again.unchanged == 0 and again.sealed_now == 0 and again.packets.height == first.packets.height
+    assert again.rebuilt_same == again.packets.height  # every tenant-day accounted for: rebuilt, same content
+    assert first.rebuilt_same == 0
+
+
+def test_the_summary_accounts_for_every_tenant_day(sealed, monkeypatch):
+    """sealed + unchanged + rebuilt to the same content = tenant-days, in the run summary."""
+    from zentra_pipelines.summary import render
+
+    home, tenants, first = sealed
+    n = first.packets.height
+    with Warehouse(home).connect() as con:
+        assert f"Audit packets: {n:,} tenant-days, {n:,} sealed this run, 0 unchanged (not rebuilt)\n" in render(con, home)
+    monkeypatch.setenv(packet_inputs.REBUILD_ALL_ENV, "1")
+    _rerun(home, tenants)
+    with Warehouse(home).connect() as con:
+        assert (f"Audit packets: {n:,} tenant-days, 0 sealed this run, 0 unchanged (not rebuilt), "
+                f"{n:,} rebuilt to the same content (no new version)\n") in render(con, home)
 
 
 def test_the_digest_does_not_depend_on_row_order(built, tmp_path):

@@ -61,6 +61,7 @@ def audit_packets(context: dg.AssetExecutionContext, zentra: ZentraResource) -> 
         metadata={
             "days_in_run": len(days),
             "tenant_days_unchanged": dg.MetadataValue.int(r.unchanged),
+            "tenant_days_rebuilt_same_content": dg.MetadataValue.int(r.rebuilt_same),
             "key_id": r.key_id,
             "key_kind": r.key_kind,
             "packets_root": dg.MetadataValue.path(str(settings.home / "packets")),
