@@ -144,3 +144,16 @@ def test_timestamptz_columns_are_read_in_utc_whatever_the_session_zone(tmp_path:
     since = START + timedelta(days=1)
     window = ledger_source.read_postings(PG_URL, since, timedelta(hours=1))
     assert window["posted_at"].min() >= since - timedelta(hours=1)
+
+
+def test_postgres_source_preflight_names_what_is_missing() -> None:
+    """The CLI's preflight on PostgreSQL: passes on the contract's tables, names a missing one."""
+    accounts, postings = make_ledger()
+    load_postgres(accounts, postings)
+    ledger_source.check_source(PG_URL)
+    engine = _engine()
+    with engine.begin() as con:
+        con.exec_driver_sql("DROP TABLE accounts")
+    engine.dispose()
+    with pytest.raises(ledger_source.LedgerSourceError, match="has no table accounts"):
+        ledger_source.check_source(PG_URL)
