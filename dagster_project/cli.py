@@ -25,7 +25,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="zentra", description="Zentra money-movement pipeline")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="materialize the whole asset graph in-process")
+    run = sub.add_parser("run", help="materialize the whole asset graph in-process",
+                         description="Every input and --home is required, as a flag or its ZENTRA_* variable.")
     run.add_argument("--landing", help="landing folder (callbacks/, intents/, settlements/, deliveries/)")
     run.add_argument("--source-db", help="SQLAlchemy URL of the money core's database (or a SQLite path)")
     run.add_argument("--policies", help="policies YAML")
@@ -75,7 +76,14 @@ def _run(args: argparse.Namespace) -> int:
     )
     from zentra_pipelines.adapters.ledger_source import LedgerSourceError, check_source
     from zentra_pipelines.adapters.signing import SigningKeyError, load_signer
+    from zentra_pipelines.settings import ENV
 
+    # The bundled sample is the UI's default, never the CLI's: a run given some inputs and
+    # not others would mix the sample's ledger or secrets into real evidence.
+    missing = [f"--{k.replace('_', '-')} (or {ENV[k]})" for k in ENV if not getattr(args, k) and not os.environ.get(ENV[k])]
+    if missing:
+        print(f"zentra: error: zentra run needs {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
     settings = _settings(args)
     try:
         settings.check()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -211,13 +212,16 @@ def test_bad_usage_is_one_line_exit_2(tmp_path, sample):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "landing folder not found" in proc.stderr
     assert zentra("run", "--bogus").returncode == 2
+    partial = zentra("run", "--landing", str(sample / "landing"), "--home", str(tmp_path / "h2"),
+                     env={k: v for k, v in os.environ.items() if not k.startswith("ZENTRA_")})
+    assert partial.returncode == 2 and not (tmp_path / "h2").exists()  # never the bundled sample's inputs
+    assert "needs --source-db (or ZENTRA_SOURCE_DB), --policies" in partial.stderr
     assert zentra("packet", "verify", str(tmp_path / "missing.zip")).returncode != 0
 
 
 def test_unusable_signing_key_or_source_is_refused_before_any_work(tmp_path, sample):
     """Exit 2 in one line and no home written: a key file that is no PEM key, a source
     without the contract's tables or columns, a file that is no database."""
-    import os
     import sqlite3
 
     garbage = tmp_path / "key.pem"
