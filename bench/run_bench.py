@@ -301,7 +301,6 @@ def child_main(argv: list[str]) -> int:
     import dagster as dg
 
     from dagster_project import pipeline
-    from zentra_pipelines.adapters.config import load_policies, load_webhook_keys
     from zentra_pipelines.adapters.warehouse import Warehouse
     from zentra_pipelines.settings import Settings
     from zentra_pipelines.summary import render
@@ -310,9 +309,7 @@ def child_main(argv: list[str]) -> int:
     explicit = {"landing": args.landing, "source_db": args.source_db, "policies": args.policies,
                 "secrets": args.secrets, "home": args.home}
     settings = Settings.resolve(explicit, os.environ)
-    settings.check()
-    load_policies(settings.policies)
-    load_webhook_keys(settings.secrets)
+    settings.preflight()
     instance = dg.DagsterInstance.ephemeral()
     # Process CPU seconds at every step boundary: on a shared machine CPU time is the
     # steadier figure (wall time includes waiting for a core).

@@ -69,13 +69,9 @@ def _settings(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from zentra_pipelines.adapters.config import (
-        ConfigError,
-        load_policies,
-        load_webhook_keys,
-    )
-    from zentra_pipelines.adapters.ledger_source import LedgerSourceError, check_source
-    from zentra_pipelines.adapters.signing import SigningKeyError, load_signer
+    from zentra_pipelines.adapters.config import ConfigError
+    from zentra_pipelines.adapters.ledger_source import LedgerSourceError
+    from zentra_pipelines.adapters.signing import SigningKeyError
     from zentra_pipelines.settings import ENV
 
     # The bundled sample is the UI's default, never the CLI's: a run given some inputs and
@@ -86,12 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     settings = _settings(args)
     try:
-        settings.check()
-        load_policies(settings.policies)
-        load_webhook_keys(settings.secrets)
-        if settings.signing_key:  # unset: the development key, made under the home when first sealing
-            load_signer(settings.home, settings.signing_key)
-        check_source(settings.source_db)
+        settings.preflight()
     except (ConfigError, SigningKeyError, LedgerSourceError) as exc:
         print(f"zentra: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -66,6 +66,22 @@ class Settings:
         if self.signing_key and not Path(self.signing_key).is_file():
             raise ConfigError(f"ZENTRA_SIGNING_KEY points to a missing file: {self.signing_key}")
 
+    def preflight(self) -> None:
+        """Everything a run needs, checked before any work: :meth:`check`, the policies and
+        secrets loaded, the signing key parsed (when one is configured), the source
+        database's tables and columns. Raises ``ConfigError``, ``SigningKeyError`` or
+        ``LedgerSourceError``, each one line naming what is wrong (exit 2)."""
+        from zentra_pipelines.adapters.config import load_policies, load_webhook_keys
+        from zentra_pipelines.adapters.ledger_source import check_source
+        from zentra_pipelines.adapters.signing import load_signer
+
+        self.check()
+        load_policies(self.policies)
+        load_webhook_keys(self.secrets)
+        if self.signing_key:  # unset: the development key, made under the home when first sealing
+            load_signer(self.home, self.signing_key)
+        check_source(self.source_db)
+
     def public(self) -> dict[str, str]:
         """Safe to log and to seal: paths only, a database URL without its password."""
         return {
