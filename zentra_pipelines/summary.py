@@ -25,6 +25,25 @@ def _by(con: duckdb.DuckDBPyConnection, table: str, column: str) -> dict[str, in
     return {str(k): n for k, n in sorted(Warehouse.count_by(con, table, column), key=lambda r: str(r[0]))}
 
 
+#: Accepted tables whose rows a tenant's packet seals: a tenant with rows here and no
+#: packet at all is one the policies and secrets do not configure.
+_TENANT_TABLES = ("intents", "policy_decisions", "settlements", "deliveries", "ledger_entries")
+
+
+def _unsealed_tenants(con: duckdb.DuckDBPyConnection, sealed: set[str]) -> dict[str, list[tuple[str, int]]]:
+    """Tenant -> (table, rows) for tenants with accepted rows but no packet, in text order.
+
+    Packets are sealed per configured tenant only (tenant ids that name folders come from
+    configuration), so such rows are evidence nowhere but here: the summary says so.
+    """
+    found: dict[str, list[tuple[str, int]]] = {}
+    for table in _TENANT_TABLES:
+        for tenant, n in Warehouse.count_by(con, table, "tenant_id"):  # [] when not published
+            if tenant is not None and tenant not in sealed:
+                found.setdefault(tenant, []).append((table, n))
+    return dict(sorted(found.items()))
+
+
 def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
     out = ["Zentra run summary"]
     acc = _rows(con, "ingest_accounting")
@@ -72,6 +91,10 @@ def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
             if same:
                 line += f", {same:,} rebuilt to the same content (no new version)"
         out.append(line)
+        unsealed = _unsealed_tenants(con, set(packets["tenant_id"]))
+        if unsealed:
+            out.append("Accepted rows of tenants not configured (no packet; kept in the warehouse):")
+            out.extend(f"  {tenant}: " + ", ".join(f"{t} {n:,}" for t, n in tables) for tenant, tables in unsealed.items())
     from zentra_pipelines.data_contracts import summary_lines
 
     out.extend(summary_lines(con))

@@ -1,0 +1,35 @@
+"""The run summary on a real temporary DuckDB file: what an on-call engineer reads first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from zentra_pipelines.summary import render
+
+
+def _warehouse(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute("CREATE TABLE packets (tenant_id VARCHAR, period DATE, version BIGINT, created BOOLEAN, rebuilt BOOLEAN)")
+    con.execute("INSERT INTO packets VALUES ('t_alpha', DATE '2026-11-20', 1, true, true)")
+    con.execute("CREATE TABLE intents (tenant_id VARCHAR, intent_id VARCHAR)")
+    con.execute("INSERT INTO intents VALUES ('t_alpha', 'in_1'), ('t_zeta', 'in_2'), ('t_zeta', 'in_3')")
+    con.execute("CREATE TABLE settlements (tenant_id VARCHAR, provider_ref VARCHAR)")
+    con.execute("INSERT INTO settlements VALUES ('t_zeta', 'ap_1'), ('t_alpha', 'ap_2')")
+    return con
+
+
+def test_accepted_rows_of_an_unconfigured_tenant_are_named_in_the_summary(tmp_path):
+    con = _warehouse(tmp_path)
+    lines = render(con, tmp_path).splitlines()
+    at = lines.index("Accepted rows of tenants not configured (no packet; kept in the warehouse):")
+    assert lines[at + 1] == "  t_zeta: intents 2, settlements 1"
+    assert not lines[at + 2].startswith("  t_")
+
+
+def test_no_such_line_when_every_tenant_with_rows_has_packets(tmp_path):
+    con = _warehouse(tmp_path)
+    con.execute("DELETE FROM intents WHERE tenant_id = 't_zeta'")
+    con.execute("DELETE FROM settlements WHERE tenant_id = 't_zeta'")
+    assert "not configured" not in render(con, tmp_path)
