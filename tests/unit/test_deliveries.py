@@ -394,6 +394,14 @@ def test_success_rate_rounds_half_up():
     assert dv.webhook_health(attempts(rows), as_of=T0 + timedelta(days=1))["success_rate_pct"][0] == 66.67
 
 
+def test_success_rate_is_the_double_nearest_its_two_decimals():
+    """147 of 148 is 99.32 %: written as 99.32, never 99.32000000000001, in the packet's CSV."""
+    rows = [(A, f"e{i}", 1, i, 200 if i else 500, None, None) for i in range(148)]
+    health = dv.webhook_health(attempts(rows), as_of=T0 + timedelta(days=1))
+    assert repr(health["success_rate_pct"][0]) == "99.32"
+    assert health.select("success_rate_pct").write_csv() == "success_rate_pct\n99.32\n"
+
+
 def test_health_of_no_deliveries_is_empty_with_schema():
     health = dv.webhook_health(attempts([]), as_of=T0)
     assert health.height == 0

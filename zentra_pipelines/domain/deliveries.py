@@ -302,7 +302,10 @@ def health_and_replay(
         .join(latencies, on=ENDPOINT_KEY, how="left")
         .with_columns(
             failures=pl.col("attempts") - pl.col("successes"),
-            success_rate_pct=((pl.col("successes").cast(pl.Int64) * 20_000 + attempts) // (2 * attempts)) / 100,
+            # hundredths as an integer, then the double nearest that decimal: Polars divides
+            # by a literal as a multiplication by its reciprocal (9932 / 100 -> 99.32000000000001
+            # in the packet's CSV); round(2) lands on the nearest double (0..10000 all checked)
+            success_rate_pct=(((pl.col("successes").cast(pl.Int64) * 20_000 + attempts) // (2 * attempts)) / 100).round(2),
             failing_now=pl.col("consecutive_failures") >= FAILING_STREAK,
             fast_retries=pl.col("fast_retries").fill_null(0),
         )
