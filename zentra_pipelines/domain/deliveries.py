@@ -230,8 +230,9 @@ def retry_spacing(deliveries: pl.DataFrame) -> pl.DataFrame:
     spaced = _spacing_of_sorted(_event_sorted(deliveries))
     return _shape(
         spaced.with_columns(
-            gap_s=pl.col("_gap_us") / 1_000_000,
-            min_gap_s=pl.col("_min_gap_us") / 1_000_000,
+            # round(6): the double nearest the microseconds as seconds (see success_rate_pct)
+            gap_s=(pl.col("_gap_us") / 1_000_000).round(6),
+            min_gap_s=(pl.col("_min_gap_us") / 1_000_000).round(6),
         ),
         SPACING_SCHEMA,
     )
