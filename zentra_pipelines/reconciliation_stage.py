@@ -14,7 +14,7 @@ from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import ledger as ledger_domain
-from zentra_pipelines.domain.accounting import count_by, file_accounting
+from zentra_pipelines.domain.accounting import ACCOUNTING_SCHEMA, count_by, file_accounting
 from zentra_pipelines.domain.prefetch import prefetched
 from zentra_pipelines.domain.reconcile import reconcile
 from zentra_pipelines.domain.routing import routing_decisions
@@ -350,8 +350,25 @@ QUARANTINE_TABLES = {
 }
 
 
+def _ledger_accounting(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The source database's postings as one accounting row beside the landing files (none
+    before the ledger has run): source_file names the source (its URL without password),
+    file_sha256 is null (no file), received counts every distinct row archived from it
+    (identical re-reads collapse before the archive), accepted the ledger entries,
+    quarantined the postings quarantine."""
+    mark = Warehouse.read(con, "ledger_watermark") if Warehouse.exists(con, "ledger_watermark") else None
+    rows = []
+    if mark is not None and mark.height == 1:
+        received, accepted = int(mark["archived_rows"][0]), int(mark["accepted_rows"][0])
+        quarantined = Warehouse.count(con, "ledger_postings_quarantine")
+        rows.append(("ledger_postings", mark["source"][0], None, received, accepted, quarantined,
+                     received == accepted + quarantined))
+    return pl.DataFrame(rows, schema=ACCOUNTING_SCHEMA, orient="row")
+
+
 def run_accounting(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """received = accepted + quarantined, per landing file, stored and returned.
+    """received = accepted + quarantined, per landing file and for the source database's
+    postings (one row), stored and returned.
 
     The lines are counted per file in the engine (sql/count_reconcile_source_rows.sql) and only
     the counts reach Polars; the frame is the one domain.accounting.per_file_accounting builds
@@ -367,6 +384,7 @@ def run_accounting(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
             f'SELECT source_file, file_sha256, count(*) AS quarantined FROM "{table}" GROUP BY source_file, file_sha256'
         ).pl()
         parts.append(file_accounting(counted.select(*key, "received"), counted.select(*key, "accepted"), quarantined, source))
+    parts.append(_ledger_accounting(con))
     accounting = pl.concat(parts)
     Warehouse.publish(
         con,

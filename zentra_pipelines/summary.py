@@ -44,26 +44,13 @@ def _unsealed_tenants(con: duckdb.DuckDBPyConnection, sealed: set[str]) -> dict[
     return dict(sorted(found.items()))
 
 
-def _ledger_accounting(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
-    """The source database's postings on the landing files' terms: received is every distinct
-    row archived from the source (identical re-reads collapse before the archive), accepted
-    the ledger entries, quarantined the postings quarantine."""
-    mark = _rows(con, "ledger_watermark")
-    if not mark.height:
-        return []
-    return [{"source": "ledger_postings", "received": int(mark["archived_rows"][0]),
-             "accepted": int(mark["accepted_rows"][0]),
-             "quarantined": Warehouse.count(con, "ledger_postings_quarantine")}]
-
-
 def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
     out = ["Zentra run summary"]
     acc = _rows(con, "ingest_accounting")
     if acc.height:
         out.append("Ingest (received = accepted + quarantined):")
         totals = acc.group_by("source").agg(pl.col("received", "accepted", "quarantined").sum()).sort("source")
-        rows = list(totals.iter_rows(named=True)) + _ledger_accounting(con)
-        for r in sorted(rows, key=lambda r: r["source"]):
+        for r in totals.iter_rows(named=True):
             ok = "ok" if r["received"] == r["accepted"] + r["quarantined"] else "MISMATCH"
             out.append(f"  {r['source']:<15} received {r['received']:>9,}  accepted {r['accepted']:>9,}  "
                        f"quarantined {r['quarantined']:>7,}  [{ok}]")

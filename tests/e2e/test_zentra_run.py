@@ -116,6 +116,12 @@ def test_received_equals_accepted_plus_quarantined_per_file(first_run):
     files, received, accounted = rows[0]
     assert files > 0 and received == accounted
     assert table(home, "SELECT count(*) FROM ingest_accounting WHERE NOT balanced") == [(0,)]
+    # the source database's postings have their row too: every distinct row read is accounted for
+    [(received, accepted, quarantined, sha)] = table(
+        home, "SELECT received, accepted, quarantined, file_sha256 FROM ingest_accounting WHERE source = 'ledger_postings'")
+    assert sha is None and received == accepted + quarantined
+    assert table(home, "SELECT count(*) FROM ledger_entries") == [(accepted,)]
+    assert table(home, "SELECT count(*) FROM ledger_postings_quarantine") == [(quarantined,)]
 
 
 def test_stock_tools_accept_every_sealed_packet(first_run, tmp_path):

@@ -24,6 +24,13 @@ def per_file_accounting(
     )
 
 
+#: One row per landing file (and one for the source database's postings).
+ACCOUNTING_SCHEMA = {
+    "source": pl.String, "source_file": pl.String, "file_sha256": pl.String,
+    "received": pl.Int64, "accepted": pl.Int64, "quarantined": pl.Int64, "balanced": pl.Boolean,
+}
+
+
 def file_accounting(received: pl.DataFrame, accepted: pl.DataFrame, quarantined: pl.DataFrame, source: str) -> pl.DataFrame:
     """The accounting rows from per-file counts (``received``, ``accepted``, ``quarantined``,
     each keyed by source_file and file_sha256), whoever counted them (Polars or the engine):

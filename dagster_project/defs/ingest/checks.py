@@ -26,7 +26,7 @@ def one_state_per_provider_ref(zentra: ZentraResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset="ingest_accounting", name=FILES_BALANCED, blocking=True,
-                description="received = accepted + quarantined for every landing file.")
+                description="received = accepted + quarantined for every landing file and the source database's postings.")
 def landing_files_balanced(zentra: ZentraResource) -> dg.AssetCheckResult:
     with zentra.warehouse() as con:
         return check_result(integrity.files_balanced(con))

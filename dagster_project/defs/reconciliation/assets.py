@@ -58,8 +58,9 @@ def intent_timeline(zentra: ZentraResource) -> dg.MaterializeResult:
 @zentra_asset(
     "reconciliation",
     SYNCHRONIZED,
-    deps=["provider_state", "intents", "settlements", "deliveries"],
-    description="received = accepted + quarantined for every landing file: nothing silently dropped.",
+    deps=["provider_state", "intents", "settlements", "deliveries", "ledger_entries"],
+    description="received = accepted + quarantined for every landing file and for the source database's "
+    "postings: nothing silently dropped.",
 )
 def ingest_accounting(zentra: ZentraResource) -> dg.MaterializeResult:
     with zentra.warehouse() as con:
