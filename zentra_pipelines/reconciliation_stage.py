@@ -14,7 +14,7 @@ from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import ledger as ledger_domain
-from zentra_pipelines.domain.accounting import ACCOUNTING_SCHEMA, count_by, file_accounting
+from zentra_pipelines.domain.accounting import count_by, file_accounting
 from zentra_pipelines.domain.prefetch import prefetched
 from zentra_pipelines.domain.reconcile import reconcile
 from zentra_pipelines.domain.routing import routing_decisions
@@ -359,11 +359,15 @@ def _ledger_accounting(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     mark = Warehouse.read(con, "ledger_watermark") if Warehouse.exists(con, "ledger_watermark") else None
     rows = []
     if mark is not None and mark.height == 1:
-        received, accepted = int(mark["archived_rows"][0]), int(mark["accepted_rows"][0])
-        quarantined = Warehouse.count(con, "ledger_postings_quarantine")
-        rows.append(("ledger_postings", mark["source"][0], None, received, accepted, quarantined,
-                     received == accepted + quarantined))
-    return pl.DataFrame(rows, schema=ACCOUNTING_SCHEMA, orient="row")
+        rows.append((mark["source"][0], None, int(mark["archived_rows"][0]), int(mark["accepted_rows"][0]),
+                     Warehouse.count(con, "ledger_postings_quarantine")))
+    counts = pl.DataFrame(rows, orient="row", schema={
+        "source_file": pl.String, "file_sha256": pl.String,
+        "received": pl.Int64, "accepted": pl.Int64, "quarantined": pl.Int64,
+    })
+    key = ["source_file", "file_sha256"]
+    return file_accounting(counts.select(*key, "received"), counts.select(*key, "accepted"),
+                           counts.select(*key, "quarantined"), "ledger_postings")
 
 
 def run_accounting(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

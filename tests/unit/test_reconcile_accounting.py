@@ -44,3 +44,17 @@ def test_engine_counts_equal_the_line_by_line_accounting(tmp_path):
     assert_frame_equal(got, pl.concat(expected))
     assert got.select("source_file", "accepted", "quarantined").rows() == [
         ("cb/1.jsonl", 2, 2), ("cb/2.jsonl", 3, 0), ("in/1.jsonl", 2, 0), ("st/1.csv", 1, 1)]
+
+
+def test_a_row_without_a_file_digest_joins_its_own_counts():
+    """The source database's row has no file_sha256: its counts still meet, and balance is judged."""
+    from zentra_pipelines.domain.accounting import file_accounting
+
+    key = {"source_file": pl.String, "file_sha256": pl.String}
+    def one(column: str, n: int) -> pl.DataFrame:
+        return pl.DataFrame({"source_file": ["sqlite:///s.db"], "file_sha256": [None], column: [n]},
+                            schema=key | {column: pl.Int64})
+    rows = file_accounting(one("received", 10), one("accepted", 7), one("quarantined", 2), "ledger_postings").rows()
+    assert rows == [("ledger_postings", "sqlite:///s.db", None, 10, 7, 2, False)]
+    rows = file_accounting(one("received", 9), one("accepted", 7), one("quarantined", 2), "ledger_postings").rows()
+    assert rows == [("ledger_postings", "sqlite:///s.db", None, 9, 7, 2, True)]

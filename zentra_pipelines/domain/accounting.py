@@ -24,21 +24,15 @@ def per_file_accounting(
     )
 
 
-#: One row per landing file (and one for the source database's postings).
-ACCOUNTING_SCHEMA = {
-    "source": pl.String, "source_file": pl.String, "file_sha256": pl.String,
-    "received": pl.Int64, "accepted": pl.Int64, "quarantined": pl.Int64, "balanced": pl.Boolean,
-}
-
-
 def file_accounting(received: pl.DataFrame, accepted: pl.DataFrame, quarantined: pl.DataFrame, source: str) -> pl.DataFrame:
     """The accounting rows from per-file counts (``received``, ``accepted``, ``quarantined``,
     each keyed by source_file and file_sha256), whoever counted them (Polars or the engine):
-    a file with no accepted or no quarantined row counts 0 there."""
+    a file with no accepted or no quarantined row counts 0 there. A null file_sha256 (the
+    source database's row, which is no file) joins with itself."""
     key = ["source_file", "file_sha256"]
     return (
-        received.join(accepted, on=key, how="left")
-        .join(quarantined, on=key, how="left")
+        received.join(accepted, on=key, how="left", nulls_equal=True)
+        .join(quarantined, on=key, how="left", nulls_equal=True)
         .with_columns(pl.col("accepted", "quarantined").fill_null(0).cast(pl.Int64), pl.col("received").cast(pl.Int64))
         .with_columns(
             source=pl.lit(source),
