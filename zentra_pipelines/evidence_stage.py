@@ -29,6 +29,27 @@ SEAL_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
+class PacketOutcomes:
+    """What sealing did with each tenant-day; the three add up to the tenant-days listed."""
+
+    sealed: int  # a new version written
+    unchanged: int | None  # inputs and sealed version as recorded: not read, not rebuilt
+    rebuilt_same: int | None  # rebuilt (digest or code moved) to the content already sealed
+
+
+def packet_outcomes(packets: pl.DataFrame) -> PacketOutcomes:
+    """From a ``packets`` frame (``created``, ``rebuilt``). A null or absent ``rebuilt``
+    (a table written before the column existed) counts as rebuilt; absent, the last two
+    figures are unknown (None)."""
+    created = packets["created"].fill_null(False)
+    sealed = int(created.sum())
+    if "rebuilt" not in packets.columns:
+        return PacketOutcomes(sealed, None, None)
+    rebuilt = packets["rebuilt"].fill_null(True)
+    return PacketOutcomes(sealed, int((~rebuilt).sum()), int((rebuilt & ~created).sum()))
+
+
+@dataclass(frozen=True)
 class EvidenceReport:
     packets: pl.DataFrame  # tenant_id, period, version, created, rebuilt, path, merkle_root, key_id
     key_kind: str
@@ -36,17 +57,17 @@ class EvidenceReport:
 
     @property
     def sealed_now(self) -> int:
-        return int(self.packets["created"].sum()) if self.packets.height else 0
+        return packet_outcomes(self.packets).sealed
 
     @property
     def unchanged(self) -> int:
         """Tenant-days whose inputs and sealed version were as recorded: not read, not rebuilt."""
-        return int((~self.packets["rebuilt"]).sum()) if self.packets.height else 0
+        return packet_outcomes(self.packets).unchanged
 
     @property
     def rebuilt_same(self) -> int:
         """Tenant-days rebuilt (their digest moved, or the code did) to the content already sealed."""
-        return int((self.packets["rebuilt"] & ~self.packets["created"]).sum()) if self.packets.height else 0
+        return packet_outcomes(self.packets).rebuilt_same
 
 
 def configured_tenants(policies_path: Path, secrets_path: Path) -> list[str]:

@@ -8,6 +8,7 @@ import duckdb
 import polars as pl
 
 from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.evidence_stage import packet_outcomes
 
 
 def _rows(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
@@ -81,15 +82,12 @@ def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
     out.append(f"Replay queue: {Warehouse.count(con, 'replay_queue'):,} events ready to replay")
     packets = _rows(con, "packets")
     if packets.height:
-        created = int(packets["created"].sum())
-        line = f"Audit packets: {packets.height:,} tenant-days, {created:,} sealed this run"
-        if "rebuilt" in packets.columns:
-            rebuilt = packets["rebuilt"].fill_null(True)
-            line += f", {int((~rebuilt).sum()):,} unchanged (not rebuilt)"
-            # rebuilt (new code, or inputs whose digest moved) to the very content sealed before
-            same = int((rebuilt & ~packets["created"]).sum())
-            if same:
-                line += f", {same:,} rebuilt to the same content (no new version)"
+        done = packet_outcomes(packets)
+        line = f"Audit packets: {packets.height:,} tenant-days, {done.sealed:,} sealed this run"
+        if done.unchanged is not None:
+            line += f", {done.unchanged:,} unchanged (not rebuilt)"
+        if done.rebuilt_same:
+            line += f", {done.rebuilt_same:,} rebuilt to the same content (no new version)"
         out.append(line)
         unsealed = _unsealed_tenants(con, set(packets["tenant_id"]))
         if unsealed:
