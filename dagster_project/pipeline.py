@@ -27,7 +27,7 @@ import duckdb
 
 from dagster_project.defs.lifecycle import PACKETS_ASSET
 from dagster_project.defs.partitions import calendar_bounds, range_tags
-from dagster_project.defs.sensors import root_message
+from dagster_project.defs.sensors import error_chain, root_message
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.packet_plan import DAY_COLUMNS
 from zentra_pipelines.evidence_stage import configured_tenants
@@ -227,14 +227,11 @@ def failures(result: dg.ExecuteInProcessResult | PipelineResult | Iterable) -> l
 def input_failure(result: dg.ExecuteInProcessResult | PipelineResult | Iterable) -> bool:
     """Whether a step failed on bad input: an :data:`INPUT_ERRORS` class anywhere in the
     chain from Dagster's wrapper to the driver's error it was raised from."""
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            while error is not None:
-                if error.cls_name in INPUT_ERRORS:
-                    return True
-                error = error.cause
-    return False
+    return any(
+        error.cls_name in INPUT_ERRORS
+        for event in result.all_events if event.event_type_value == "STEP_FAILURE"
+        for error in error_chain(event.step_failure_data.error)
+    )
 
 
 def run_pipeline(settings: Settings) -> int:

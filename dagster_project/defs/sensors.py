@@ -16,6 +16,7 @@ whose content actually changed get a new version, and days without data seal not
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -83,10 +84,18 @@ def redact(text: str) -> str:
     return text[:_MAX_ERROR]
 
 
+def error_chain(error: object) -> Iterator[object]:
+    """A serialized error, then its cause, its cause's cause...: Dagster's wrapper first,
+    the user code's error and what it was raised from after it."""
+    while error is not None:
+        yield error
+        error = getattr(error, "cause", None)
+
+
 def root_message(error: object) -> str:
     """The innermost cause's last line (``SchemaError: ...``), not Dagster's wrapper."""
-    while getattr(error, "cause", None) is not None:
-        error = error.cause
+    chain = list(error_chain(error))
+    error = chain[-1] if chain else None  # no error info at all: "failed"
     lines = (getattr(error, "message", "") or "").strip().splitlines()
     return lines[-1] if lines else "failed"
 
