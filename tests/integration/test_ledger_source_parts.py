@@ -74,3 +74,20 @@ def test_a_read_in_parts_gives_the_rows_of_one_read_in_its_order(tmp_path, since
     assert path == parts_path == "connectorx"
     assert whole.height == (38 if since is None else 23)  # 40 rows, 2 deleted; 23 from 2026-11-09 on
     assert_frame_equal(parts, whole)
+
+
+def test_a_part_with_no_rows_past_the_watermark_still_reads_in_parts(tmp_path):
+    """Postings come in time order, so after a watermark the older rowid ranges are empty;
+    connectorx types an empty part's null mask as text, which once failed the concatenation
+    and sent every incremental read down the slow SQLAlchemy path."""
+    url = _source(tmp_path / "s.sqlite")
+    con = sqlite3.connect(tmp_path / "s.sqlite")
+    with con:
+        con.execute("UPDATE ledger_postings SET posted_at = '2026-10-01T10:00:00Z' WHERE rowid <= 20")
+    con.close()
+    since = datetime(2026, 11, 10, tzinfo=timezone.utc)
+    whole, _ = _read(url, 10**9, since)
+    parts, parts_path = _read(url, 1, since)
+    assert parts_path == "connectorx"
+    assert whole.height == 12  # of rowids 21..40, those dated from 2026-11-09 (one day of overlap) on
+    assert_frame_equal(parts, whole)
