@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -131,8 +132,47 @@ class PipelineResult:
         return [e for r in self.results for e in r.all_events]
 
 
+PROGRESS_HOOK = "zentra_progress"
+
+
+def progress_hook(report: Callable[[str], None]) -> dg.HookDefinition:
+    """One line per finished step, for ``zentra run``: at 1M intents a run takes minutes,
+    and whoever started it should see where it is rather than a silent terminal::
+
+        [   63.2 s] ledger done
+        [   68.9 s] check ledger_integrity_invariants on ledger_balances passed
+
+    A check's line says its verdict (a failed ERROR-severity check is what stops the
+    packets); a failed step says FAILED, its reason follows in the run's last lines. The
+    seconds count from the hook's creation (the run's start) and go to ``report`` only,
+    never into a table or a packet."""
+    start = time.monotonic()
+
+    def hook(context: dg.HookContext, events: list[dg.DagsterEvent]) -> dg.HookExecutionResult:
+        at = f"[{time.monotonic() - start:8.1f} s]"
+        for line in _step_outcome(context.step_key, events):
+            report(f"{at} {line}")
+        return dg.HookExecutionResult(hook_name=PROGRESS_HOOK, is_skipped=False)
+
+    return dg.HookDefinition(name=PROGRESS_HOOK, hook_fn=hook)
+
+
+def _step_outcome(step_key: str, events: list[dg.DagsterEvent]) -> list[str]:
+    """What a finished step says: each check's verdict (a failed blocking check fails its
+    step too: the verdict says it all), or the step done or FAILED."""
+    checks = [e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    if checks:
+        return [f"check {c.check_name} on {c.asset_key.to_user_string()} " + (
+            "passed" if c.passed else
+            "FAILED (blocking)" if c.severity == dg.AssetCheckSeverity.ERROR else
+            "warning (reported, not blocking)") for c in checks]
+    failed = any(e.event_type_value == "STEP_FAILURE" for e in events)
+    return [f"{step_key} {'FAILED' if failed else 'done'}"]
+
+
 def execute(settings: Settings, instance: dg.DagsterInstance | None = None,
-            now: datetime | None = None) -> PipelineResult:
+            now: datetime | None = None, progress: Callable[[str], None] | None = None) -> PipelineResult:
+    """Both runs (see the module docstring); ``progress`` receives a line per finished step."""
     # Great Expectations takes seconds to import and set up; build it on a second core
     # while the first stages (DuckDB, Polars: GIL released) run. See data_contracts.prewarm.
     from zentra_pipelines import data_contracts
@@ -141,6 +181,8 @@ def execute(settings: Settings, instance: dg.DagsterInstance | None = None,
         data_contracts.prewarm(on_ready=gc.freeze)
         defs = load_definitions()
         job = defs.resolve_implicit_global_asset_job_def()
+    if progress is not None:
+        job = job.with_hooks({progress_hook(progress)})
     config = run_config(settings)
     out = PipelineResult()
     with (dg.DagsterInstance.ephemeral() if instance is None else _borrowed(instance)) as inst:
@@ -234,8 +276,12 @@ def input_failure(result: dg.ExecuteInProcessResult | PipelineResult | Iterable)
     )
 
 
+def _stderr_line(text: str) -> None:
+    print(f"zentra: {text}", file=sys.stderr, flush=True)
+
+
 def run_pipeline(settings: Settings) -> int:
-    result = execute(settings)
+    result = execute(settings, progress=_stderr_line)
     with Warehouse(settings.home).connect() as con:
         print(render(con, settings.home))
     for note in result.notes:

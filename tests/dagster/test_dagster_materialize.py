@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -11,6 +12,9 @@ import dagster as dg
 import duckdb
 import pytest
 
+from dagster_project.defs.contracts.checks import DATA_CONTRACT_STRUCTURE, DATA_CONTRACT_VALUES
+from dagster_project.defs.ingest.checks import CALLBACKS_CONSERVED, FILES_BALANCED, ONE_STATE_PER_REF
+from dagster_project.defs.ledger.checks import LEDGER_INVARIANTS
 from dagster_project.defs.lifecycle import PACKETS_ASSET
 from dagster_project.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from dagster_project.defs.resources import ZentraResource
@@ -24,6 +28,12 @@ def _resource(sample: Path, home: Path) -> ZentraResource:
     return ZentraResource(landing=str(sample / "landing"), source_db=str(sample / "source.sqlite"),
                           policies=str(sample / "policies.yaml"), secrets=str(sample / "secrets.json"),
                           home=str(home))
+
+
+def _settings(sample: Path, home: Path, source_db: Path | None = None) -> Settings:
+    return Settings.resolve({"landing": str(sample / "landing"), "source_db": str(source_db or sample / "source.sqlite"),
+                             "policies": str(sample / "policies.yaml"), "secrets": str(sample / "secrets.json"),
+                             "home": str(home)}, {})
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +124,7 @@ def test_partition_metadata_is_per_day(materialized):
 def test_zentra_run_path_seals_every_data_day_in_one_packets_run(tiny_sample, tmp_path):
     sample = tmp_path / "sample"
     shutil.copytree(tiny_sample, sample)
-    settings = Settings.resolve({"landing": str(sample / "landing"), "source_db": str(sample / "source.sqlite"),
-                                 "policies": str(sample / "policies.yaml"), "secrets": str(sample / "secrets.json"),
-                                 "home": str(tmp_path / "home")}, {})
+    settings = _settings(sample, tmp_path / "home")
     first = execute(settings)
     assert first.success and failures(first) == [], failures(first)
     upstream, packets = first.results
@@ -137,6 +145,32 @@ def test_zentra_run_path_seals_every_data_day_in_one_packets_run(tiny_sample, tm
     assert gc.isenabled()  # paused while the definitions load, then given back
 
 
+PROGRESS_LINE = re.compile(r"^\[ *(\d+\.\d) s\] (.+)$")
+
+
+def test_progress_names_every_step_as_it_finishes_and_every_check_with_its_verdict(tiny_sample, tmp_path):
+    lines: list[str] = []
+    result = execute(_settings(tiny_sample, tmp_path / "home"), progress=lines.append)
+    assert result.success, failures(result)
+    parsed = [PROGRESS_LINE.match(line) for line in lines]
+    assert all(parsed), lines
+    seconds = [float(m.group(1)) for m in parsed]
+    assert seconds == sorted(seconds)
+    said = [m.group(2) for m in parsed]
+    assets = {"landing_archive", "provider_state", "intents", "policy_controls", "ledger", "routing_decisions",
+              "settlements", "delivery_health", "data_contracts", "reconciliation_breaks", "ingest_accounting",
+              "intent_timeline", "audit_packets"}
+    assert {line[:-len(" done")] for line in said if line.endswith(" done")} == assets
+    assert said[-1] == "audit_packets done"  # the packets run comes after every upstream step
+    for check, asset in [(LEDGER_INVARIANTS, "ledger_balances"), (CALLBACKS_CONSERVED, "provider_state"),
+                         (ONE_STATE_PER_REF, "provider_state"), (FILES_BALANCED, "ingest_accounting"),
+                         (DATA_CONTRACT_STRUCTURE, "data_contracts"), (DATA_CONTRACT_VALUES, "data_contracts")]:
+        assert f"check {check} on {asset} passed" in said  # the blocking ones
+    checks = [line for line in said if line.startswith("check ")]
+    assert len(checks) == len(load_definitions().resolve_asset_graph().asset_check_keys) and all(
+        line.endswith((" passed", " FAILED (blocking)", " warning (reported, not blocking)")) for line in checks)
+
+
 def test_a_step_failing_on_its_input_is_told_apart_from_a_failed_check(tiny_sample, tmp_path):
     """A source database without its postings table, met inside the run (the CLI's preflight
     would have refused it first): the ledger step fails on input, so `zentra run` exits 2."""
@@ -145,12 +179,12 @@ def test_a_step_failing_on_its_input_is_told_apart_from_a_failed_check(tiny_samp
     db = tmp_path / "no_postings.sqlite"
     with sqlite3.connect(db) as con:
         con.execute("CREATE TABLE accounts (account_id TEXT, tenant_id TEXT, type TEXT, allow_negative BOOLEAN)")
-    settings = Settings.resolve({"landing": str(tiny_sample / "landing"), "source_db": str(db),
-                                 "policies": str(tiny_sample / "policies.yaml"),
-                                 "secrets": str(tiny_sample / "secrets.json"), "home": str(tmp_path / "home")}, {})
-    result = execute(settings)
+    settings = _settings(tiny_sample, tmp_path / "home", source_db=db)
+    progress: list[str] = []
+    result = execute(settings, progress=progress.append)
     assert not result.success
     assert input_failure(result)
+    assert any(line.endswith("] ledger FAILED") for line in progress), progress
     assert any(line.startswith("step ledger failed: ") and "ledger_postings" in line for line in failures(result))
 
 
@@ -160,10 +194,7 @@ def test_a_landing_sensor_run_executes_the_whole_graph_over_the_calendar(tiny_sa
     from dagster_project.defs.sensors import landing_files_sensor
     from dagster_project.pipeline import run_config
 
-    settings = Settings.resolve({"landing": str(tiny_sample / "landing"),
-                                 "source_db": str(tiny_sample / "source.sqlite"),
-                                 "policies": str(tiny_sample / "policies.yaml"),
-                                 "secrets": str(tiny_sample / "secrets.json"), "home": str(tmp_path / "home")}, {})
+    settings = _settings(tiny_sample, tmp_path / "home")
     ctx = dg.build_sensor_context(resources={"zentra": ZentraResource(landing=str(settings.landing))})
     [request] = landing_files_sensor.evaluate_tick(ctx).run_requests
     job = load_definitions().resolve_job_def(JOB_NAME)

@@ -77,6 +77,14 @@ def test_run_prints_summary_with_accounting(first_run):
         assert word in proc.stdout
 
 
+def test_run_shows_its_progress_on_stderr_and_keeps_stdout_for_the_summary(first_run):
+    _, proc = first_run
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("zentra: [")]
+    assert any(line.endswith("] ledger done") for line in progress), proc.stderr
+    assert progress[-1].endswith("] audit_packets done")
+    assert "] ledger done" not in proc.stdout and proc.stdout.startswith("Zentra run summary")
+
+
 def test_every_planted_break_found_and_no_clean_intent_flagged(first_run, expected):
     home, _ = first_run
     got = set(table(home, "SELECT tenant_id, intent_id, provider_ref, break_type FROM reconciliation_breaks"))
