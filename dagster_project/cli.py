@@ -87,8 +87,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"zentra: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from dagster_project.pipeline import run_pipeline
+    from zentra_pipelines.adapters.home_lock import HomeBusyError, exclusive_home
 
-    return run_pipeline(settings)
+    try:
+        with exclusive_home(settings.home):
+            return run_pipeline(settings)
+    except HomeBusyError as exc:
+        print(f"zentra: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _sample(args: argparse.Namespace) -> int:

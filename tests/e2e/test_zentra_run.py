@@ -266,3 +266,17 @@ def test_unusable_signing_key_or_source_is_refused_before_any_work(tmp_path, sam
         assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
         assert not home.exists()
 
+
+
+def test_a_second_run_on_a_busy_home_is_refused_in_one_line(tmp_path, sample):
+    """While a run holds the home (here: this test process), another `zentra run` on it
+    exits 2 at once, naming the holder, and touches nothing; once released, it runs."""
+    from zentra_pipelines.adapters.home_lock import exclusive_home
+
+    home = tmp_path / "home"
+    with exclusive_home(home):
+        proc = zentra(*run_args(sample, home))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"zentra: error: another zentra run is using {home} (pid {os.getpid()}): " \
+                                  "run again when it has ended"
+    assert proc.stdout == "" and sorted(p.name for p in home.iterdir()) == [".zentra.lock"]

@@ -1,0 +1,46 @@
+"""One ``zentra run`` per home at a time.
+
+Why: every step opens the warehouse, works and closes it, so two runs on one home (a
+scheduled run and a manual one) would take turns between steps rather than exclude
+each other: their stages and packet versions interleaved, or the second one failing
+somewhere inside with DuckDB's lock error, a page of stack trace and a summary it cannot
+read. The lock is taken once, before any work, and held until the summary is printed;
+the second run is refused at once, in one line naming the run that holds it.
+
+``flock`` on ``<home>/.zentra.lock``: the kernel releases it when its holder exits,
+however it exits, so a killed run never leaves the home locked.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+LOCK_NAME = ".zentra.lock"
+
+
+class HomeBusyError(RuntimeError):
+    """Another run holds the home (exit code 2: try again when it has ended)."""
+
+
+@contextmanager
+def exclusive_home(home: Path) -> Iterator[None]:
+    """Hold ``home`` for this process, or raise :class:`HomeBusyError` without waiting."""
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise HomeBusyError(
+                f"another zentra run is using {home} (pid {holder}): run again when it has ended"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
