@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import dagster as dg
 import duckdb
 
+from zentra_pipelines.adapters.home_lock import exclusive_home
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.settings import Settings
 
@@ -32,7 +33,12 @@ class ZentraResource(dg.ConfigurableResource):
 
     @contextmanager
     def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with Warehouse(self.settings().home).connect() as con:
+        """The warehouse, with the home held for the step (``home_lock``): a step run by
+        the UI while ``zentra run`` holds the home fails at once naming that run, rather
+        than slipping in between its steps; under ``zentra run`` (which holds it already)
+        this costs nothing."""
+        home = self.settings().home
+        with exclusive_home(home), Warehouse(home).connect() as con:
             yield con
 
 

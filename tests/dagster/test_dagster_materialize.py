@@ -207,3 +207,18 @@ def test_a_landing_sensor_run_executes_the_whole_graph_over_the_calendar(tiny_sa
     assert sealed and all(first <= day <= last for day in sealed)
     by_day = {e.materialization.partition: e.materialization.metadata["tenants_sealed"].value for e in packets}
     assert {d for d, n in by_day.items() if n} == sealed  # days without data say so: tenants_sealed 0
+
+
+def test_a_ui_step_on_a_home_a_zentra_run_holds_fails_at_once_naming_that_run(tiny_sample, tmp_path):
+    from tests.helpers.home_lock import held_elsewhere
+
+    defs = load_definitions()
+    home = tmp_path / "home"
+    with held_elsewhere(home) as holder:
+        result = dg.materialize([defs.get_assets_def("landing_archive")], resources={"zentra": _resource(tiny_sample, home)},
+                                raise_on_error=False)
+    assert not result.success
+    assert failures(result) == [f"step landing_archive failed: zentra_pipelines.adapters.home_lock.HomeBusyError: "
+                                f"another zentra run is using {home} "
+                                f"(pid {holder.pid}): run again when it has ended"]
+    assert not (home / "warehouse.duckdb").exists()

@@ -1,45 +1,49 @@
-"""``adapters.home_lock``: one run per home, refused at once, released however its holder ends."""
+"""``adapters.home_lock``: one run per home, refused at once, re-entrant in its holder,
+released however its holder ends."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from tests.helpers.home_lock import held_elsewhere
 from zentra_pipelines.adapters.home_lock import LOCK_NAME, HomeBusyError, exclusive_home
 
+PROBE = ("import sys; from pathlib import Path; from zentra_pipelines.adapters.home_lock import HomeBusyError, "
+         "exclusive_home\ntry:\n    with exclusive_home(Path(sys.argv[1])): print('free')\n"
+         "except HomeBusyError as e: print(e)")
 
-def test_a_held_home_is_refused_naming_its_holder(tmp_path):
-    with exclusive_home(tmp_path / "home"):
-        with pytest.raises(HomeBusyError, match=rf"is using {tmp_path / 'home'} \(pid {os.getpid()}\)"):
-            with exclusive_home(tmp_path / "home"):
+
+def probe(home: Path) -> str:
+    """What another process finds: 'free' or the refusal."""
+    return subprocess.run([sys.executable, "-c", PROBE, str(home)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_a_home_held_by_another_process_is_refused_naming_its_holder(tmp_path):
+    with held_elsewhere(tmp_path) as holder:
+        with pytest.raises(HomeBusyError, match=rf"is using {tmp_path} \(pid {holder.pid}\): run again"):
+            with exclusive_home(tmp_path):
                 pass
-
-
-def test_a_released_home_is_taken_again(tmp_path):
-    with exclusive_home(tmp_path):
-        pass
-    with exclusive_home(tmp_path):
-        assert (tmp_path / LOCK_NAME).read_text() == f"{os.getpid()}\n"
 
 
 def test_the_lock_of_a_killed_run_does_not_outlive_it(tmp_path):
     """The file stays behind; the lock does not: the kernel drops it with its holder."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from zentra_pipelines.adapters.home_lock import exclusive_home\n"
-         "with exclusive_home(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)", str(tmp_path)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(HomeBusyError, match=rf"pid {holder.pid}\)"):
-            with exclusive_home(tmp_path):
-                pass
-    finally:
-        holder.kill()
-        holder.wait()
+    with held_elsewhere(tmp_path):
+        pass
+    assert (tmp_path / LOCK_NAME).exists()
     with exclusive_home(tmp_path):
         assert (tmp_path / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+
+
+def test_the_holder_takes_its_home_again_and_keeps_it_until_its_last_hold_ends(tmp_path):
+    """How `zentra run` holds the home and each step's warehouse takes it again."""
+    with exclusive_home(tmp_path):
+        with exclusive_home(tmp_path):
+            pass
+        assert probe(tmp_path) == f"another zentra run is using {tmp_path} (pid {os.getpid()}): run again when it has ended"
+    assert probe(tmp_path) == "free"
