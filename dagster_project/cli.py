@@ -88,11 +88,14 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from dagster_project.pipeline import run_pipeline
     from zentra_pipelines.adapters.home_lock import HomeBusyError, exclusive_home
+    from zentra_pipelines.adapters.warehouse import Warehouse, WarehouseBusyError
 
     try:
         with exclusive_home(settings.home):
+            with Warehouse(settings.home).connect():
+                pass  # a warehouse another process holds open is refused here, before any work
             return run_pipeline(settings)
-    except HomeBusyError as exc:
+    except (HomeBusyError, WarehouseBusyError) as exc:  # the latter also when opened mid-run
         print(f"zentra: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -222,3 +222,20 @@ def test_a_ui_step_on_a_home_a_zentra_run_holds_fails_at_once_naming_that_run(ti
                                 f"another zentra run is using {home} "
                                 f"(pid {holder.pid}): run again when it has ended"]
     assert not (home / "warehouse.duckdb").exists()
+
+
+def test_a_step_meeting_a_warehouse_held_open_elsewhere_fails_on_its_surroundings(materialized, tiny_sample, tmp_path):
+    """Exit 2 under `zentra run` (INPUT_ERRORS), with the holder's pid, not a DuckDB stack."""
+    from tests.helpers.home_lock import warehouse_open_elsewhere
+
+    defs, _, built, _ = materialized
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(built / "warehouse.duckdb", home / "warehouse.duckdb")
+    with warehouse_open_elsewhere(home) as holder:
+        result = dg.materialize([defs.get_assets_def("routing_decisions")],
+                                resources={"zentra": _resource(tiny_sample, home)}, raise_on_error=False)
+    assert input_failure(result)
+    assert failures(result) == [f"step routing_decisions failed: zentra_pipelines.adapters.warehouse.WarehouseBusyError: "
+                                f"{home / 'warehouse.duckdb'} is open in another process (pid {holder.pid}): "
+                                "close that session and run again"]

@@ -280,3 +280,18 @@ def test_a_second_run_on_a_busy_home_is_refused_in_one_line(tmp_path, sample):
     assert proc.stderr.strip() == f"zentra: error: another zentra run is using {home} (pid {os.getpid()}): " \
                                   "run again when it has ended"
     assert proc.stdout == "" and sorted(p.name for p in home.iterdir()) == [".zentra.lock"]
+
+
+def test_a_warehouse_another_process_holds_open_is_refused_in_one_line(first_run, sample, tmp_path):
+    """An analyst's DuckDB session on the warehouse blocks DuckDB's single writer: the run
+    says so before any work (it used to fail every step and crash on the summary, exit 1)."""
+    from tests.helpers.home_lock import warehouse_open_elsewhere
+
+    home = tmp_path / "home"
+    shutil.copytree(first_run[0], home)
+    with warehouse_open_elsewhere(home) as holder:
+        proc = zentra(*run_args(sample, home))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"zentra: error: {home / 'warehouse.duckdb'} is open in another process " \
+                                  f"(pid {holder.pid}): close that session and run again"
+    assert proc.stdout == ""

@@ -10,6 +10,7 @@ unexpectedly empty frame leaves the published tables exactly as they were.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,6 +68,14 @@ TABLES = frozenset(
 )
 
 
+class WarehouseBusyError(RuntimeError):
+    """Another process has the warehouse file open (a DuckDB shell, a notebook): DuckDB
+    lets one writer, or any number of readers, hold it. Exit code 2: close it and rerun."""
+
+
+_LOCK_HOLDER = re.compile(r"\(PID (\d+)\)")
+
+
 class IntegrityError(RuntimeError):
     """A blocking invariant failed; nothing was published."""
 
@@ -115,7 +124,16 @@ class Warehouse:
         spill.mkdir(exist_ok=True)
         if read_only and not self.path.exists():
             raise FileNotFoundError(f"no warehouse at {self.path}: run `zentra run` first")
-        con = duckdb.connect(str(self.path), read_only=read_only, config={})
+        try:
+            con = duckdb.connect(str(self.path), read_only=read_only, config={})
+        except duckdb.IOException as err:
+            if "Could not set lock" not in str(err):
+                raise
+            holder = _LOCK_HOLDER.search(str(err))
+            raise WarehouseBusyError(
+                f"{self.path} is open in another process (pid {holder.group(1) if holder else 'unknown'}): "
+                "close that session and run again"
+            ) from None
         con.execute("LOAD icu")
         # GLOBAL: a second connection on the same database (``reader``) reads in UTC too
         con.execute("SET GLOBAL TimeZone = 'UTC'")
