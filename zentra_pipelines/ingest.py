@@ -7,6 +7,7 @@ appended in one transaction so a crash never leaves half a file archived.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -34,12 +35,16 @@ FILES_SCHEMA = {
     "bytes": pl.Int64, "lines": pl.Int64, "duplicate_of": pl.String,
 }
 
+log = logging.getLogger("zentra.landing")
+
 
 @dataclass(frozen=True)
 class ArchiveResult:
     new_files: int
     new_lines: int
     skipped_files: int
+    #: (entry, why) of what lies in the landing folder and is not input (``landing.not_read``)
+    not_read: tuple[tuple[str, str], ...] = ()
 
 
 def ensure_archive(con: duckdb.DuckDBPyConnection) -> None:
@@ -160,7 +165,12 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
         new_files += len(records)
     if listed != stats:
         _write_stat_cache(con, listed)
-    return ArchiveResult(new_files, new_lines, skipped)
+    unread = tuple(landing.not_read(landing_dir))
+    if unread:
+        shown = "; ".join(f"{entry} ({why})" for entry, why in unread[:5])
+        log.warning("landing: %d entr%s not read: %s%s", len(unread), "y" if len(unread) == 1 else "ies", shown,
+                    f" (+{len(unread) - 5} more)" if len(unread) > 5 else "")
+    return ArchiveResult(new_files, new_lines, skipped, unread)
 
 
 #: source_file -> the stat its content hash was read under (``landing.list_files``). A cache:

@@ -239,3 +239,9 @@ def test_a_step_meeting_a_warehouse_held_open_elsewhere_fails_on_its_surrounding
     assert failures(result) == [f"step routing_decisions failed: zentra_pipelines.adapters.warehouse.WarehouseBusyError: "
                                 f"{home / 'warehouse.duckdb'} is open in another process (pid {holder.pid}): "
                                 "close that session and run again"]
+
+
+def test_landing_archive_says_every_landing_entry_was_input(materialized):
+    _, _, _, instance = materialized
+    mat = instance.get_latest_materialization_event(dg.AssetKey("landing_archive")).asset_materialization
+    assert mat.metadata["not_read"].value == "_every entry of the landing folder is input_"

@@ -86,9 +86,10 @@ def list_files(
     known = known or {}
     listed_at = time.time_ns()
     buffer = bytearray(HASH_READ_BYTES)  # one per listing: a fresh buffer per read costs page faults
+    roots = _roots(landing, source)
     for path in sorted(folder.glob(SOURCES[source])):
-        if not path.is_file():
-            continue
+        if _why_not_read(path, source, roots) is not None:
+            continue  # named by ``not_read``
         name = f"{source}/{path.name}"
         before = _stat_key(path)
         recorded = known.get(name)
@@ -102,6 +103,58 @@ def list_files(
                    and max(before[1], before[2]) < listed_at - racy_ns)
         found.append(LandingFile(source, name, path, digest, size, before if settled else None))
     return found
+
+
+def not_read(landing: Path) -> list[tuple[str, str]]:
+    """Every entry of the landing folder that no run reads, with why, sorted.
+
+    Only ``<source>/<pattern>`` regular files are input (``SOURCES``). Anything else put
+    there (a folder named ``callback``, a ``.txt`` beside the ``.jsonl`` files, a
+    subfolder of dated files, a link to a file outside the landing folder) would
+    otherwise be skipped without a word: nothing may vanish silently, a whole file
+    included. The entries are data (relative, '/'-separated), never paths to open.
+    """
+    if not landing.is_dir():
+        return []
+    out = []
+    for entry in sorted(landing.iterdir()):
+        if entry.name not in SOURCES:
+            out.append((entry.name, f"not an input folder ({', '.join(SOURCES)})"))
+            continue
+        if not entry.is_dir():
+            out.append((entry.name, "not a folder"))
+            continue
+        roots = _roots(landing, entry.name)
+        for path in sorted(entry.iterdir()):
+            why = _why_not_read(path, entry.name, roots)
+            if why is not None:
+                out.append((f"{entry.name}/{path.name}", why))
+    return out
+
+
+def _roots(landing: Path, source: str) -> tuple[Path, Path]:
+    """Where a source's files may lead (links resolved): the landing folder, or the
+    source folder itself when that is a link to storage elsewhere."""
+    return landing.resolve(), (landing / source).resolve()
+
+
+def _why_not_read(path: Path, source: str, roots: tuple[Path, Path]) -> str | None:
+    """None for an input file of ``source``; otherwise why it is not read."""
+    pattern = SOURCES[source]
+    if not path.match(pattern):
+        if path.is_dir():
+            return f"a folder: {source} files are read from {source}/ itself, not its subfolders"
+        return f"not a {pattern} file"
+    if path.is_symlink():
+        try:
+            target = path.resolve()
+        except (OSError, RuntimeError):  # a loop of links
+            return "a link that cannot be followed"
+        if not any(target.is_relative_to(root) for root in roots):
+            return "a link to a file outside the landing folder"
+    if not path.is_file():
+        return "not a regular file"
+    return None
 
 
 def _stat_key(path: Path) -> StatKey:

@@ -7,7 +7,7 @@ from dagster_project.defs.lifecycle import (
     SYNCHRONIZED,
     zentra_asset,
 )
-from dagster_project.defs.metadata import md_counts
+from dagster_project.defs.metadata import md_counts, md_rows
 from dagster_project.defs.resources import ZentraResource
 from zentra_pipelines import controls, ingest
 
@@ -28,6 +28,8 @@ def landing_archive(zentra: ZentraResource) -> dg.MaterializeResult:
             "new_files": result.new_files,
             "new_lines": result.new_lines,
             "already_archived_files": result.skipped_files,
+            "not_read": md_rows([{"entry": entry, "why": why} for entry, why in result.not_read], ["entry", "why"],
+                                empty="_every entry of the landing folder is input_"),
         }
     )
 
