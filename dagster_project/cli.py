@@ -86,10 +86,21 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigError, SigningKeyError, LedgerSourceError) as exc:
         print(f"zentra: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    return _run_holding_home(settings)
+
+
+def _run_holding_home(settings) -> int:
+    """The run, with the home held (one run per home) and its warehouse free, both checked
+    before any work; each refusal is one line and exit 2."""
     from dagster_project.pipeline import run_pipeline
     from zentra_pipelines.adapters.home_lock import HomeBusyError, exclusive_home
     from zentra_pipelines.adapters.warehouse import Warehouse, WarehouseBusyError
 
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # past what preflight can tell (e.g. a read-only file system)
+        print(f"zentra: error: cannot use home {settings.home}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         with exclusive_home(settings.home):
             with Warehouse(settings.home).connect():

@@ -6,6 +6,7 @@ environment variable → the bundled sandbox sample under ``data/sample``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,16 @@ class Settings:
                 raise ConfigError(f"source database not found: {db}")
         if self.signing_key and not Path(self.signing_key).is_file():
             raise ConfigError(f"ZENTRA_SIGNING_KEY points to a missing file: {self.signing_key}")
+        self._check_home()
+
+    def _check_home(self) -> None:
+        """The home is a writable folder, or can be made as one (nothing is created here)."""
+        if self.home.exists() and not self.home.is_dir():
+            raise ConfigError(f"home is not a folder: {self.home}")
+        nearest = next(p for p in (self.home, *self.home.parents) if p.exists())
+        if not nearest.is_dir() or not os.access(nearest, os.W_OK | os.X_OK):
+            what = "home folder is not writable" if nearest == self.home else "home cannot be created under"
+            raise ConfigError(f"{what}: {nearest}")
 
     def preflight(self) -> None:
         """Everything a run needs, checked before any work: :meth:`check`, the policies and

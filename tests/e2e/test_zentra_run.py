@@ -295,3 +295,14 @@ def test_a_warehouse_another_process_holds_open_is_refused_in_one_line(first_run
     assert proc.stderr.strip() == f"zentra: error: {home / 'warehouse.duckdb'} is open in another process " \
                                   f"(pid {holder.pid}): close that session and run again"
     assert proc.stdout == ""
+
+
+def test_a_home_that_is_no_folder_or_cannot_be_made_is_refused_in_one_line(tmp_path, sample):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me\n")
+    for home, message in [(a_file, f"home is not a folder: {a_file}"),
+                          (a_file / "home", f"home cannot be created under: {a_file}")]:
+        proc = zentra(*run_args(sample, home))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == f"zentra: error: {message}"
+    assert a_file.read_text() == "keep me\n"
