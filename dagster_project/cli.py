@@ -112,13 +112,17 @@ def _run_holding_home(settings) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from zentra_pipelines.sample import MIN_INTENTS, generate_sample
+    from zentra_pipelines.sample import MIN_INTENTS, SampleFolderError, generate_sample
 
     if args.intents < MIN_INTENTS:
         print(f"zentra: error: --intents must be at least {MIN_INTENTS}", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
-    summary = generate_sample(out, intents=args.intents, seed=args.seed)
+    try:
+        summary = generate_sample(out, intents=args.intents, seed=args.seed)
+    except SampleFolderError as exc:
+        print(f"zentra: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"sample written to {out.resolve()}")
     for key, value in summary.items():
         if isinstance(value, (int, str)):

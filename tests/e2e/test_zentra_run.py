@@ -306,3 +306,24 @@ def test_a_home_that_is_no_folder_or_cannot_be_made_is_refused_in_one_line(tmp_p
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.strip() == f"zentra: error: {message}"
     assert a_file.read_text() == "keep me\n"
+
+
+def test_sample_never_writes_over_a_folder_that_holds_something_else(tmp_path, sample):
+    """The generator deletes the input files it finds (an earlier, larger sample's), so it
+    refuses a folder that is not empty, new or an earlier sample: a real landing folder's
+    callbacks stay. Writing over an earlier sample still works."""
+    real = tmp_path / "real"
+    (real / "landing" / "callbacks").mkdir(parents=True)
+    (real / "landing" / "callbacks" / "2026-11-27.jsonl").write_text("{}\n")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me\n")
+    for out, message in [(real, f"{real} holds files that are not a zentra sample: write the sample to a new or "
+                                "empty folder"), (a_file, f"--out is not a folder: {a_file}")]:
+        proc = zentra("sample", "--out", str(out), "--intents", "60")
+        assert proc.returncode == 2 and proc.stderr.strip() == f"zentra: error: {message}", proc.stderr
+    assert (real / "landing" / "callbacks" / "2026-11-27.jsonl").read_text() == "{}\n"
+    assert sorted(p.name for p in real.rglob("*")) == ["2026-11-27.jsonl", "callbacks", "landing"]
+    assert a_file.read_text() == "keep me\n"
+    again = tmp_path / "again"
+    shutil.copytree(sample, again)
+    assert zentra("sample", "--out", str(again), "--intents", "60", "--seed", "11").returncode == 0

@@ -25,6 +25,6 @@ and collapse), ``reviews``, ``rejected``, ``provider_state_rows``, ``provider_st
 
 from __future__ import annotations
 
-from zentra_pipelines.sample._scenario import MIN_INTENTS, generate_sample
+from zentra_pipelines.sample._scenario import MIN_INTENTS, SampleFolderError, generate_sample
 
-__all__ = ["MIN_INTENTS", "generate_sample"]
+__all__ = ["MIN_INTENTS", "SampleFolderError", "generate_sample"]

@@ -1216,6 +1216,7 @@ class _Scenario:
     # ------------------------------------------------------------------ run
     def run(self) -> dict:
         out = self.out
+        check_out_folder(out)
         out.mkdir(parents=True, exist_ok=True)
         self._clean(out)
         db_path = out / "source.sqlite"
@@ -1312,7 +1313,7 @@ class _Scenario:
         lines["ledger_postings"] = self.postings
         key = lambda b: (b["tenant_id"], b["intent_id"] or "", b["provider_ref"] or "", b["break_type"])  # noqa: E731
         expected = {
-            "format": "zentra.sample_expected/1",
+            "format": EXPECTED_FORMAT,
             "seed": self.seed,
             "intents": self.n,
             "period": {"first_day": _DAYS[0], "days": self.days},
@@ -1348,6 +1349,31 @@ class _Scenario:
             "quarantined": {s: sum(d.values()) for s, d in self.quarantine.items()},
             "provider_state_rows": self.counts["provider_state_rows"],
         }
+
+
+#: ``expected.json``'s format: also how a folder is recognised as an earlier sample.
+EXPECTED_FORMAT = "zentra.sample_expected/1"
+
+
+class SampleFolderError(ValueError):
+    """``--out`` is not a place a sample may be written (exit code 2)."""
+
+
+def check_out_folder(out: Path) -> None:
+    """A sample is written to a new or empty folder, or over an earlier sample: it deletes
+    the input files it finds there (a larger earlier sample's would linger), so a folder
+    holding anything else (a real landing folder, say) is refused, never emptied."""
+    if out.exists() and not out.is_dir():
+        raise SampleFolderError(f"--out is not a folder: {out}")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        earlier = json.loads((out / "expected.json").read_text()).get("format") == EXPECTED_FORMAT
+    except (OSError, ValueError, AttributeError):
+        earlier = False
+    if not earlier:
+        raise SampleFolderError(f"{out} holds files that are not a zentra sample: "
+                                "write the sample to a new or empty folder")
 
 
 def generate_sample(
