@@ -457,7 +457,7 @@ def cli_main(argv: list[str] | None = None) -> int:
             print(f"FAIL cannot read --pubkey {args.pubkey}: {exc.strerror}", file=sys.stderr)
             return 2
     if not args.file.is_file():  # bad usage, not a packet that failed its checks
-        print(f"FAIL {args.file}: no such file")
+        print(f"FAIL {args.file}: {'not a file' if args.file.exists() else 'no such file'}")
         return 2
     verdict = verify_packet(args.file, pem)
     line = verdict.reason if verdict.ok else f"FAIL {args.file}: {verdict.reason}"

@@ -489,6 +489,8 @@ def test_cli_main_exit_codes(sealed: store.SealResult, signer: Signer, tmp_path:
     assert pv.cli_main([]) == 2
     assert pv.cli_main([str(tmp_path / "missing.zip")]) == 2  # no such file: bad usage, not a failed check
     assert capsys.readouterr().out == f"FAIL {tmp_path / 'missing.zip'}: no such file\n"
+    assert pv.cli_main([str(tmp_path)]) == 2
+    assert capsys.readouterr().out == f"FAIL {tmp_path}: not a file\n"
 
 
 def test_symlink_member_rejected(sealed: store.SealResult, tmp_path: Path) -> None:
