@@ -327,3 +327,16 @@ def test_sample_never_writes_over_a_folder_that_holds_something_else(tmp_path, s
     again = tmp_path / "again"
     shutil.copytree(sample, again)
     assert zentra("sample", "--out", str(again), "--intents", "60", "--seed", "11").returncode == 0
+
+
+def test_a_policy_limit_that_is_not_an_integer_is_refused_before_any_work(tmp_path, sample):
+    policies = tmp_path / "policies.yaml"
+    text = (sample / "policies.yaml").read_text()
+    limit = text.split("max_amount_minor:\n", 1)[1].splitlines()[0]  # e.g. "      EUR: 5000000"
+    policies.write_text(text.replace(limit, limit + ".5", 1))
+    args = run_args(sample, tmp_path / "home")
+    args[args.index("--policies") + 1] = str(policies)
+    proc = zentra(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "is not an integer amount in minor units" in proc.stderr
+    assert not (tmp_path / "home").exists()

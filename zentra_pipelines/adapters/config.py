@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from zentra_pipelines.domain.money import is_identifier
+from zentra_pipelines.domain.money import INT64_MAX, is_currency, is_identifier
 from zentra_pipelines.domain.webhooks import SecretFormatError, decode_secret, hmac_pads
 
 
@@ -60,4 +60,49 @@ def load_policies(path: Path) -> dict:
         raise ConfigError(f"policies file {path} is not valid YAML ({type(exc).__name__})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("tenants"), dict):
         raise ConfigError(f"policies file {path}: expected a mapping with a 'tenants' mapping")
+    problem = policies_problem(doc)
+    if problem:
+        raise ConfigError(f"policies file {path}: {problem}")
     return doc
+
+
+POLICY_FORMAT = 1
+LIMIT_KEYS = ("max_amount_minor", "daily_limit_minor")
+POLICY_KEYS = (*LIMIT_KEYS, "allowed_corridors", "reviewers")
+
+
+def policies_problem(doc: dict) -> str | None:
+    """The first thing wrong with a policies document, or None.
+
+    A control must not weaken in silence: a limit written as ``5000000.5``, ``"5000000"``,
+    ``true`` or under a misspelt key or currency was read as no limit at all for that
+    currency, and the intents over it were accepted. So every limit is an integer in minor
+    units between 0 and 2^63-1 under a known ISO currency, every key is one the policy
+    engine reads, and tenants and reviewers are identifiers."""
+    if doc.get("policy_format", POLICY_FORMAT) != POLICY_FORMAT:
+        return f"policy_format {doc.get('policy_format')!r} is not supported (expected {POLICY_FORMAT})"
+    for tenant, policy in doc["tenants"].items():
+        if not is_identifier(tenant):
+            return f"tenant {tenant!r} is not an identifier"
+        if not isinstance(policy, dict):
+            return f"{tenant}: expected a mapping of {', '.join(POLICY_KEYS)}"
+        unknown = sorted(str(k) for k in policy if k not in POLICY_KEYS)
+        if unknown:
+            return f"{tenant}: unknown key(s) {', '.join(unknown)} (known: {', '.join(POLICY_KEYS)})"
+        for key in LIMIT_KEYS:
+            limits = policy.get(key) or {}
+            if not isinstance(limits, dict):
+                return f"{tenant}.{key}: expected a mapping of currency to an integer amount in minor units"
+            for currency, amount in limits.items():
+                if not is_currency(currency):
+                    return f"{tenant}.{key}: {currency!r} is not an ISO 4217 currency code"
+                if type(amount) is not int or not 0 <= amount <= INT64_MAX:
+                    return (f"{tenant}.{key}.{currency}: {amount!r} is not an integer amount in minor units "
+                            f"between 0 and {INT64_MAX}")
+        corridors = policy.get("allowed_corridors") or []
+        if not isinstance(corridors, list) or not all(isinstance(c, str) for c in corridors):
+            return f"{tenant}.allowed_corridors: expected a list of corridors like EUR:SEPA:EUR"
+        reviewers = policy.get("reviewers") or []
+        if not isinstance(reviewers, list) or not all(is_identifier(r) for r in reviewers):
+            return f"{tenant}.reviewers: expected a list of operator identifiers"
+    return None
