@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
 from zentra_pipelines.adapters import landing
@@ -82,3 +83,23 @@ def test_frames_held_together_keep_their_own_lines_and_raw_bytes(tmp_path):
 
     assert len(frames) > 50
     assert_frame_equal(pl.concat(frames), landing.frame_bytes(file, data))
+
+
+def test_lines_appended_after_the_file_was_hashed_wait_for_the_next_run(tmp_path):
+    """Framed are the bytes the hash was taken over, and only those: a line an uploader
+    appends meanwhile is not archived under a hash of content that never held it."""
+    file = _file(tmp_path, b'{"n":1}\n{"n":2}\n')
+    with file.path.open("ab") as fh:
+        fh.write(b'{"n":3}\n')
+    framed = _streamed(file, batch_bytes=4)
+    assert framed["text"].to_list() == ['{"n":1}', '{"n":2}']
+    assert (framed["file_sha256"] == hashlib.sha256(b'{"n":1}\n{"n":2}\n').hexdigest()).all()
+    grown = landing.list_files(tmp_path, "callbacks")[0]
+    assert _streamed(grown, batch_bytes=4)["text"].to_list() == ['{"n":1}', '{"n":2}', '{"n":3}']
+
+
+def test_a_file_cut_short_after_it_was_hashed_is_refused(tmp_path):
+    file = _file(tmp_path, b'{"n":1}\n{"n":2}\n')
+    file.path.write_bytes(b'{"n":1}\n')
+    with pytest.raises(landing.LandingFileChanged, match=r"callbacks/f.jsonl shrank while it was read \(8 of the 16 "):
+        _streamed(file, batch_bytes=4)

@@ -211,7 +211,8 @@ def frame_lines(
     line_no = 1
     block = bytearray(batch_bytes + max(batch_bytes, max_line_bytes))
     held = 0  # block[:held]: what the last cut left (a partial line, or lines after a too-large one)
-    with file.path.open("rb") as fh:
+    with file.path.open("rb") as raw:
+        fh = _Hashed(raw, file)
         while True:
             if held + batch_bytes > len(block):  # only after a too-large line: rare, grow once
                 block = block[:held] + bytearray(batch_bytes)
@@ -236,6 +237,40 @@ def frame_lines(
             yield frame
         if held:
             yield frame_bytes(file, bytes(view[:held]), line_no, max_line_bytes)
+        fh.check_complete()
+
+
+class LandingFileChanged(RuntimeError):
+    """A landing file shrank between its hashing and its framing: it is being rewritten,
+    which the contract rules out; its lines would not be the content its hash names."""
+
+
+class _Hashed:
+    """A landing file's first ``file.size`` bytes: the content its sha256 was taken over.
+
+    An uploader appending to a file after the listing hashed it would otherwise have its
+    new lines archived under the hash of the shorter content (evidence naming bytes that
+    content never held); they are archived on the next run, under the grown file's own
+    hash. Fewer bytes than hashed (the file shrank) is refused by ``check_complete``."""
+
+    def __init__(self, fh: BinaryIO, file: LandingFile):
+        self._fh, self._file, self._left = fh, file, file.size
+
+    def readinto(self, view: memoryview) -> int:
+        n = self._fh.readinto(view[: self._left]) if self._left else 0
+        self._left -= n
+        return n
+
+    def read(self, size: int) -> bytes:
+        data = self._fh.read(min(size, self._left)) if self._left else b""
+        self._left -= len(data)
+        return data
+
+    def check_complete(self) -> None:
+        if self._left:
+            raise LandingFileChanged(
+                f"{self._file.source_file} shrank while it was read ({self._file.size - self._left} of the "
+                f"{self._file.size} bytes hashed): it is being rewritten; run again once it is complete")
 
 
 def _stream_past_line(fh: BinaryIO, head: bytes, batch_bytes: int) -> tuple[int, str, bytes]:
