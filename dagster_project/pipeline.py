@@ -37,10 +37,11 @@ from zentra_pipelines.summary import render
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 #: A step failing with one of these failed on its input (a source database without its
-#: tables, an unusable signing key, a bad configuration file) or its surroundings (the
-#: warehouse file held open by another process): exit 2, as when the CLI's preflight
-#: catches it before the run, not 1 (a failed check).
-INPUT_ERRORS = frozenset({"LedgerSourceError", "SigningKeyError", "ConfigError", "WarehouseBusyError"})
+#: tables, an unusable signing key, a bad configuration file, a landing file rewritten
+#: while read) or its surroundings (the warehouse file held open by another process):
+#: exit 2, as when the CLI's preflight catches it before the run, not 1 (a failed check).
+INPUT_ERRORS = frozenset({"LedgerSourceError", "SigningKeyError", "ConfigError", "WarehouseBusyError",
+                          "LandingFileChanged"})
 
 #: The Dagster instance ``make ui`` and the UI tests use: writers to the DuckDB file are
 #: serialised by the ``zentra_warehouse`` pool (every asset declares it) at one slot.

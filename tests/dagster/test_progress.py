@@ -52,3 +52,4 @@ def test_each_check_outcome_has_its_own_words():
 
 def test_a_failed_step_says_failed():
     assert _said([broken]) == ["broken FAILED"]
+
