@@ -31,9 +31,11 @@ def test_every_entry_that_is_not_input_is_named_with_why(tmp_path):
     os.symlink(secret, root / "deliveries" / "passwd.jsonl")
     os.symlink(root / "callbacks" / "day.jsonl", root / "intents" / "inside.jsonl")  # stays inside: read
     os.symlink(root / "intents" / "loop.jsonl", root / "intents" / "loop.jsonl")
+    (root / "callbacks" / ".2026-11-28.jsonl").write_bytes(b"{}\n")  # an upload in progress
     assert landing.not_read(root) == [
         ("README", "not an input folder (callbacks, intents, settlements, deliveries)"),
         ("callback", "not an input folder (callbacks, intents, settlements, deliveries)"),
+        ("callbacks/.2026-11-28.jsonl", "a hidden file: partial uploads and tool files are not input"),
         ("callbacks/2026-11", "a folder: callbacks files are read from callbacks/ itself, not its subfolders"),
         ("callbacks/notes.txt", "not a *.jsonl file"),
         ("deliveries/passwd.jsonl", "a link to a file outside the landing folder"),
@@ -41,6 +43,7 @@ def test_every_entry_that_is_not_input_is_named_with_why(tmp_path):
         ("intents/loop.jsonl", "a link that cannot be followed"),
     ]
     assert [f.source_file for f in landing.list_files(root, "deliveries")] == []
+    assert [f.source_file for f in landing.list_files(root, "callbacks")] == ["callbacks/day.jsonl"]
     assert [f.source_file for f in landing.list_files(root, "intents")] == ["intents/inside.jsonl"]
 
 

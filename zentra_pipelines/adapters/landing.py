@@ -141,6 +141,8 @@ def _roots(landing: Path, source: str) -> tuple[Path, Path]:
 def _why_not_read(path: Path, source: str, roots: tuple[Path, Path]) -> str | None:
     """None for an input file of ``source``; otherwise why it is not read."""
     pattern = SOURCES[source]
+    if path.name.startswith("."):  # as the landing sensor: uploads in progress, editor and OS files
+        return "a hidden file: partial uploads and tool files are not input"
     if not path.match(pattern):
         if path.is_dir():
             return f"a folder: {source} files are read from {source}/ itself, not its subfolders"
