@@ -166,6 +166,9 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
     if listed != stats:
         _write_stat_cache(con, listed)
     unread = tuple(landing.not_read(landing_dir))
+    if not any((landing_dir / source).is_dir() for source in landing.SOURCES):
+        log.warning("landing: %s holds none of %s: nothing to read (is it the right folder?)", landing_dir,
+                    ", ".join(f"{source}/" for source in landing.SOURCES))
     if unread:
         shown = "; ".join(f"{entry} ({why})" for entry, why in unread[:5])
         log.warning("landing: %d entr%s not read: %s%s", len(unread), "y" if len(unread) == 1 else "ies", shown,

@@ -71,3 +71,14 @@ def test_a_clean_landing_folder_reports_nothing(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="zentra.landing"), Warehouse(tmp_path / "home").connect() as con:
         result = archive_landing(con, _landing(tmp_path))
     assert result.not_read == () and caplog.messages == []
+
+
+def test_a_landing_folder_with_no_source_folder_is_said_to_be_empty(tmp_path, caplog):
+    """Pointed at the wrong folder, a run would otherwise seal a day of nothing in silence."""
+    root = tmp_path / "landing"
+    root.mkdir()
+    with caplog.at_level(logging.WARNING, logger="zentra.landing"), Warehouse(tmp_path / "home").connect() as con:
+        result = archive_landing(con, root)
+    assert (result.new_files, result.not_read) == (0, ())
+    assert caplog.messages == [f"landing: {root} holds none of callbacks/, intents/, settlements/, deliveries/: "
+                               "nothing to read (is it the right folder?)"]
