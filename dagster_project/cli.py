@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="zentra: %(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # libraries that set their own loggers to INFO
+        handler.setLevel(logging.WARNING)       # (GX's "Created temporary directory ...") stay quiet
     try:
         if args.command == "run":
             return _run(args)

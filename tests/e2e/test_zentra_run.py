@@ -83,6 +83,7 @@ def test_run_shows_its_progress_on_stderr_and_keeps_stdout_for_the_summary(first
     assert any(line.endswith("] ledger done") for line in progress), proc.stderr
     assert progress[-1].endswith("] audit_packets done")
     assert "] ledger done" not in proc.stdout and proc.stdout.startswith("Zentra run summary")
+    assert "zentra: INFO:" not in proc.stderr  # a library's INFO logger (GX's temp folder) stays quiet
 
 
 def test_every_planted_break_found_and_no_clean_intent_flagged(first_run, expected):
