@@ -47,3 +47,10 @@ def test_the_holder_takes_its_home_again_and_keeps_it_until_its_last_hold_ends(t
             pass
         assert probe(tmp_path) == f"another zentra run is using {tmp_path} (pid {os.getpid()}): run again when it has ended"
     assert probe(tmp_path) == "free"
+
+
+def test_a_home_that_cannot_be_locked_is_refused_with_why(tmp_path):
+    (tmp_path / LOCK_NAME).mkdir()  # whatever stands in the lock file's way
+    with pytest.raises(HomeBusyError, match=rf"^cannot lock {tmp_path / LOCK_NAME}: Is a directory$"):
+        with exclusive_home(tmp_path):
+            pass

@@ -31,7 +31,7 @@ _held_guard = threading.Lock()
 
 
 class HomeBusyError(RuntimeError):
-    """Another run holds the home (exit code 2: try again when it has ended)."""
+    """Another run holds the home, or it cannot be locked at all (exit code 2)."""
 
 
 @contextmanager
@@ -55,13 +55,19 @@ def exclusive_home(home: Path) -> Iterator[None]:
 
 def _lock(home: Path) -> int:
     """The lock file's descriptor, locked, with this process's pid written in it."""
-    fd = os.open(home / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(home / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise HomeBusyError(f"cannot lock {home / LOCK_NAME}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
         raise HomeBusyError(f"another zentra run is using {home} (pid {holder}): run again when it has ended") from None
+    except OSError as exc:  # e.g. ENOLCK: a file system without locks
+        os.close(fd)
+        raise HomeBusyError(f"cannot lock {home / LOCK_NAME}: {exc.strerror or exc}") from None
     except BaseException:
         os.close(fd)
         raise
