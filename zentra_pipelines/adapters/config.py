@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from zentra_pipelines.domain.money import INT64_MAX, is_currency, is_identifier
+from zentra_pipelines.domain.money import INT64_MAX, is_amount, is_currency, is_identifier
 from zentra_pipelines.domain.webhooks import SecretFormatError, decode_secret, hmac_pads
 
 
@@ -96,7 +96,7 @@ def policies_problem(doc: dict) -> str | None:
             for currency, amount in limits.items():
                 if not is_currency(currency):
                     return f"{tenant}.{key}: {currency!r} is not an ISO 4217 currency code"
-                if type(amount) is not int or not 0 <= amount <= INT64_MAX:
+                if not is_amount(amount) or amount < 0:
                     return (f"{tenant}.{key}.{currency}: {amount!r} is not an integer amount in minor units "
                             f"between 0 and {INT64_MAX}")
         corridors = policy.get("allowed_corridors") or []
