@@ -275,7 +275,7 @@ class _Hashed:
                 f"{self._file.size} bytes hashed): it is being rewritten; run again once it is complete")
 
 
-def _stream_past_line(fh: BinaryIO, head: bytes, batch_bytes: int) -> tuple[int, str, bytes]:
+def _stream_past_line(fh: _Hashed, head: bytes, batch_bytes: int) -> tuple[int, str, bytes]:
     """Hash the rest of an oversized line; return its size, sha256 (hex) and the bytes after it."""
     digest, size = hashlib.sha256(head), len(head)
     while chunk := fh.read(batch_bytes):
