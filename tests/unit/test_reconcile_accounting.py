@@ -1,5 +1,6 @@
 """run_accounting counts lines per file in the engine: the same frame per_file_accounting builds
-from every line (rows, quarantine matches, a CSV header, files listed out of order)."""
+from every line (rows, quarantine matches, a CSV header, a CSV line 1 that is no header, files
+listed out of order)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from polars.testing import assert_frame_equal
 
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.accounting import per_file_accounting
+from zentra_pipelines.domain.settlements import HEADER, is_header_line
 from zentra_pipelines.reconciliation_stage import QUARANTINE_TABLES, run_accounting
 
 
-def lines(source: str, file: str, n: int) -> pl.DataFrame:
+def lines(source: str, file: str, n: int, first: str = "{}") -> pl.DataFrame:
     return pl.DataFrame({"source_file": [file] * n, "file_sha256": [f"sha_{file}"] * n,
-                         "line_no": list(range(1, n + 1)), "source": [source] * n})
+                         "line_no": list(range(1, n + 1)), "source": [source] * n,
+                         "text": [first] + ["row 7"] * (n - 1), "frame_error": [None] * n},
+                        schema_overrides={"frame_error": pl.String})
 
 
 def quarantine(*rows: tuple[str, int]) -> pl.DataFrame:
@@ -24,16 +28,18 @@ def quarantine(*rows: tuple[str, int]) -> pl.DataFrame:
 
 def test_engine_counts_equal_the_line_by_line_accounting(tmp_path):
     landing = pl.concat([lines("callbacks", "cb/2.jsonl", 3), lines("callbacks", "cb/1.jsonl", 4),
-                         lines("settlements", "st/1.csv", 3), lines("intents", "in/1.jsonl", 2)])
+                         lines("settlements", "st/1.csv", 3, '\ufeff"provider",' + HEADER.split(",", 1)[1] + "\r"),
+                         lines("settlements", "st/2.csv", 2, "acme_pay,ap_1,t_alpha"), lines("intents", "in/1.jsonl", 2)])
     quarantined = {
         "callbacks": quarantine(("cb/1.jsonl", 2), ("cb/1.jsonl", 4)),
         "intents": quarantine(),
-        "settlements": quarantine(("st/1.csv", 3)),
+        "settlements": quarantine(("st/1.csv", 3), ("st/2.csv", 1), ("st/2.csv", 2)),
         "deliveries": quarantine(),
     }
     expected = []
     for source, table in QUARANTINE_TABLES.items():
-        rows = landing.filter((pl.col("source") == source) & ~((pl.col("source") == "settlements") & (pl.col("line_no") == 1)))
+        header = (pl.col("source") == "settlements") & (pl.col("line_no") == 1) & is_header_line(pl.col("text"))
+        rows = landing.filter((pl.col("source") == source) & ~header)
         rows = rows.select("source_file", "file_sha256", "line_no").sort("source_file", "file_sha256", "line_no")
         q = quarantined[source]
         expected.append(per_file_accounting(rows, rows.join(q, on=["file_sha256", "line_no"], how="anti"), q, source))
@@ -43,7 +49,7 @@ def test_engine_counts_equal_the_line_by_line_accounting(tmp_path):
         got = run_accounting(con)
     assert_frame_equal(got, pl.concat(expected))
     assert got.select("source_file", "accepted", "quarantined").rows() == [
-        ("cb/1.jsonl", 2, 2), ("cb/2.jsonl", 3, 0), ("in/1.jsonl", 2, 0), ("st/1.csv", 1, 1)]
+        ("cb/1.jsonl", 2, 2), ("cb/2.jsonl", 3, 0), ("in/1.jsonl", 2, 0), ("st/1.csv", 1, 1), ("st/2.csv", 0, 2)]
 
 
 def test_a_row_without_a_file_digest_joins_its_own_counts():

@@ -163,7 +163,8 @@ def test_header_mismatch_quarantines_every_row_of_the_file():
         HEADER + ",extra",
         HEADER.upper(),
         HEADER.replace(",", ", "),
-        '"provider",' + HEADER.split(",", 1)[1],
+        '"provider,"' + HEADER.split(",", 1)[1],
+        "'provider'," + HEADER.split(",", 1)[1],
         HEADER + " ",
     ],
 )
@@ -171,9 +172,47 @@ def test_header_must_be_exact(header):
     assert codes(judge(ROW, header=header)) == [errors.HEADER_MISMATCH]
 
 
-def test_unreadable_header_line_is_a_header_mismatch():
+@pytest.mark.parametrize(
+    "header",
+    [
+        '"provider",' + HEADER.split(",", 1)[1],
+        ",".join(f'"{name}"' for name in HEADER.split(",")),
+    ],
+)
+def test_header_names_may_be_quoted(header):
+    """RFC 4180 quotes around a name are transport (spreadsheets quote every field)."""
+    result = judge(ROW, header=header)
+    assert (result.settlements.height, result.quarantine.height) == (1, 0)
+
+
+def test_unreadable_header_line_is_quarantined_with_its_framing_code():
     data = b"provider\xff" + csv_file(ROW)[len("provider"):]
-    assert codes(st.judge_settlements(framed({"a.csv": data}))) == [errors.HEADER_MISMATCH]
+    result = st.judge_settlements(framed({"a.csv": data}))
+    assert result.quarantine.select("line_no", "error_code").rows() == [
+        (1, errors.INVALID_UTF8), (2, errors.HEADER_MISMATCH)
+    ]
+
+
+def test_a_header_line_of_other_names_is_no_row():
+    """A line 1 without a digit is a header (the wrong one): not counted as a row."""
+    result = judge(ROW, header="Provider,Ref,Tenant,Currency,Gross,Fee,Net,Settled,Batch")
+    assert result.quarantine.select("line_no", "error_code").rows() == [(2, errors.HEADER_MISMATCH)]
+
+
+def test_a_file_without_header_loses_no_row():
+    """Its line 1 holds digits, so it may be a row: quarantined with the others, not dropped."""
+    result = st.judge_settlements(framed({"a.csv": (ROW + "\n" + ROW + "\n").encode()}))
+    assert result.quarantine.select("line_no", "error_code").rows() == [
+        (1, errors.HEADER_MISMATCH), (2, errors.HEADER_MISMATCH)
+    ]
+
+
+def test_bare_cr_line_ends_quarantine_the_one_framed_line():
+    """A file whose lines end in a bare CR frames as one line: it is quarantined (not
+    taken for a header and dropped), and the detail says why."""
+    result = st.judge_settlements(framed({"a.csv": (HEADER + "\r" + ROW + "\r" + ROW + "\r").encode()}))
+    assert result.quarantine.select("line_no", "error_code").rows() == [(1, errors.HEADER_MISMATCH)]
+    assert "bare CR" in result.quarantine["detail"][0]
 
 
 def test_nul_byte_line_keeps_its_framing_code():

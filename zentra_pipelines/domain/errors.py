@@ -96,7 +96,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ACCOUNT_UNKNOWN: ("ledger postings", "The posting names an account absent from the accounts table."),
     TENANT_MISMATCH: ("ledger postings", "The posting's tenant_id differs from its account's tenant."),
     CSV_MALFORMED: ("settlements", "The row is not one well-formed CSV record with the header's fields (wrong field count, blank line, broken quoting)."),
-    HEADER_MISMATCH: ("settlements", "The file's header is not the contract's header: every row is quarantined."),
+    HEADER_MISMATCH: ("settlements", "The file's line 1 is not the contract header (names bare or in RFC 4180 quotes):"
+                                     " every row is quarantined, line 1 too when it holds a digit (it may be a row: no header, or lines ending in a bare CR)."),
     NET_MISMATCH: ("settlements", "net_minor != gross_minor - fee_minor."),
     SETTLEMENT_CONFLICT: ("settlements", "The same provider_ref is reported with different figures: every copy is quarantined."),
     STATUS_CODE_INVALID: ("deliveries", "status_code is neither null nor an integer 100..599."),

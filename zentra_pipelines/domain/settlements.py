@@ -9,9 +9,14 @@ header and is not a row (an empty file has none).
 Rules, in the order they are judged (the first failing rule names the code):
 
 1. a line that failed framing (too large, not UTF-8, NUL) keeps its framing code;
-2. the file's line 1 must be exactly the contract header (a UTF-8 BOM and a trailing
-   ``\\r`` are tolerated, nothing else: no reordering, no spaces, no quoting) or every
-   data row of the file is ``header_mismatch`` (its columns cannot be trusted);
+2. the file's line 1 must be the contract header (``HEADER_PATTERN``: a UTF-8 BOM, a
+   trailing ``\\r`` and RFC 4180 quotes around a name are tolerated, nothing else: no
+   reordering, no spaces, no other case) or every data row of the file is
+   ``header_mismatch`` (its columns cannot be trusted). Line 1 is the file's header line,
+   not a row, when it is readable and holds no digit (``is_header_line``): every
+   settlement row holds some (amounts, settled_at), so a line 1 with a digit may be a row
+   (a file without a header; a file whose lines end in a bare ``\\r`` frames as one
+   line) and is quarantined with the rest, never dropped as a header;
 3. a blank line, unreadable RFC 4180 quoting, or a field count other than 9 is
    ``csv_malformed``. A line ending in ``\\r`` (CRLF files) is read without it. Lines are
    framed on ``\\n``, so a quoted field spanning lines is malformed on both halves;
@@ -55,6 +60,10 @@ from zentra_pipelines.domain.money import INT64_MAX, INT64_MIN, is_currency, is_
 
 HEADER = "provider,provider_ref,tenant_id,currency,gross_minor,fee_minor,net_minor,settled_at,batch_id"
 FIELDS = HEADER.split(",")
+#: Line 1 when it is the header (a full match): each name bare or in RFC 4180 quotes, after
+#: an optional UTF-8 BOM, before an optional CR. Literal characters only, so Python's ``re``
+#: and DuckDB's RE2 (sql/count_reconcile_source_rows.sql, bound as a parameter) read it alike.
+HEADER_PATTERN = "\ufeff?" + ",".join(f'(?:{name}|"{name}")' for name in FIELDS) + "\r?"
 ID_FIELDS = ("provider", "provider_ref", "tenant_id", "batch_id")
 AMOUNT_FIELDS = ("gross_minor", "fee_minor", "net_minor")
 KEY = ["tenant_id", "provider", "provider_ref"]
@@ -203,8 +212,9 @@ def judge_lines(lines: pl.DataFrame) -> pl.DataFrame:
     headers = headers.with_columns(
         _header_ok=pl.Series([header_ok(h) for h in headers["_header"].to_list()], dtype=pl.Boolean)
     )
+    header_line = (pl.col("line_no") == 1) & pl.col("frame_error").is_null() & is_header_line(pl.col("text"))
     data = (
-        ordered.filter(pl.col("line_no") != 1)
+        ordered.filter(~header_line.fill_null(False))
         .join(headers, on=file_key, how="left", nulls_equal=True)
         .with_columns(pl.col("_has_header").fill_null(False), pl.col("_header_ok").fill_null(False))
     )
@@ -286,11 +296,16 @@ def _accept_plain(fields: pl.DataFrame) -> pl.DataFrame:
 
 
 def header_ok(text: str | None) -> bool:
-    if text is None:
-        return False
-    text = text.removeprefix("\ufeff")
-    text = text[:-1] if text.endswith("\r") else text
-    return text == HEADER
+    return text is not None and _HEADER_RE.fullmatch(text) is not None
+
+
+_HEADER_RE = re.compile(HEADER_PATTERN)
+
+
+def is_header_line(text: pl.Expr) -> pl.Expr:
+    """Whether a file's line 1 is its header line rather than a row: it holds no digit
+    (sql/count_reconcile_source_rows.sql counts rows by the same rule)."""
+    return ~text.str.contains("[0-9]")
 
 
 def parse_timestamp(value: str) -> datetime | None:
@@ -348,6 +363,8 @@ def _judge_line(
             why = "the file's header line is unreadable"
         else:
             why = f"the file's header is {_show(header, 200)}"
+            if "\r" in header.removesuffix("\r"):
+                why += " (its lines end in a bare CR, so the file reads as one line: end lines in LF or CRLF)"
         return (*_NOTHING, errors.HEADER_MISMATCH, f"{why}, not the contract header {HEADER!r}", None)
 
     assert text is not None  # framing leaves text null only with a frame_error
