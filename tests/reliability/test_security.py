@@ -303,13 +303,22 @@ def test_canary_secret_appears_in_no_packet_byte(attack, which):
 
 
 def test_canary_in_a_broken_secrets_file_is_not_echoed(sample, tmp_path):
-    for label, value in (("bad base64", CANARY + "!*"), ("no prefix", CANARY_B64), ("not a string", None)):
-        secrets = {"t_alpha": {"acme_pay": [value if value is not None else {"secret": CANARY}]}}
-        path = tmp_path / f"secrets-{len(label)}.json"
+    cases = {
+        "bad base64": {"t_alpha": {"acme_pay": [CANARY + "!*"]}},
+        "no prefix": {"t_alpha": {"acme_pay": [CANARY_B64]}},
+        "not a string": {"t_alpha": {"acme_pay": [{"secret": CANARY}]}},
+        # a secret pasted where a name belongs: the error names the place, not the key
+        "secret as provider": {"t_alpha": {CANARY: [CANARY]}},
+        "secret as tenant": {CANARY: {"acme_pay": [CANARY]}},
+        "identifier-shaped secret as provider": {"t_alpha": {"whsec_canary7f3aXYZ": "whsec_canary7f3aXYZ"}},
+    }
+    for n, (label, secrets) in enumerate(cases.items()):
+        path = tmp_path / f"secrets-{n}.json"
         path.write_text(json.dumps(secrets))
         proc = run_cli(sample.run_args(tmp_path / "home", secrets=path), timeout=120)
         assert proc.returncode == 2, (label, proc.stderr)
         assert leaks(proc.stdout + proc.stderr, label) == [], (label, proc.stderr)
+        assert "canary7f3aXYZ" not in proc.stdout + proc.stderr, (label, proc.stderr)
 
 
 def test_database_password_is_not_echoed(sample, tmp_path):

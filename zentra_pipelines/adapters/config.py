@@ -13,30 +13,58 @@ import polars as pl
 import yaml
 
 from zentra_pipelines.domain.money import INT64_MAX, is_amount, is_currency, is_identifier
-from zentra_pipelines.domain.webhooks import SecretFormatError, decode_secret, hmac_pads
+from zentra_pipelines.domain.webhooks import SECRET_PREFIX, SecretFormatError, decode_secret, hmac_pads
 
 
 class ConfigError(ValueError):
     """Configuration is unusable; the message is safe to print."""
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object whose keys are all different: with a key twice, json keeps the last
+    value in silence (a rotated secret list would drop the other one)."""
+    doc: dict[str, object] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise _DuplicateKey(key)
+        doc[key] = value
+    return doc
+
+
+def _name(key: str) -> str:
+    """A secrets-file key as an error message may show it: an identifier that is not a
+    secret; anything else (a secret pasted where a name belongs) is not echoed."""
+    if is_identifier(key) and not key.startswith(SECRET_PREFIX):
+        return repr(key)
+    return f"<a key of {len(key)} characters, not shown: not an identifier, or a secret>"
+
+
 def load_webhook_keys(path: Path) -> pl.DataFrame:
     """secrets.json -> (tenant_id, provider, secret_index, ikey, okey); no secret text kept."""
     try:
-        doc = json.loads(Path(path).read_text("utf-8"))
+        doc = json.loads(Path(path).read_text("utf-8"), object_pairs_hook=_unique_keys)
     except FileNotFoundError:
         raise ConfigError(f"secrets file not found: {path}") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"secrets file {path}: key {_name(exc.key)} appears twice in one object "
+                          "(JSON would keep only the last)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"secrets file {path} is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"secrets file {path}: top level must be an object of tenants")
     rows = []
     for tenant_id, providers in sorted(doc.items()):
-        if not is_identifier(tenant_id) or not isinstance(providers, dict):
-            raise ConfigError(f"secrets file {path}: bad tenant entry {tenant_id!r}")
+        if not is_identifier(tenant_id) or tenant_id.startswith(SECRET_PREFIX) or not isinstance(providers, dict):
+            raise ConfigError(f"secrets file {path}: bad tenant entry {_name(tenant_id)}")
         for provider, secrets in sorted(providers.items()):
-            if not is_identifier(provider) or not isinstance(secrets, list) or not secrets:
-                raise ConfigError(f"secrets file {path}: {tenant_id}/{provider!r} needs a list of secrets")
+            if (not is_identifier(provider) or provider.startswith(SECRET_PREFIX)
+                    or not isinstance(secrets, list) or not secrets):
+                raise ConfigError(f"secrets file {path}: {tenant_id}/{_name(provider)} needs a list of secrets")
             for index, secret in enumerate(secrets):
                 try:
                     ikey, okey = hmac_pads(decode_secret(secret))
