@@ -57,7 +57,9 @@ def run_intents(con: duckdb.DuckDBPyConnection) -> IntentReport:
         con,
         {"intents": intents, "intents_quarantine": quarantine, INTENT_INPUTS: stage_inputs.frame(inputs)},
         audit=lambda f: rows_conserved_violations(parsed.height, accepted_lines, f["intents_quarantine"].height, "intents"),
-        allow_empty={"intents_quarantine"} | ({"intents"} if parsed.height == 0 else set()),
+        # no intent at all is a result only when every line is accounted for in quarantine
+        # (a log of malformed lines); otherwise it is a symptom and refused
+        allow_empty={"intents_quarantine"} | ({"intents"} if quarantine.height == parsed.height else set()),
     )
     return IntentReport(
         received=parsed.height,

@@ -198,6 +198,31 @@ def test_balance_overflow_journal_is_quarantined_not_a_stop(sample, tmp_path):
     assert exact == 0
 
 
+def test_an_intent_log_of_only_malformed_lines_is_quarantined_not_a_stop(sample, reference, tmp_path):
+    """Every intent line bad leaves no intent: a result (each line quarantined, counted),
+    not the 'unexpectedly empty' refusal that stopped the run before the breaks."""
+    landing = tmp_path / "landing"
+    shutil.copytree(sample.landing, landing)
+    for path in (landing / "intents").iterdir():
+        path.unlink()
+    (landing / "intents" / "bad.jsonl").write_bytes(b"x\n[\n")
+    home = tmp_path / "home"
+    shutil.copytree(reference["home"] / "keys", home / "keys")
+    run_stages(home, landing, sample.source_db, sample.policies, sample.secrets, contracts=False)  # must not raise
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        assert con.sql("SELECT count(*) FROM intents").fetchall() == [(0,)]
+        assert con.sql("SELECT line_no, error_code FROM intents_quarantine ORDER BY line_no").fetchall() == [
+            (1, "malformed_json"), (2, "malformed_json")]
+        assert con.sql("SELECT received, accepted, quarantined FROM ingest_accounting "
+                       "WHERE source_file = 'intents/bad.jsonl'").fetchall() == [(2, 0, 2)]
+        assert con.sql("SELECT count(*) FROM review_queue").fetchall() == [(0,)]
+        assert con.sql("SELECT count(*) FROM reconciliation_breaks WHERE break_type = 'unknown_intent'"
+                       ).fetchall()[0][0] > 0
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize("label", sorted(hostile.out_of_range_timestamps(
     hostile.CallbackSigner("t_alpha", "acme_pay", "whsec_" + "A" * 43 + "=")).keys()))
 def test_out_of_calendar_timestamps_are_quarantined_not_a_crash(sample, reference, tmp_path, label):
