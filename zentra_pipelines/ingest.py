@@ -23,7 +23,7 @@ from zentra_pipelines.adapters.config import load_webhook_keys
 from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
-from zentra_pipelines.domain.callbacks import converge
+from zentra_pipelines.domain.callbacks import EVENT_KEY, converge
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
 from zentra_pipelines.domain.prefetch import prefetched
 
@@ -258,7 +258,9 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
             "SELECT count(*), count(DISTINCT (tenant_id, provider, event_id)) FROM callback_events"
         ).fetchall()[0]
         (refs,) = con.sql("SELECT count(*) FROM provider_state").fetchall()[0]
-        (conflicts,) = con.sql("SELECT count(*) FROM callback_conflicts").fetchall()[0]
+        (conflicts,) = con.sql(
+            "SELECT count(DISTINCT (tenant_id, provider, event_id)) FROM callback_conflicts"
+        ).fetchall()[0]
         return CallbackReport(
             verified_now=verified, received=received, accepted=accepted, quarantined=quarantine.height,
             quarantined_by_code=count_by(quarantine, "error_code"), provider_refs=refs,
@@ -293,6 +295,6 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
         provider_refs=result.state.height,
         distinct_events=distinct,
         duplicates_collapsed=result.events.height - distinct,
-        conflicts=result.conflicts.height,
+        conflicts=result.conflicts.select(EVENT_KEY).n_unique() if result.conflicts.height else 0,
     )
 

@@ -151,6 +151,17 @@ def test_conflict_quarantines_both_copies_and_state_comes_from_the_others():
             {"event_id": "evt_9", "contents": 2, "copies": 2}]
 
 
+def test_conflicting_copies_naming_two_intents_are_reported_against_both():
+    other = row(2, "evt_9", ref="pr_2", amount=7, received=1) | {"intent_id": "int_2", "content_hash": "other"}
+    checked = frame(row(1, "evt_9", received=0), other)
+    for attempt in (checked, checked.reverse()):
+        result = converge(attempt)
+        assert result.conflicts.select("event_id", "intent_id", "provider_ref", "contents", "copies").to_dicts() == [
+            {"event_id": "evt_9", "intent_id": "int_1", "provider_ref": "pr_1", "contents": 2, "copies": 1},
+            {"event_id": "evt_9", "intent_id": "int_2", "provider_ref": "pr_2", "contents": 2, "copies": 1},
+        ]
+
+
 def test_only_conflicting_events_leave_a_ref_without_state():
     result = converge(frame(row(1, "evt_1", amount=1), row(2, "evt_1", amount=2), row(3, "evt_1", amount=1)))
     assert result.state.height == 0 and result.events.height == 0

@@ -35,7 +35,7 @@ class Convergence:
     events: pl.DataFrame  # one row per accepted line (duplicates included, `copies` counted)
     quarantine: pl.DataFrame  # one row per quarantined line
     state: pl.DataFrame  # provider_state: one row per (tenant, provider, provider_ref)
-    conflicts: pl.DataFrame  # (tenant_id, provider, event_id, intent_id, provider_ref, contents)
+    conflicts: pl.DataFrame  # per event and (intent_id, provider_ref) named: contents, copies, first_received_at
 
 
 def converge(checked: pl.DataFrame) -> Convergence:
@@ -50,16 +50,16 @@ def converge(checked: pl.DataFrame) -> Convergence:
     del checked
     split = split_conflicts(ok, EVENT_KEY)
     accepted = split.accepted
+    # one row per conflicting event and each (intent, ref) its copies name: copies that
+    # disagree on the intent are reported against every intent named, not just the first
     conflicts = (
-        split.conflict_lines.group_by(EVENT_KEY)
+        split.conflict_lines.group_by(*EVENT_KEY, "intent_id", "provider_ref")
         .agg(
-            pl.col("intent_id").min(),
-            pl.col("provider_ref").min(),
             pl.col("contents").first(),
             pl.len().alias("copies"),
             pl.col("received_at").min().alias("first_received_at"),
         )
-        .sort(EVENT_KEY)
+        .sort(*EVENT_KEY, "intent_id", "provider_ref", nulls_last=True)
     )
     quarantine = quarantine_all(
         judged_bad, split, errors.EVENT_CONFLICT,

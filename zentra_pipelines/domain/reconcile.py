@@ -56,7 +56,7 @@ def reconcile(
     duplicate_journals: pl.DataFrame,  # tenant_id, intent_id, idempotency_key, journal_ids, amount_minor, currency
     provider_state: pl.DataFrame,  # contract provider_state (+ received_at)
     first_callbacks: pl.DataFrame,  # tenant_id, intent_id, first_received_at (accepted callbacks)
-    callback_conflicts: pl.DataFrame,  # tenant_id, provider, event_id, intent_id, provider_ref, first_received_at
+    callback_conflicts: pl.DataFrame,  # per event and (intent_id, provider_ref) named: first_received_at
     settlements: pl.DataFrame,  # tenant_id, provider, provider_ref, currency, gross_minor, settled_at
     settlement_conflicts: pl.DataFrame,  # tenant_id, provider, provider_ref, first_settled_at
     as_of: datetime,
