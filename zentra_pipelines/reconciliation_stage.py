@@ -44,6 +44,11 @@ def _columns(
     return con.sql(sql + " WHERE tenant_id = $tenant", params={"tenant": tenant}).pl()
 
 
+def _quarantined_intents(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    _require(con, "intents_quarantine")
+    return con.sql(load_sql("select_quarantined_intents")).pl()
+
+
 def _table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
     _require(con, name)
     return Warehouse.read(con, name)
@@ -154,6 +159,7 @@ def run_reconciliation(con: duckdb.DuckDBPyConnection) -> BreakReport:
         provider_state=_columns(con, "provider_state", RECONCILE_COLUMNS["provider_state"]),
         first_callbacks=first_callbacks,
         callback_conflicts=_table(con, "callback_conflicts"),
+        quarantined_intents=_quarantined_intents(con),
         settlements=_columns(con, "settlements", RECONCILE_COLUMNS["settlements"]),
         settlement_conflicts=_table(con, "settlement_conflicts"),
         as_of=when,

@@ -223,6 +223,30 @@ def test_an_intent_log_of_only_malformed_lines_is_quarantined_not_a_stop(sample,
         con.close()
 
 
+def test_a_callback_for_an_intent_whose_lines_all_conflict_says_so(sample, reference, tmp_path):
+    """Still unknown_intent (no intent was accepted), but the reason points at the
+    quarantined intent lines instead of claiming the intent log never had the id."""
+    intent = {"intent_id": "in_torn_0001", "tenant_id": "t_alpha", "scope": "payments", "kind": "payment",
+              "amount_minor": 1250, "currency": "EUR", "ledger_currency": "EUR", "corridor": "EUR:SEPA:EUR",
+              "actor_id": "a_1", "created_at": "2026-11-20T11:00:00Z", "primitives": []}
+    landing = tmp_path / "landing"
+    shutil.copytree(sample.landing, landing)
+    (landing / "intents" / "torn.jsonl").write_text(
+        json.dumps(intent) + "\n" + json.dumps({**intent, "amount_minor": 1251}) + "\n")
+    signer = hostile.CallbackSigner("t_alpha", "acme_pay", _secrets(sample)["t_alpha"]["acme_pay"][0])
+    (landing / "callbacks" / "torn.jsonl").write_bytes(signer.line(signer.body(1, intent_id="in_torn_0001")))
+    home = tmp_path / "home"
+    shutil.copytree(reference["home"] / "keys", home / "keys")
+    run_stages(home, landing, sample.source_db, sample.policies, sample.secrets, contracts=False)
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        assert con.sql("SELECT break_type, reason FROM reconciliation_breaks WHERE intent_id = 'in_torn_0001'"
+                       ).fetchall() == [("unknown_intent", "verified payment.captured callback for intent "
+                                         "in_torn_0001 whose every intent line was quarantined (intent_conflict)")]
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize("label", sorted(hostile.out_of_range_timestamps(
     hostile.CallbackSigner("t_alpha", "acme_pay", "whsec_" + "A" * 43 + "=")).keys()))
 def test_out_of_calendar_timestamps_are_quarantined_not_a_crash(sample, reference, tmp_path, label):

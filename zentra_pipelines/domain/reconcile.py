@@ -57,6 +57,7 @@ def reconcile(
     provider_state: pl.DataFrame,  # contract provider_state (+ received_at)
     first_callbacks: pl.DataFrame,  # tenant_id, intent_id, first_received_at (accepted callbacks)
     callback_conflicts: pl.DataFrame,  # per event and (intent_id, provider_ref) named: first_received_at
+    quarantined_intents: pl.DataFrame,  # tenant_id, intent_id, intent_codes: ids with quarantined lines only
     settlements: pl.DataFrame,  # tenant_id, provider, provider_ref, currency, gross_minor, settled_at
     settlement_conflicts: pl.DataFrame,  # tenant_id, provider, provider_ref, first_settled_at
     as_of: datetime,
@@ -72,11 +73,15 @@ def reconcile(
     breaks: list[pl.DataFrame] = []
 
     # unknown_intent: verified callbacks for an intent the intent log never had
-    unknown = state.join(created, on=key, how="anti").join(first_callbacks, on=key, how="left")
+    unknown = (state.join(created, on=key, how="anti").join(first_callbacks, on=key, how="left")
+               .join(quarantined_intents.select(*key, "intent_codes"), on=key, how="left"))
     breaks.append(_shape(
         unknown.join(ledger, on=key, how="left").with_columns(
             currency=pl.col("provider_currency"),
-            reason=pl.format("verified {} callback for intent {} absent from the intent log", "type", "intent_id"),
+            reason=pl.when(pl.col("intent_codes").is_null())
+            .then(pl.format("verified {} callback for intent {} absent from the intent log", "type", "intent_id"))
+            .otherwise(pl.format("verified {} callback for intent {} whose every intent line was quarantined ({})",
+                                 "type", "intent_id", "intent_codes")),
             first_seen=pl.coalesce("first_received_at", "received_at"),
             day=pl.coalesce("first_received_at", "received_at").dt.date(),
         ),
