@@ -21,8 +21,26 @@ envelope AS (
                       '$.headers."webhook-id"', '$.headers."webhook-timestamp"', '$.headers."webhook-signature"']) AS t,
         json_extract_string(j, ['$.received_at', '$.tenant_id', '$.provider', '$.body',
                       '$.headers."webhook-id"', '$.headers."webhook-timestamp"', '$.headers."webhook-signature"']) AS v,
-        json_keys(j, ['$', '$.headers']) AS k
+        json_keys(j, ['$', '$.headers']) AS k,
+        j
     FROM valid
+),
+header_entries AS (
+    -- HTTP header names are case-insensitive (RFC 9110): a receiver may log "Webhook-Id".
+    -- Only a headers object whose keys are not exactly the three lowercase names (rare)
+    -- is parsed again, into (name, JSON value) entries.
+    SELECT e.* EXCLUDE (j),
+        CASE WHEN t[5] = 'OBJECT' AND NOT (len(k[2]) = 3 AND
+                  list_has_all(k[2], ['webhook-id', 'webhook-timestamp', 'webhook-signature']))
+             THEN map_entries(json_transform(json_extract(j, '$.headers'), '"MAP(VARCHAR, JSON)"')) END AS hs
+    FROM envelope AS e
+),
+headers_any_case AS (
+    SELECT e.* EXCLUDE (hs),
+        list_filter(hs, lambda h: lower(h.key) = 'webhook-id')[1].value AS hj_wid,
+        list_filter(hs, lambda h: lower(h.key) = 'webhook-timestamp')[1].value AS hj_wts,
+        list_filter(hs, lambda h: lower(h.key) = 'webhook-signature')[1].value AS hj_wsig
+    FROM header_entries AS e
 ),
 env2 AS (
     -- A repeated key is found by counting distinct keys; a key list as long as one of the
@@ -36,15 +54,16 @@ env2 AS (
         t[4] AS t_provider, v[3] AS provider,
         t[5] AS t_headers,
         t[6] AS t_body, v[4] AS body,
-        CASE WHEN t[5] = 'OBJECT' THEN CASE WHEN len(k[2]) = 3 AND list_has_all(k[2], ['webhook-id', 'webhook-timestamp', 'webhook-signature']) THEN false ELSE len(k[2]) <> len(list_distinct(k[2])) END END AS dup_header_keys,
-        t[7] AS t_wid, v[5] AS webhook_id,
-        t[8] AS t_wts, v[6] AS webhook_timestamp_s,
-        t[9] AS t_wsig, v[7] AS webhook_signature,
+        -- a name given twice, in any case ("webhook-id" and "Webhook-Id"), is a repeated key
+        CASE WHEN t[5] = 'OBJECT' THEN CASE WHEN len(k[2]) = 3 AND list_has_all(k[2], ['webhook-id', 'webhook-timestamp', 'webhook-signature']) THEN false ELSE len(k[2]) <> len(list_distinct(list_transform(k[2], lambda n: lower(n)))) END END AS dup_header_keys,
+        coalesce(t[7], json_type(hj_wid)) AS t_wid, coalesce(v[5], json_extract_string(hj_wid, '$')) AS webhook_id,
+        coalesce(t[8], json_type(hj_wts)) AS t_wts, coalesce(v[6], json_extract_string(hj_wts, '$')) AS webhook_timestamp_s,
+        coalesce(t[9], json_type(hj_wsig)) AS t_wsig, coalesce(v[7], json_extract_string(hj_wsig, '$')) AS webhook_signature,
         iso_utc(v[1]) AS received_at,
         -- checked once: the verdict reads them and so do the tenant_id/provider columns of every line
         regexp_full_match(v[2], $identifier) AS tenant_id_ok,
         regexp_full_match(v[3], $identifier) AS provider_ok
-    FROM envelope
+    FROM headers_any_case
 ),
 signatures AS (
     SELECT e.*,

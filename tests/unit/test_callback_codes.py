@@ -74,6 +74,15 @@ def _dup_headers() -> str:
     return line.replace('"headers":{', '"headers":{"webhook-id":"msg_other",', 1)
 
 
+def _headers_renamed(label: str, names: dict[str, str]) -> str:
+    """A correctly signed callback whose header names are spelled otherwise (HTTP header
+    names are case-insensitive; a receiver may log them as "Webhook-Id")."""
+    line = cb(label)
+    for old, new in names.items():
+        line = line.replace(f'"{old}":', f'"{new}":', 1)
+    return line
+
+
 def _exactly_one_mib() -> str:
     """A valid, correctly signed callback whose line is exactly MAX_LINE_BYTES long."""
     def build(pad: int) -> str:
@@ -114,6 +123,13 @@ CASES: dict[str, tuple] = {
         make_callback(json.dumps(flat_body(event_id="evt_ok_u2", note="é€😀"), ensure_ascii=False)), None),
     "ok.received_at_with_offset": (cb("ok.offset", received_at="2026-11-24T11:00:03.120+01:00"), None),
     "ok.line_exactly_1MiB": (_exactly_one_mib(), None),
+    "ok.header_names_capitalised": (_headers_renamed("ok.hdr_caps", {
+        "webhook-id": "Webhook-Id", "webhook-timestamp": "Webhook-Timestamp",
+        "webhook-signature": "Webhook-Signature"}), None),
+    "ok.header_names_upper_one_of_them": (_headers_renamed("ok.hdr_upper", {"webhook-signature": "WEBHOOK-SIGNATURE"}),
+                                          None),
+    "ok.header_extra_next_to_the_three": (_headers_renamed("ok.hdr_extra", {
+        "webhook-id": "content-type\":\"application/json\",\"webhook-id"}), None),
     # --- framing -------------------------------------------------------------
     "line_too_large": (cb("too_large", {"note": "x" * (MAX_LINE_BYTES + 1)}), errors.LINE_TOO_LARGE),
     "invalid_utf8": (cb("invalid_utf8").encode()[:-1] + b'\xff\xfe"}', errors.INVALID_UTF8),
@@ -132,6 +148,9 @@ CASES: dict[str, tuple] = {
         cb("dup_esc").replace('"tenant_id":"t_alpha"', '"tenant_id":"t_alpha","tenant\\u005fid":"t_beta"', 1),
         errors.DUPLICATE_JSON_KEY),
     "duplicate_json_key.headers": (_dup_headers(), errors.DUPLICATE_JSON_KEY),
+    "duplicate_json_key.headers_in_two_cases": (
+        cb("dup_hdr_case").replace('"headers":{', '"headers":{"Webhook-Id":"msg_other",', 1),
+        errors.DUPLICATE_JSON_KEY),
     "duplicate_json_key.body": (
         make_callback(_raw_body("dup_body", suffix="")[:-1] + ',"amount_minor":1}'), errors.DUPLICATE_JSON_KEY),
     "duplicate_json_key.body_escaped": (
