@@ -160,6 +160,7 @@ def run_reconciliation(con: duckdb.DuckDBPyConnection) -> BreakReport:
         first_callbacks=first_callbacks,
         callback_conflicts=_table(con, "callback_conflicts"),
         quarantined_intents=_quarantined_intents(con),
+        sequence_ties=con.sql(load_sql("select_sequence_ties")).pl(),
         settlements=_columns(con, "settlements", RECONCILE_COLUMNS["settlements"]),
         settlement_conflicts=_table(con, "settlement_conflicts"),
         as_of=when,

@@ -247,6 +247,37 @@ def test_a_callback_for_an_intent_whose_lines_all_conflict_says_so(sample, refer
         con.close()
 
 
+def test_a_sequence_tie_between_disagreeing_events_is_a_break(sample, reference, tmp_path):
+    """Two events at a ref's highest sequence that disagree leave the contract's "highest
+    sequence wins" without a winner: the state is the smallest event_id's, and the tie is
+    reported. A resend of the same contents under another event_id is no tie."""
+    signer = hostile.CallbackSigner("t_alpha", "acme_pay", _secrets(sample)["t_alpha"]["acme_pay"][0])
+    tied = dict(intent_id="in_tie_0001", provider_ref="ref_tie_0001", sequence=5)
+    same = dict(intent_id="in_tie_0002", provider_ref="ref_tie_0002", sequence=5)
+    lines = [signer.line(signer.body(1, event_id="evt_tie_b", amount_minor=1300, **tied)),
+             signer.line(signer.body(2, event_id="evt_tie_a", amount_minor=1250, **tied)),
+             signer.line(signer.body(3, event_id="evt_same_a", **same)),
+             signer.line(signer.body(4, event_id="evt_same_b", **same))]
+    landing = tmp_path / "landing"
+    shutil.copytree(sample.landing, landing)
+    (landing / "callbacks" / "ties.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    home = tmp_path / "home"
+    shutil.copytree(reference["home"] / "keys", home / "keys")
+    run_stages(home, landing, sample.source_db, sample.policies, sample.secrets, contracts=False)
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        assert con.sql("SELECT provider_ref, event_id, amount_minor FROM provider_state "
+                       "WHERE provider_ref LIKE 'ref_tie_%' ORDER BY 1").fetchall() == [
+            ("ref_tie_0001", "evt_tie_a", 1250), ("ref_tie_0002", "evt_same_a", 1250)]
+        assert con.sql("SELECT intent_id, provider_ref, provider_amount_minor, owner, reason "
+                       "FROM reconciliation_breaks WHERE break_type = 'sequence_tie'").fetchall() == [
+            ("in_tie_0001", "ref_tie_0001", 1250, "provider_ops",
+             "events evt_tie_a,evt_tie_b share the highest sequence 5 with different contents; "
+             "the state took the first by event_id")]
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize("label", sorted(hostile.out_of_range_timestamps(
     hostile.CallbackSigner("t_alpha", "acme_pay", "whsec_" + "A" * 43 + "=")).keys()))
 def test_out_of_calendar_timestamps_are_quarantined_not_a_crash(sample, reference, tmp_path, label):

@@ -20,6 +20,7 @@ DUPLICATE_JOURNAL = "duplicate_journal"
 SETTLEMENT_MISMATCH = "settlement_mismatch"
 CALLBACK_CONFLICT = "callback_conflict"
 UNKNOWN_INTENT = "unknown_intent"
+SEQUENCE_TIE = "sequence_tie"
 
 #: Who works each kind of break.
 OWNERS = {
@@ -28,6 +29,7 @@ OWNERS = {
     MISSING_AT_PROVIDER: "provider_ops",
     CALLBACK_CONFLICT: "provider_ops",
     UNKNOWN_INTENT: "provider_ops",
+    SEQUENCE_TIE: "provider_ops",
     AMOUNT_MISMATCH: "finance_recon",
     CURRENCY_MISMATCH: "finance_recon",
     SETTLEMENT_MISMATCH: "finance_recon",
@@ -58,6 +60,7 @@ def reconcile(
     first_callbacks: pl.DataFrame,  # tenant_id, intent_id, first_received_at (accepted callbacks)
     callback_conflicts: pl.DataFrame,  # per event and (intent_id, provider_ref) named: first_received_at
     quarantined_intents: pl.DataFrame,  # tenant_id, intent_id, intent_codes: ids with quarantined lines only
+    sequence_ties: pl.DataFrame,  # tenant_id, provider, provider_ref, sequence, event_ids, first_received_at
     settlements: pl.DataFrame,  # tenant_id, provider, provider_ref, currency, gross_minor, settled_at
     settlement_conflicts: pl.DataFrame,  # tenant_id, provider, provider_ref, first_settled_at
     as_of: datetime,
@@ -174,6 +177,21 @@ def reconcile(
     ))
 
     pkey = ["tenant_id", "provider", "provider_ref"]
+    # sequence_tie: the ref's state is the smallest event_id among disagreeing events
+    # that share its highest sequence; reported against the intent the state names
+    breaks.append(_shape(
+        sequence_ties.join(state.select(*pkey, "intent_id", "provider_amount_minor", "provider_currency"),
+                           on=pkey, how="inner")
+        .join(ledger.select(*key, "ledger_amount_minor"), on=key, how="left")
+        .with_columns(
+            currency=pl.col("provider_currency"),
+            reason=pl.format("events {} share the highest sequence {} with different contents; "
+                             "the state took the first by event_id", "event_ids", "sequence"),
+            first_seen=pl.col("first_received_at"),
+        ),
+        SEQUENCE_TIE,
+    ))
+
     settled = settlements.join(
         state.select(*pkey, "intent_id", "provider_amount_minor", "provider_currency"), on=pkey, how="left"
     ).join(ledger.select(*key, "ledger_amount_minor"), on=key, how="left")
