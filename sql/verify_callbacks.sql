@@ -228,8 +228,12 @@ SELECT
         WHEN 'timestamp_invalid' THEN 'webhook-timestamp is not whole Unix seconds'
         WHEN 'signature_malformed' THEN 'webhook-signature holds no v1,<base64> entry'
         WHEN 'signature_mismatch' THEN 'no v1 signature matches a secret of this tenant and provider'
+        -- the exact gap (to the microsecond, no float): 300.5 s must not read as "300 s"
         WHEN 'replay_window' THEN 'received_at and webhook-timestamp differ by '
-            || ((epoch_ms(received_at) - webhook_timestamp * 1000) // 1000)::VARCHAR || ' s (limit 300 s)'
+            || CASE WHEN epoch_us(received_at) < webhook_timestamp * 1000000 THEN '-' ELSE '' END
+            || rtrim(rtrim((abs(epoch_us(received_at) - webhook_timestamp * 1000000) // 1000000)::VARCHAR || '.'
+                || lpad((abs(epoch_us(received_at) - webhook_timestamp * 1000000) % 1000000)::VARCHAR, 6, '0'), '0'), '.')
+            || ' s (limit ' || ($max_skew_ms // 1000)::VARCHAR || ' s)'
         WHEN 'body_malformed_json' THEN 'the signed body is not a JSON object'
         WHEN 'duplicate_json_key' THEN 'an object repeats a key'
         WHEN 'unsupported_api_version' THEN 'api_version is not 2026-01-01 or 2026-06-01'

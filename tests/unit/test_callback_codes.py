@@ -359,6 +359,9 @@ def test_replay_detail_states_the_skew(batch):
     checked, _ = batch
     assert _row(checked, "replay_window.301s_after")["detail"].startswith("received_at and webhook-timestamp differ by 301 s")
     assert "-301 s" in _row(checked, "replay_window.301s_before")["detail"]
+    # a gap just past the limit is shown exactly, not floored back onto the limit
+    assert "differ by 300.0004 s (limit 300 s)" in _row(checked, "replay_window.300s_plus_400us_after")["detail"]
+    assert "differ by -300.000001 s (limit 300 s)" in _row(checked, "replay_window.300s_plus_1us_before")["detail"]
 
 
 # ---------------------------------------------------------------- conflicts ---
