@@ -22,6 +22,7 @@ import shutil
 import sqlite3
 import time
 from collections import Counter
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -198,19 +199,31 @@ def test_balance_overflow_journal_is_quarantined_not_a_stop(sample, tmp_path):
     assert exact == 0
 
 
-def test_an_intent_log_of_only_malformed_lines_is_quarantined_not_a_stop(sample, reference, tmp_path):
-    """Every intent line bad leaves no intent: a result (each line quarantined, counted),
-    not the 'unexpectedly empty' refusal that stopped the run before the breaks."""
+@contextmanager
+def _sample_plus(sample, reference, tmp_path, files: dict[str, bytes], *, emptied: tuple[str, ...] = ()):
+    """The sample's landing with ``emptied`` sources' files removed and ``files`` added,
+    through every stage but the data contracts; yields the warehouse, read-only."""
     landing = tmp_path / "landing"
     shutil.copytree(sample.landing, landing)
-    for path in (landing / "intents").iterdir():
-        path.unlink()
-    (landing / "intents" / "bad.jsonl").write_bytes(b"x\n[\n")
+    for source in emptied:
+        for path in (landing / source).iterdir():
+            path.unlink()
+    for name, data in files.items():
+        (landing / name).write_bytes(data)
     home = tmp_path / "home"
     shutil.copytree(reference["home"] / "keys", home / "keys")
     run_stages(home, landing, sample.source_db, sample.policies, sample.secrets, contracts=False)  # must not raise
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
+        yield con
+    finally:
+        con.close()
+
+
+def test_an_intent_log_of_only_malformed_lines_is_quarantined_not_a_stop(sample, reference, tmp_path):
+    """Every intent line bad leaves no intent: a result (each line quarantined, counted),
+    not the 'unexpectedly empty' refusal that stopped the run before the breaks."""
+    with _sample_plus(sample, reference, tmp_path, {"intents/bad.jsonl": b"x\n[\n"}, emptied=("intents",)) as con:
         assert con.sql("SELECT count(*) FROM intents").fetchall() == [(0,)]
         assert con.sql("SELECT line_no, error_code FROM intents_quarantine ORDER BY line_no").fetchall() == [
             (1, "malformed_json"), (2, "malformed_json")]
@@ -219,8 +232,6 @@ def test_an_intent_log_of_only_malformed_lines_is_quarantined_not_a_stop(sample,
         assert con.sql("SELECT count(*) FROM review_queue").fetchall() == [(0,)]
         assert con.sql("SELECT count(*) FROM reconciliation_breaks WHERE break_type = 'unknown_intent'"
                        ).fetchall()[0][0] > 0
-    finally:
-        con.close()
 
 
 def test_a_callback_for_an_intent_whose_lines_all_conflict_says_so(sample, reference, tmp_path):
@@ -229,22 +240,13 @@ def test_a_callback_for_an_intent_whose_lines_all_conflict_says_so(sample, refer
     intent = {"intent_id": "in_torn_0001", "tenant_id": "t_alpha", "scope": "payments", "kind": "payment",
               "amount_minor": 1250, "currency": "EUR", "ledger_currency": "EUR", "corridor": "EUR:SEPA:EUR",
               "actor_id": "a_1", "created_at": "2026-11-20T11:00:00Z", "primitives": []}
-    landing = tmp_path / "landing"
-    shutil.copytree(sample.landing, landing)
-    (landing / "intents" / "torn.jsonl").write_text(
-        json.dumps(intent) + "\n" + json.dumps({**intent, "amount_minor": 1251}) + "\n")
     signer = hostile.CallbackSigner("t_alpha", "acme_pay", _secrets(sample)["t_alpha"]["acme_pay"][0])
-    (landing / "callbacks" / "torn.jsonl").write_bytes(signer.line(signer.body(1, intent_id="in_torn_0001")))
-    home = tmp_path / "home"
-    shutil.copytree(reference["home"] / "keys", home / "keys")
-    run_stages(home, landing, sample.source_db, sample.policies, sample.secrets, contracts=False)
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
+    files = {"intents/torn.jsonl": (json.dumps(intent) + "\n" + json.dumps({**intent, "amount_minor": 1251})).encode(),
+             "callbacks/torn.jsonl": signer.line(signer.body(1, intent_id="in_torn_0001"))}
+    with _sample_plus(sample, reference, tmp_path, files) as con:
         assert con.sql("SELECT break_type, reason FROM reconciliation_breaks WHERE intent_id = 'in_torn_0001'"
                        ).fetchall() == [("unknown_intent", "verified payment.captured callback for intent "
                                          "in_torn_0001 whose every intent line was quarantined (intent_conflict)")]
-    finally:
-        con.close()
 
 
 def test_a_sequence_tie_between_disagreeing_events_is_a_break(sample, reference, tmp_path):
@@ -258,14 +260,7 @@ def test_a_sequence_tie_between_disagreeing_events_is_a_break(sample, reference,
              signer.line(signer.body(2, event_id="evt_tie_a", amount_minor=1250, **tied)),
              signer.line(signer.body(3, event_id="evt_same_a", **same)),
              signer.line(signer.body(4, event_id="evt_same_b", **same))]
-    landing = tmp_path / "landing"
-    shutil.copytree(sample.landing, landing)
-    (landing / "callbacks" / "ties.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    home = tmp_path / "home"
-    shutil.copytree(reference["home"] / "keys", home / "keys")
-    run_stages(home, landing, sample.source_db, sample.policies, sample.secrets, contracts=False)
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
+    with _sample_plus(sample, reference, tmp_path, {"callbacks/ties.jsonl": b"\n".join(lines)}) as con:
         assert con.sql("SELECT provider_ref, event_id, amount_minor FROM provider_state "
                        "WHERE provider_ref LIKE 'ref_tie_%' ORDER BY 1").fetchall() == [
             ("ref_tie_0001", "evt_tie_a", 1250), ("ref_tie_0002", "evt_same_a", 1250)]
@@ -274,8 +269,6 @@ def test_a_sequence_tie_between_disagreeing_events_is_a_break(sample, reference,
             ("in_tie_0001", "ref_tie_0001", 1250, "provider_ops",
              "events evt_tie_a,evt_tie_b share the highest sequence 5 with different contents; "
              "the state took the first by event_id")]
-    finally:
-        con.close()
 
 
 @pytest.mark.parametrize("label", sorted(hostile.out_of_range_timestamps(
