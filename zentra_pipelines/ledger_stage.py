@@ -4,6 +4,8 @@
 
 1. read the watermark (max posted_at accepted so far) from ``ledger_watermark``;
 2. read source rows with posted_at >= watermark - overlap (all rows the first time);
+   when the source then holds more posting_ids than the archive (rows that landed late,
+   dated before the window), read the whole source once and take the full path;
 3. append the genuinely new raw rows to the append-only archive ``ledger_source_rows``
    (identical re-reads collapse on posting_id + content hash; a re-read with different
    content is kept, so that validation can quarantine every copy as a conflict);
@@ -26,6 +28,7 @@ pure function of the archive and the accounts, so running twice changes nothing.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -35,12 +38,14 @@ import duckdb
 import polars as pl
 
 from zentra_pipelines.adapters.code_version import code_version
-from zentra_pipelines.adapters.ledger_source import describe_source, read_source
+from zentra_pipelines.adapters.ledger_source import count_posting_ids, describe_source, read_source
 from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Audit, IntegrityError, Warehouse
 from zentra_pipelines.domain import errors, frames, ledger
 from zentra_pipelines.domain import invariants as inv
 from zentra_pipelines.domain.money import INT64_MAX
+
+log = logging.getLogger("zentra.ledger")
 
 ARCHIVE = "ledger_source_rows"
 WATERMARK = "ledger_watermark"
@@ -722,6 +727,26 @@ def run_ledger(
     new = added.height
     del added
     clock["archive"] = time.perf_counter() - t
+
+    if before is not None:
+        t = time.perf_counter()
+        unread = count_posting_ids(source_url) - int(_scalar(con, load_sql("count_archived_posting_ids")))
+        if unread > 0:
+            # Postings the window never reached (they landed in the source late, dated
+            # before it): the whole source is read once and the ledger rebuilt in full,
+            # instead of leaving them out of every balance for good.
+            log.warning("%d posting(s) in the source predate the read window (posted_at >= %s) and were never "
+                        "read: reading the whole source once", unread, since)
+            snap = read_source(source_url, None, overlap, prefer_arrow=prefer_arrow)
+            read_rows, since = read_rows + snap.postings.height, None
+            archived = read_archive(con)
+            late = _archive_new(con, snap.postings, archived)
+            del snap
+            new += late.height
+            view, basis = _ArchiveView(None, None, _with_added(archived, late)), None
+            del archived, late
+            clock["reread_whole_source"] = time.perf_counter() - t
+        clock["completeness"] = time.perf_counter() - t
 
     received = n_before + new
     if basis is not None and new == 0 and as_of is None and extra_audit is None:

@@ -99,6 +99,26 @@ def test_a_late_posting_rechains_from_where_it_sorts(tmp_path: Path) -> None:
     assert_same(inc, full)
 
 
+def test_a_posting_landing_late_before_the_read_window_is_read_not_lost(tmp_path: Path) -> None:
+    """Posted 10 days before the newest posting, i.e. before the windowed read's overlap:
+    the source then holds an id the archive never saw, so the whole source is read once."""
+    def change(url: str) -> None:
+        con = sqlite3.connect(url.removeprefix("sqlite:///"))
+        newest = datetime.fromisoformat(con.execute("SELECT max(posted_at) FROM ledger_postings").fetchone()[0])
+        con.close()
+        add_sqlite(url, journal("backdated", ts(newest - timedelta(days=10))))
+
+    result, inc, _ = history_then(tmp_path, change)
+    assert "reread_whole_source" in result.seconds and "path_full" in result.seconds
+    assert inc["ledger_entries"].filter(pl.col("posting_id").str.starts_with("p_backdated_")).height == 2
+    with Warehouse(tmp_path / "fresh").connect() as con:
+        run_ledger(con, f"sqlite:///{tmp_path / 'source.sqlite'}")
+        fresh = tables(con)
+    for name in LEDGER_TABLES:
+        if name != "ledger_watermark":  # its row counts what each home read, not the ledger
+            assert_frame_equal(inc[name], fresh[name], check_exact=True)
+
+
 def test_a_changed_reread_of_an_old_posting_quarantines_it_like_the_full_recompute(tmp_path: Path) -> None:
     def change(url: str) -> None:
         newest = "(SELECT posting_id FROM ledger_postings ORDER BY posted_at DESC, posting_id LIMIT 1)"

@@ -407,6 +407,26 @@ def read_source(
     return SourceSnapshot(postings, read_accounts(url, prefer_arrow=prefer_arrow), path, literal)
 
 
+def count_posting_ids(url: str) -> int:
+    """How many distinct posting_ids ``ledger_postings`` holds now (NULL not counted).
+
+    Compared with the archive after a windowed read: every id the window read is archived
+    by then, so a source holding more ids than the archive holds rows the window never
+    reached (postings that landed late, dated before it). One aggregate; no row is shipped.
+    """
+    parsed = _normalise_url(url)
+    engine = _engine(parsed)
+    posting_id = sa.column("posting_id")
+    stmt = sa.select(sa.func.count(sa.distinct(posting_id))).select_from(sa.table(POSTINGS_TABLE, posting_id))
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(stmt).scalar_one())
+    except sa.exc.SQLAlchemyError as err:
+        raise LedgerSourceError(f"cannot read the source database: {err.__class__.__name__}: {_first_line(err)}") from err
+    finally:
+        engine.dispose()
+
+
 def check_source(url: str) -> None:
     """Raise :class:`LedgerSourceError` unless both contract tables exist with their columns.
 
@@ -442,5 +462,5 @@ def describe_source(url: str) -> str:
 
 __all__ = [
     "LedgerSourceError", "SourceSnapshot", "check_source", "read_postings", "read_postings_snapshot", "read_accounts",
-    "read_source", "describe_source", "SOURCE_COLUMNS",
+    "read_source", "describe_source", "count_posting_ids", "SOURCE_COLUMNS",
 ]
