@@ -43,6 +43,9 @@ class ArchiveResult:
     new_files: int
     new_lines: int
     skipped_files: int
+    #: files first seen this run whose bytes an archived file already holds (recorded
+    #: in landing_files with duplicate_of, no line archived twice)
+    duplicate_files: int = 0
     #: (entry, why) of what lies in the landing folder and is not input (``landing.not_read``)
     not_read: tuple[tuple[str, str], ...] = ()
 
@@ -97,19 +100,19 @@ class _FileEnd:
 
 
 def _framed_landing(
-    landing_dir: Path, source: str, known: set[str], stats: dict[str, tuple[landing.StatKey, str]]
+    landing_dir: Path, source: str, known: dict[str, str], stats: dict[str, tuple[landing.StatKey, str]]
 ) -> Iterator[pl.DataFrame | _FileEnd]:
     """Each file of ``source``: its framed batches, if its content is new, then its end.
 
-    ``known`` (content hashes already archived) grows with each new file, so a second
-    file with the same bytes in one run is skipped like one archived on an earlier run.
-    ``stats``: the stat cache (``landing.list_files``).
+    ``known`` (content hash -> the file archived with it) grows with each new file, so a
+    second file with the same bytes in one run is skipped like one archived on an earlier
+    run. ``stats``: the stat cache (``landing.list_files``).
     """
     for file in landing.list_files(landing_dir, source, stats):
         if file.sha256 in known:
             yield _FileEnd(file, skipped=True)
             continue
-        known.add(file.sha256)
+        known[file.sha256] = file.source_file
         for lines in landing.frame_lines(file):  # bounded batches: a file larger than RAM still frames
             yield lines.with_columns(source=pl.lit(source))
         yield _FileEnd(file, skipped=False)
@@ -124,10 +127,14 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
     and framed on a helper thread (``prefetched``) while this one appends to DuckDB.
     """
     ensure_archive(con)
-    known = {sha for (sha,) in con.sql("SELECT file_sha256 FROM landing_files").fetchall()}
+    known = dict(con.sql("SELECT file_sha256, source_file FROM landing_files WHERE duplicate_of IS NULL").fetchall())
+    # a copy of an archived file under another name is recorded once (duplicate_of), so
+    # every file that landed is accounted for, none of its lines archived twice
+    copies = set(con.sql("SELECT source_file, file_sha256 FROM landing_files WHERE duplicate_of IS NOT NULL")
+                 .fetchall())
     stats = _read_stat_cache(con)
     listed: dict[str, tuple[landing.StatKey, str]] = {}
-    new_files = new_lines = skipped = 0
+    new_files = new_lines = skipped = duplicates = 0
     for source in landing.SOURCES:
         records = []
         began = False
@@ -141,11 +148,19 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
                         listed[item.file.source_file] = (item.file.stat_key, item.file.sha256)
                     if isinstance(item, _FileEnd) and item.skipped:
                         skipped += 1
-                        continue
+                        file = item.file
+                        original = known[file.sha256]
+                        if original == file.source_file or (file.source_file, file.sha256) in copies:
+                            continue
+                        copies.add((file.source_file, file.sha256))
+                        duplicates += 1
+                        item = (source, file.source_file, file.sha256, file.size, 0, original)
                     if not began:
                         con.execute("BEGIN TRANSACTION")
                         began = True
-                    if isinstance(item, _FileEnd):
+                    if isinstance(item, tuple):
+                        records.append(item)
+                    elif isinstance(item, _FileEnd):
                         file = item.file
                         records.append((source, file.source_file, file.sha256, file.size, line_count, None))
                         new_lines += line_count
@@ -162,7 +177,7 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
             if began:
                 con.execute("ROLLBACK")
             raise
-        new_files += len(records)
+        new_files += sum(1 for record in records if record[-1] is None)
     if listed != stats:
         _write_stat_cache(con, listed)
     unread = tuple(landing.not_read(landing_dir))
@@ -173,7 +188,7 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
         shown = "; ".join(f"{entry} ({why})" for entry, why in unread[:5])
         log.warning("landing: %d entr%s not read: %s%s", len(unread), "y" if len(unread) == 1 else "ies", shown,
                     f" (+{len(unread) - 5} more)" if len(unread) > 5 else "")
-    return ArchiveResult(new_files, new_lines, skipped, unread)
+    return ArchiveResult(new_files, new_lines, skipped, duplicate_files=duplicates, not_read=unread)
 
 
 #: source_file -> the stat its content hash was read under (``landing.list_files``). A cache:

@@ -52,3 +52,23 @@ def test_a_file_of_several_batches_lands_whole_and_in_order_beside_a_small_one(t
     assert lines["text"].to_list() == [*big, "tail"]
     assert lines["line_no"].to_list() == [*range(1, len(big) + 1), 1]
     assert files == [("intents/a.jsonl", len(big)), ("intents/b.jsonl", 1)]
+
+
+def test_a_copy_under_another_name_is_recorded_as_a_duplicate_once_never_archived_twice(tmp_path):
+    folder = tmp_path / "landing" / "intents"
+    folder.mkdir(parents=True)
+    (folder / "b.jsonl").write_text("one\ntwo\n")
+    with Warehouse(tmp_path / "home").connect() as con:
+        first = archive_landing(con, tmp_path / "landing")
+        (folder / "a-copy.jsonl").write_text("one\ntwo\n")  # sorts first, arrives later
+        (folder / "c-copy.jsonl").write_text("one\ntwo\n")
+        second = archive_landing(con, tmp_path / "landing")
+        third = archive_landing(con, tmp_path / "landing")
+        files = con.sql("SELECT source_file, lines, duplicate_of FROM landing_files ORDER BY source_file").fetchall()
+        (archived,) = con.sql("SELECT count(*) FROM landing_lines").fetchall()[0]
+    assert files == [("intents/a-copy.jsonl", 0, "intents/b.jsonl"), ("intents/b.jsonl", 2, None),
+                     ("intents/c-copy.jsonl", 0, "intents/b.jsonl")]
+    assert archived == 2
+    assert (first.new_files, first.duplicate_files) == (1, 0)
+    assert (second.new_files, second.duplicate_files, second.new_lines) == (0, 2, 0)
+    assert (third.new_files, third.duplicate_files) == (0, 0)

@@ -28,6 +28,7 @@ def landing_archive(zentra: ZentraResource) -> dg.MaterializeResult:
             "new_files": result.new_files,
             "new_lines": result.new_lines,
             "already_archived_files": result.skipped_files,
+            "duplicate_files": result.duplicate_files,
             "not_read": md_rows([{"entry": entry, "why": why} for entry, why in result.not_read], ["entry", "why"],
                                 empty="_every entry of the landing folder is input_"),
         }
