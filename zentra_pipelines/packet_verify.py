@@ -216,7 +216,36 @@ def _check_manifest_shape(m: dict) -> list[dict]:
         raise _fail("manifest files lists a path twice")
     if paths != sorted(paths):
         raise _fail("manifest files are not in path order")
+    _check_contract_members(m, {entry["path"]: entry for entry in files})
     return files
+
+
+def _check_contract_members(m: dict, listed: dict[str, dict]) -> None:
+    """What the contract says every packet holds is listed: the report, the public key,
+    and for each table counted (``rows_<table>``) its Parquet and CSV with that many rows.
+    Digests alone would pass a signed packet that simply leaves a table out."""
+    for name in (ev.REPORT_NAME, ev.PUBKEY_NAME):
+        if name not in listed:
+            raise _fail(f"manifest files do not list {name}")
+    for path, entry in listed.items():  # every table in both formats, the same rows
+        stem, dot, ext = path.rpartition(".")
+        if path.startswith("data/") and dot and ext in ("parquet", "csv"):
+            twin = f"{stem}.{'csv' if ext == 'parquet' else 'parquet'}"
+            if twin not in listed:
+                raise _fail(f"manifest lists {path} but not {twin}")
+            if listed[twin].get("rows") != entry.get("rows"):
+                raise _fail(f"manifest lists {path} and {twin} with different row counts")
+    counts = m.get("counts")
+    if not isinstance(counts, dict):
+        raise _fail("manifest counts is not an object")
+    for key, rows in sorted(counts.items()):
+        if not key.startswith("rows_"):
+            continue
+        for path in (f"data/{key[5:]}.parquet", f"data/{key[5:]}.csv"):
+            if path not in listed:
+                raise _fail(f"manifest counts {key} but files do not list {path}")
+            if listed[path].get("rows") != rows:
+                raise _fail(f"manifest counts {key} = {rows} but lists {path} with {listed[path].get('rows')} rows")
 
 
 def _load_public_key(pem: bytes, what: str) -> tuple[Ed25519PublicKey, str]:
@@ -238,8 +267,10 @@ def _parse_sums(raw: bytes) -> dict[str, str]:
     if text and not text.endswith("\n"):
         raise _fail("SHA256SUMS does not end with a newline")
     out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        m = _SUMS_LINE_RE.fullmatch(line)
+    # lines end in LF (CRLF tolerated), as `sha256sum -c` reads them; str.splitlines()
+    # would also split on CR, VT, FF, NEL, U+2028..., which sha256sum does not
+    for n, line in enumerate(text.split("\n")[:-1], start=1):
+        m = _SUMS_LINE_RE.fullmatch(line.removesuffix("\r"))
         if m is None:
             raise _fail(f"SHA256SUMS line {n} is not '<sha256>  <path>'")
         digest, path = m.group(1), m.group(2)
@@ -455,6 +486,11 @@ def cli_main(argv: list[str] | None = None) -> int:
             pem = args.pubkey.read_bytes()[: MAX_PEM_BYTES + 1]
         except OSError as exc:
             print(f"FAIL cannot read --pubkey {args.pubkey}: {exc.strerror}", file=sys.stderr)
+            return 2
+        try:  # a --pubkey that is no Ed25519 public key is bad input, not a failed packet
+            _load_public_key(pem, f"--pubkey {args.pubkey}")
+        except _Reject as exc:
+            print(f"FAIL {exc}", file=sys.stderr)
             return 2
     if not args.file.is_file():  # bad usage, not a packet that failed its checks
         print(f"FAIL {args.file}: {'not a file' if args.file.exists() else 'no such file'}")

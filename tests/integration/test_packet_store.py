@@ -14,6 +14,7 @@ import subprocess
 import sys
 import zipfile
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -606,3 +607,57 @@ def test_members_inflate_whole_whatever_the_chunk_size(tmp_path: Path, chunk: in
     p.write_bytes(packet_zip.write_zip(members, compressor=compressor))
     with p.open("rb") as fh, zipfile.ZipFile(fh) as zf:
         assert b"".join(pv._member_chunks(fh, zf, zf.getinfo("data/x.csv"), chunk)) == body
+
+
+def _resigned(members: dict[str, bytes], signer: Signer, drop: tuple[str, ...], path: Path) -> Path:
+    """The packet re-built by the holder of the signing key without ``drop``: manifest,
+    Merkle root, SHA256SUMS and signature all consistent, only the contents short."""
+    kept = {n: b for n, b in members.items() if n not in drop}
+    m = json.loads(kept["manifest.json"])
+    m["files"] = [f for f in m["files"] if f["path"] not in drop]
+    m["merkle_root"] = ev.merkle_root([kept[f["path"]] for f in m["files"]]).hex()
+    kept["manifest.json"] = ev.canonical_json(m)
+    kept["SHA256SUMS"] = ev.sha256sums({n: b for n, b in kept.items() if n not in ("SHA256SUMS", "manifest.sig")})
+    kept["manifest.sig"] = signer.sign(kept["manifest.json"])
+    return _write_zip(path, kept)
+
+
+@pytest.mark.parametrize("drop", [("report.html",), ("data/reconciliation_breaks.csv",),
+                                  ("data/reconciliation_breaks.csv", "data/reconciliation_breaks.parquet")])
+def test_a_signed_packet_short_of_a_contract_member_is_rejected(
+    tmp_path: Path, signer: Signer, drop: tuple[str, ...]
+) -> None:
+    counted = replace(_inp(), counts={"rows_ledger_balances": 1, "rows_reconciliation_breaks": 2})
+    whole = store.seal(tmp_path / "counted", counted, signer)
+    assert verify_packet(whole.path, signer.public_pem).ok
+    bad = _resigned(_members(whole.path), signer, drop, tmp_path / "short.zip")
+    v = verify_packet(bad, signer.public_pem)
+    assert not v.ok and "manifest" in v.reason and drop[0].split("/")[-1].split(".")[0] in v.reason
+
+
+@needs_sha256sum
+@pytest.mark.parametrize("separator", ["\r", "\x0b", "\x0c", "\x85", "\u2028"])
+def test_sha256sums_split_on_other_than_newline_is_rejected_like_sha256sum_does(
+    sealed: store.SealResult, tmp_path: Path, separator: str
+) -> None:
+    members = _members(sealed.path)
+    lines = members["SHA256SUMS"].decode().split("\n")[:-1]
+    members["SHA256SUMS"] = (lines[0] + separator + "\n".join(lines[1:]) + "\n").encode()
+    bad = _write_zip(tmp_path / "sums.zip", members)
+    assert not verify_packet(bad).ok
+    assert not _sha256sum_ok(_extract(bad, tmp_path / "x"))
+
+
+def test_sha256sums_with_crlf_lines_still_verifies(sealed: store.SealResult, tmp_path: Path) -> None:
+    members = _members(sealed.path)
+    members["SHA256SUMS"] = members["SHA256SUMS"].replace(b"\n", b"\r\n")
+    assert verify_packet(_write_zip(tmp_path / "crlf.zip", members)).ok
+
+
+def test_a_pubkey_that_is_no_public_key_is_bad_input_exit_2(
+    sealed: store.SealResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_key = tmp_path / "key.pem"
+    not_a_key.write_bytes(b"hello\n")
+    assert pv.cli_main([str(sealed.path), "--pubkey", str(not_a_key)]) == 2
+    assert "not a PEM public key" in capsys.readouterr().err

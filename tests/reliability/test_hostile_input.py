@@ -347,7 +347,7 @@ def test_callback_mutations_never_crash_never_vanish_never_forge(sample, valid_c
     forged = []
     for (text, tenant, provider, received_at, event_id, etype, intent_id, ref, amount, currency, seq, api) in accepted:
         env = json.loads(text)
-        h = env["headers"]
+        h = {name.lower(): value for name, value in env["headers"].items()}  # HTTP header names: any case
         if not hostile.signature_matches(secrets[tenant][provider], h["webhook-id"], h["webhook-timestamp"],
                                          env["body"], h["webhook-signature"]):
             forged.append(("signature", text[:200]))
