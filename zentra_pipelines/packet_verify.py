@@ -429,7 +429,13 @@ def _verify(path: Path, pubkey_pem: bytes | None) -> Verdict:
                         f"chain broken: supersedes {manifest['supersedes']} but "
                         f"{prev.name}'s manifest.json hashes to {prev_sha}"
                     )
-                notes.append(f"chain to {prev.name} checked")
+                # this signed manifest commits to the previous manifest, which commits to
+                # its files: the previous version's integrity (and its own chain) completes
+                # the link, whichever key signed it
+                previous = verify_packet(prev)
+                if not previous.ok:
+                    raise _fail(f"chain broken: {prev.name} does not verify: {previous.reason}")
+                notes.append(f"chain to {prev.name} checked, its files intact")
             else:
                 notes.append(f"{prev.name} not beside it, chain not checked")
     elif version > 1:

@@ -344,6 +344,18 @@ def test_broken_chain_detected(home: Path, signer: Signer, sealed: store.SealRes
     assert v.ok and "chain not checked" in v.reason
 
 
+def test_a_tampered_previous_version_breaks_the_chain(home: Path, signer: Signer, sealed: store.SealResult) -> None:
+    """v1's manifest intact (its hash still matches v2's supersedes) but a data file edited."""
+    r2 = store.seal(home, _inp(amount=7), signer)
+    members = _members(sealed.path)
+    name = "data/reconciliation_breaks.csv"
+    assert b"125000" in members[name]
+    members[name] = members[name].replace(b"125000", b"925000")
+    _write_zip(sealed.path, members)
+    v = verify_packet(r2.path, signer.public_pem)
+    assert not v.ok and "chain broken: v1.zip does not verify" in v.reason and name in v.reason
+
+
 def test_renamed_version_rejected(sealed: store.SealResult, tmp_path: Path) -> None:
     p = tmp_path / "v5.zip"
     shutil.copy(sealed.path, p)
