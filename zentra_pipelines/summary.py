@@ -8,6 +8,7 @@ import duckdb
 import polars as pl
 
 from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain import packet_plan
 from zentra_pipelines.evidence_stage import packet_outcomes
 
 
@@ -43,6 +44,23 @@ def _unsealed_tenants(con: duckdb.DuckDBPyConnection, sealed: set[str]) -> dict[
             if tenant is not None and tenant not in sealed:
                 found.setdefault(tenant, []).append((table, n))
     return dict(sorted(found.items()))
+
+
+def _undated_quarantine(con: duckdb.DuckDBPyConnection, sealed: set[str]) -> list[tuple[str, int]]:
+    """(table, lines) of configured tenants' quarantined lines without a usable timestamp.
+
+    A packet row belongs to the UTC day of its own timestamp: these have none, so they are
+    in no packet, only in the warehouse; the summary says how many, instead of leaving an
+    auditor to find the gap. Table and column names are constants (``DAY_COLUMNS``)."""
+    found = []
+    for name, (table, column) in packet_plan.DAY_COLUMNS.items():
+        if not name.endswith("_quarantine") or not Warehouse.exists(con, table):
+            continue
+        (n,) = con.sql(f'SELECT count(*) FROM "{table}" WHERE "{column}" IS NULL AND list_contains($tenants, tenant_id)',
+                       params={"tenants": sorted(sealed)}).fetchall()[0]
+        if n:
+            found.append((table, int(n)))
+    return found
 
 
 def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
@@ -93,6 +111,10 @@ def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
         if unsealed:
             out.append("Accepted rows of tenants not configured (no packet; kept in the warehouse):")
             out.extend(f"  {tenant}: " + ", ".join(f"{t} {n:,}" for t, n in tables) for tenant, tables in unsealed.items())
+        undated = _undated_quarantine(con, set(packets["tenant_id"]))
+        if undated:
+            out.append("Quarantined lines without a usable timestamp (no UTC day, so in no packet; kept in the "
+                       "warehouse): " + ", ".join(f"{t} {n:,}" for t, n in undated))
     from zentra_pipelines.data_contracts import summary_lines
 
     out.extend(summary_lines(con))

@@ -45,3 +45,13 @@ def test_every_source_of_the_accounting_gets_a_line_ok_or_mismatch(tmp_path):
     at = lines.index("Ingest (received = accepted + quarantined):")
     assert lines[at + 1] == "  intents         received         3  accepted         3  quarantined       0  [ok]"
     assert lines[at + 2] == "  ledger_postings received        10  accepted         7  quarantined       2  [MISMATCH]"
+
+
+def test_quarantined_lines_of_configured_tenants_without_a_day_are_counted(tmp_path):
+    con = _warehouse(tmp_path)
+    con.execute("CREATE TABLE callbacks_quarantine (tenant_id VARCHAR, error_code VARCHAR, received_at TIMESTAMP)")
+    con.execute("INSERT INTO callbacks_quarantine VALUES ('t_alpha', 'invalid_timestamp', NULL), "
+                "('t_alpha', 'signature_mismatch', TIMESTAMP '2026-11-20 10:00:00'), "
+                "('t_zeta', 'invalid_timestamp', NULL), (NULL, 'malformed_json', NULL)")
+    assert ("Quarantined lines without a usable timestamp (no UTC day, so in no packet; kept in the warehouse): "
+            "callbacks_quarantine 1") in render(con, tmp_path).splitlines()
