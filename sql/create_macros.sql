@@ -7,3 +7,7 @@ CREATE OR REPLACE TEMP MACRO iso_utc_raw(s) AS timezone('UTC', try_cast(
 CREATE OR REPLACE TEMP MACRO iso_utc(s) AS
     CASE WHEN iso_utc_raw(s) BETWEEN TIMESTAMP '0001-01-01 00:00:00' AND TIMESTAMP '9999-12-31 23:59:59.999999'
     THEN iso_utc_raw(s) END;
+-- The JSON of a JSONL line: a UTF-8 byte order mark opening a file (line 1) is not JSON,
+-- and RFC 8259 lets a parser ignore it; a BOM anywhere else stays and fails as JSON.
+CREATE OR REPLACE TEMP MACRO json_text(s, line_no) AS
+    CASE WHEN line_no = 1 AND starts_with(s, chr(65279)) THEN substr(s, 2) ELSE s END;

@@ -7,7 +7,7 @@
 WITH valid AS (
     -- Guard once: every JSON function below sees NULL, never unparsable text (DuckDB may
     -- hoist common subexpressions out of a CASE, so guards inside CASEs are not enough).
-    SELECT l.*, CASE WHEN json_valid(l.text) THEN l.text END AS j
+    SELECT l.*, CASE WHEN json_valid(json_text(l.text, l.line_no)) THEN json_text(l.text, l.line_no) END AS j
     FROM callback_lines_new AS l
 ),
 envelope AS (

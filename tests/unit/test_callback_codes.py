@@ -355,6 +355,12 @@ def test_quarantine_keeps_tenant_when_it_is_a_valid_identifier(batch):
     assert bad_tenant["tenant_id"].to_list() == [None]
 
 
+def test_a_byte_order_mark_opening_a_callbacks_file_is_ignored(tmp_path):
+    checked, result = run_lines(tmp_path, ["\ufeff" + cb("bom_first"), "\ufeff" + cb("bom_second")])
+    assert checked.sort("line_no")["error_code"].to_list() == [None, errors.MALFORMED_JSON]
+    assert result.events["line_no"].to_list() == [1]
+
+
 def test_replay_detail_states_the_skew(batch):
     checked, _ = batch
     assert _row(checked, "replay_window.301s_after")["detail"].startswith("received_at and webhook-timestamp differ by 301 s")

@@ -104,6 +104,15 @@ def test_sources_have_separate_caches():
     assert con.sql("SELECT count(*) FROM deliveries_parsed").fetchall() == [(1,)]
 
 
+def test_a_byte_order_mark_opening_a_jsonl_file_is_ignored_elsewhere_it_is_malformed():
+    """RFC 8259 lets a parser ignore a BOM; only at the start of a file is it one."""
+    bom = "\ufeff".encode()
+    con = duckdb.connect()
+    archive(con, "deliveries", "a.jsonl", bom + delivery(), bom + delivery(delivery_id="dlv_002"))
+    parsed = parse_deliveries(con)
+    assert parsed.select("line_no", "error_code").rows() == [(1, None), (2, "malformed_json")]
+
+
 SETTLEMENT_HEADER = b"provider,provider_ref,tenant_id,currency,gross_minor,fee_minor,net_minor,settled_at,batch_id"
 
 
