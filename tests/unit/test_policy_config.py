@@ -64,3 +64,67 @@ def test_loading_a_weakened_file_is_a_config_error_naming_the_file(tmp_path):
     path.write_text(yaml.safe_dump(_with(("tenants", "t_alpha", "max_amount_minor", "EUR"), 5_000_000.5)))
     with pytest.raises(ConfigError, match=rf"^policies file {path}: t_alpha.max_amount_minor.EUR: 5000000.5 is not"):
         load_policies(path)
+
+
+def _load_text(tmp_path, text: str) -> dict:
+    path = tmp_path / "policies.yaml"
+    path.write_text(text)
+    return load_policies(path)
+
+
+POLICY_TEXT = """\
+tenants:
+  t_alpha:
+    max_amount_minor:
+      EUR: {limit}
+    daily_limit_minor:
+      EUR: 57000000
+    allowed_corridors: [EUR:SEPA:EUR]
+    reviewers: [op_anna]
+"""
+
+
+def test_a_plain_decimal_limit_reads_as_that_integer(tmp_path):
+    doc = _load_text(tmp_path, POLICY_TEXT.format(limit="5000000"))
+    assert doc["tenants"]["t_alpha"]["max_amount_minor"] == {"EUR": 5_000_000}
+
+
+@pytest.mark.parametrize("limit", ["0250", "4:10", "5_000_000", "0x10", "0o17", "0b101", "1e6"])
+def test_a_yaml_1_1_number_form_is_refused_not_read_as_another_limit(tmp_path, limit):
+    # YAML 1.1 reads 0250 as 168 and 4:10 as 250: a limit other than the one written.
+    with pytest.raises(ConfigError, match=rf"t_alpha.max_amount_minor.EUR: '{limit}' is not an integer amount"):
+        _load_text(tmp_path, POLICY_TEXT.format(limit=limit))
+
+
+def test_an_explicitly_tagged_octal_integer_is_not_valid_yaml_here(tmp_path):
+    with pytest.raises(ConfigError, match=r"is not valid YAML \(ConstructorError\)$"):
+        _load_text(tmp_path, POLICY_TEXT.format(limit="!!int 0250"))
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    (POLICY_TEXT.format(limit="5000000\n      EUR: 9000000"), "EUR"),
+    (POLICY_TEXT.format(limit="1") + "  t_alpha: {}\n", "t_alpha"),
+    (POLICY_TEXT.format(limit="1") + "    reviewers: [op_ben]\n", "reviewers"),
+])
+def test_a_key_written_twice_is_refused_not_last_one_wins(tmp_path, text, key):
+    with pytest.raises(ConfigError, match=rf": key '{key}' appears twice in one mapping \(YAML would keep only the last\)$"):
+        _load_text(tmp_path, text)
+
+
+def test_an_empty_reviewer_list_is_refused_as_review_would_have_no_owner():
+    assert policies_problem(_with(("tenants", "t_alpha", "reviewers"), [])) == (
+        "t_alpha.reviewers: name at least one operator (an intent sent to review is owned by one of them)")
+
+
+def test_a_tenant_without_reviewers_is_refused():
+    doc = copy.deepcopy(GOOD)
+    del doc["tenants"]["t_alpha"]["reviewers"]
+    assert policies_problem(doc) == "t_alpha.reviewers: expected a list of operator identifiers"
+
+
+def test_a_secret_pasted_as_a_limit_is_described_not_echoed():
+    secret = "whsec_" + "A" * 40
+    problem = policies_problem(_with(("tenants", "t_alpha", "max_amount_minor", "EUR"), secret))
+    assert secret not in problem and "whsec_" not in problem
+    assert problem == ("t_alpha.max_amount_minor.EUR: <a text of 46 characters, not shown> is not an integer "
+                       "amount in minor units between 0 and 9223372036854775807")

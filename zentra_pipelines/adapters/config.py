@@ -7,6 +7,7 @@ reported with its path and the offending key, never with a secret's value.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -44,6 +45,19 @@ def _name(key: str) -> str:
     return f"<a key of {len(key)} characters, not shown: not an identifier, or a secret>"
 
 
+def _shown(value: object) -> str:
+    """A configuration value as an error message may show it: numbers, booleans, null and
+    short texts that hold no secret; other text is described, not echoed (a webhook secret
+    pasted into the policies file must not reach a terminal or a CI log)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    if isinstance(value, str) and len(value) <= 32 and SECRET_PREFIX not in value and value.isprintable():
+        return repr(value)
+    if isinstance(value, str):
+        return f"<a text of {len(value)} characters, not shown>"
+    return f"<a {type(value).__name__}>"
+
+
 def load_webhook_keys(path: Path) -> pl.DataFrame:
     """secrets.json -> (tenant_id, provider, secret_index, ikey, okey); no secret text kept."""
     try:
@@ -79,11 +93,52 @@ def load_webhook_keys(path: Path) -> pl.DataFrame:
     )
 
 
+_PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """YAML as a finance team reads it. PyYAML speaks YAML 1.1, where ``0250`` is octal
+    168, ``4:10`` is 250 (base 60) and ``5_000_000`` an integer, and where a key written
+    twice keeps its last value in silence: each would set a limit other than the one
+    written. Here an integer is plain decimal digits, anything else stays text (and the
+    limit check refuses it), and a repeated key is an error."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _INT_TAG]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node)
+        if not _PLAIN_INT.fullmatch(text):
+            raise yaml.constructor.ConstructorError(None, None, "an integer must be plain decimal digits",
+                                                    node.start_mark)
+        return int(text)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise _DuplicateKey(key)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_PolicyLoader.add_implicit_resolver(_INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789"))
+_PolicyLoader.add_constructor(_INT_TAG, _PolicyLoader.construct_yaml_int)
+
+
 def load_policies(path: Path) -> dict:
     try:
-        doc = yaml.safe_load(Path(path).read_text("utf-8"))
+        doc = yaml.load(Path(path).read_text("utf-8"), Loader=_PolicyLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError:
         raise ConfigError(f"policies file not found: {path}") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"policies file {path}: key {_name(str(exc.key))} appears twice in one mapping "
+                          "(YAML would keep only the last)") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"policies file {path} is not valid YAML ({type(exc).__name__})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("tenants"), dict):
@@ -108,13 +163,14 @@ def policies_problem(doc: dict) -> str | None:
     units between 0 and 2^63-1 under a known ISO currency, every key is one the policy
     engine reads, and tenants and reviewers are identifiers."""
     if doc.get("policy_format", POLICY_FORMAT) != POLICY_FORMAT:
-        return f"policy_format {doc.get('policy_format')!r} is not supported (expected {POLICY_FORMAT})"
+        return f"policy_format {_shown(doc.get('policy_format'))} is not supported (expected {POLICY_FORMAT})"
     for tenant, policy in doc["tenants"].items():
         if not is_identifier(tenant):
-            return f"tenant {tenant!r} is not an identifier"
+            return f"tenant {_shown(tenant)} is not an identifier"
         if not isinstance(policy, dict):
             return f"{tenant}: expected a mapping of {', '.join(POLICY_KEYS)}"
-        unknown = sorted(str(k) for k in policy if k not in POLICY_KEYS)
+        unknown = sorted(k if is_identifier(k) and len(k) <= 32 and SECRET_PREFIX not in k else _shown(k)
+                         for k in policy if k not in POLICY_KEYS)
         if unknown:
             return f"{tenant}: unknown key(s) {', '.join(unknown)} (known: {', '.join(POLICY_KEYS)})"
         for key in LIMIT_KEYS:
@@ -123,14 +179,17 @@ def policies_problem(doc: dict) -> str | None:
                 return f"{tenant}.{key}: expected a mapping of currency to an integer amount in minor units"
             for currency, amount in limits.items():
                 if not is_currency(currency):
-                    return f"{tenant}.{key}: {currency!r} is not an ISO 4217 currency code"
+                    return f"{tenant}.{key}: {_shown(currency)} is not an ISO 4217 currency code"
                 if not is_amount(amount) or amount < 0:
-                    return (f"{tenant}.{key}.{currency}: {amount!r} is not an integer amount in minor units "
+                    return (f"{tenant}.{key}.{currency}: {_shown(amount)} is not an integer amount in minor units "
                             f"between 0 and {INT64_MAX}")
         corridors = policy.get("allowed_corridors") or []
         if not isinstance(corridors, list) or not all(isinstance(c, str) for c in corridors):
             return f"{tenant}.allowed_corridors: expected a list of corridors like EUR:SEPA:EUR"
-        reviewers = policy.get("reviewers") or []
+        reviewers = policy.get("reviewers")
         if not isinstance(reviewers, list) or not all(is_identifier(r) for r in reviewers):
             return f"{tenant}.reviewers: expected a list of operator identifiers"
+        if not reviewers:
+            return (f"{tenant}.reviewers: name at least one operator (an intent sent to review "
+                    "is owned by one of them)")
     return None
