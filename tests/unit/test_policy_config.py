@@ -41,6 +41,7 @@ def test_a_limit_that_is_not_an_integer_in_range_is_refused(amount):
 
 @pytest.mark.parametrize(("path", "value", "problem"), [
     (("policy_format",), 2, "policy_format 2 is not supported (expected 1)"),
+    (("polciy_format",), 2, "unknown top-level key(s) 'polciy_format' (known: policy_format, tenants)"),
     (("tenants", "t alpha"), {}, "tenant 't alpha' is not an identifier"),
     (("tenants", "t_alpha"), None, "t_alpha: expected a mapping of max_amount_minor, daily_limit_minor, "
                                    "allowed_corridors, reviewers"),

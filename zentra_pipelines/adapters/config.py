@@ -152,6 +152,7 @@ def load_policies(path: Path) -> dict:
 POLICY_FORMAT = 1
 LIMIT_KEYS = ("max_amount_minor", "daily_limit_minor")
 POLICY_KEYS = (*LIMIT_KEYS, "allowed_corridors", "reviewers")
+TOP_KEYS = ("policy_format", "tenants")
 
 
 def policies_problem(doc: dict) -> str | None:
@@ -162,6 +163,10 @@ def policies_problem(doc: dict) -> str | None:
     currency, and the intents over it were accepted. So every limit is an integer in minor
     units between 0 and 2^63-1 under a known ISO currency, every key is one the policy
     engine reads, and tenants and reviewers are identifiers."""
+    unknown_top = sorted(str(k) for k in doc if k not in TOP_KEYS)
+    if unknown_top:
+        return (f"unknown top-level key(s) {', '.join(_shown(k) for k in unknown_top)} "
+                f"(known: {', '.join(TOP_KEYS)})")
     if doc.get("policy_format", POLICY_FORMAT) != POLICY_FORMAT:
         return f"policy_format {_shown(doc.get('policy_format'))} is not supported (expected {POLICY_FORMAT})"
     for tenant, policy in doc["tenants"].items():

@@ -41,15 +41,29 @@ def canonical_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+#: Policy keys read as sets: their order and repeats change no decision.
+SET_KEYS = ("allowed_corridors", "reviewers")
+
+
 def policy_version(tenant_policy: Mapping | None) -> str:
-    """A short, stable fingerprint of one tenant's effective policy."""
-    return "sha256:" + hashlib.sha256(canonical_json(tenant_policy or {})).hexdigest()[:16]
+    """A short, stable fingerprint of one tenant's effective policy.
+
+    Effective: corridors and reviewers are sets to the engine (a reviewer is picked from
+    the sorted list), so listing them in another order or twice is the same policy and
+    the same version; an auditor comparing versions across days sees a change only when
+    a decision could change."""
+    policy = dict(tenant_policy or {})
+    for key in SET_KEYS:
+        values = policy.get(key)
+        if isinstance(values, list) and all(isinstance(v, str) for v in values):
+            policy[key] = sorted(set(values))
+    return "sha256:" + hashlib.sha256(canonical_json(policy)).hexdigest()[:16]
 
 
 def assign_reviewer(reviewers: list[str], tenant_id: str, intent_id: str) -> str | None:
     if not reviewers:
         return None
-    ordered = sorted(reviewers)
+    ordered = sorted(set(reviewers))  # a reviewer listed twice gets no double share
     digest = hashlib.sha256(f"{tenant_id}|{intent_id}".encode()).digest()
     return ordered[int.from_bytes(digest[:8], "big") % len(ordered)]
 
