@@ -282,10 +282,19 @@ def _stderr_line(text: str) -> None:
     print(f"zentra: {text}", file=sys.stderr, flush=True)
 
 
+def _configured(settings: Settings) -> set[str] | None:
+    """The configured tenants for the summary; None if the files stopped loading mid-run
+    (the summary then falls back to the tenants with packets)."""
+    try:
+        return set(configured_tenants(settings.policies, settings.secrets))
+    except ValueError:  # ConfigError
+        return None
+
+
 def run_pipeline(settings: Settings) -> int:
     result = execute(settings, progress=_stderr_line)
     with Warehouse(settings.home).connect() as con:
-        print(render(con, settings.home))
+        print(render(con, settings.home, _configured(settings)))
     for note in result.notes:
         print(f"zentra: {note}", file=sys.stderr)
     problems = failures(result)

@@ -63,7 +63,11 @@ def _undated_quarantine(con: duckdb.DuckDBPyConnection, sealed: set[str]) -> lis
     return found
 
 
-def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
+def render(con: duckdb.DuckDBPyConnection, home: Path, configured: set[str] | None = None) -> str:
+    """The summary text. ``configured``: the tenants the policies and secrets configure;
+    without it, the tenants with a packet stand in for them (a configured tenant whose
+    rows all fall after today's evidence calendar has none yet, and would be listed as
+    not configured)."""
     out = ["Zentra run summary"]
     acc = _rows(con, "ingest_accounting")
     if acc.height:
@@ -107,11 +111,12 @@ def render(con: duckdb.DuckDBPyConnection, home: Path) -> str:
         if done.rebuilt_same:
             line += f", {done.rebuilt_same:,} rebuilt to the same content (no new version)"
         out.append(line)
-        unsealed = _unsealed_tenants(con, set(packets["tenant_id"]))
+        known = set(configured) if configured is not None else set(packets["tenant_id"])
+        unsealed = _unsealed_tenants(con, known)
         if unsealed:
             out.append("Accepted rows of tenants not configured (no packet; kept in the warehouse):")
             out.extend(f"  {tenant}: " + ", ".join(f"{t} {n:,}" for t, n in tables) for tenant, tables in unsealed.items())
-        undated = _undated_quarantine(con, set(packets["tenant_id"]))
+        undated = _undated_quarantine(con, known)
         if undated:
             out.append("Quarantined lines without a usable timestamp (no UTC day, so in no packet; kept in the "
                        "warehouse): " + ", ".join(f"{t} {n:,}" for t, n in undated))

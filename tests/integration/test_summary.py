@@ -55,3 +55,11 @@ def test_quarantined_lines_of_configured_tenants_without_a_day_are_counted(tmp_p
                 "('t_zeta', 'invalid_timestamp', NULL), (NULL, 'malformed_json', NULL)")
     assert ("Quarantined lines without a usable timestamp (no UTC day, so in no packet; kept in the warehouse): "
             "callbacks_quarantine 1") in render(con, tmp_path).splitlines()
+
+
+def test_a_configured_tenant_without_a_packet_yet_is_not_called_unconfigured(tmp_path):
+    # t_zeta is configured, but its rows are all dated after today's evidence calendar
+    con = _warehouse(tmp_path)
+    text = render(con, tmp_path, configured={"t_alpha", "t_zeta"})
+    assert "not configured" not in text
+    assert "t_zeta" not in text
