@@ -41,7 +41,8 @@ def test_a_limit_that_is_not_an_integer_in_range_is_refused(amount):
 
 @pytest.mark.parametrize(("path", "value", "problem"), [
     (("policy_format",), 2, "policy_format 2 is not supported (expected 1)"),
-    (("polciy_format",), 2, "unknown top-level key(s) 'polciy_format' (known: policy_format, tenants)"),
+    (("polciy_format",), 2, "unknown top-level key(s) 'polciy_format' (known: policy_format, tenants, "
+                                      "and x-... for shared YAML anchors)"),
     (("tenants", "t alpha"), {}, "tenant 't alpha' is not an identifier"),
     (("tenants", "t_alpha"), None, "t_alpha: expected a mapping of max_amount_minor, daily_limit_minor, "
                                    "allowed_corridors, reviewers"),
@@ -132,3 +133,20 @@ def test_a_secret_pasted_as_a_limit_is_described_not_echoed():
     assert secret not in problem and "whsec_" not in problem
     assert problem == ("t_alpha.max_amount_minor.EUR: <a text of 46 characters, not shown> is not an integer "
                        "amount in minor units between 0 and 9223372036854775807")
+
+
+def test_shared_anchors_and_merge_keys_read_as_yaml_says(tmp_path):
+    doc = _load_text(tmp_path, """\
+x-defaults: &defaults
+  max_amount_minor: {EUR: 100}
+  daily_limit_minor: {EUR: 1000}
+  allowed_corridors: [EUR:SEPA:EUR]
+  reviewers: [op_anna]
+tenants:
+  t_alpha: *defaults
+  t_beta:
+    <<: *defaults
+    reviewers: [op_ben]
+""")
+    assert doc["tenants"]["t_alpha"]["reviewers"] == ["op_anna"]
+    assert doc["tenants"]["t_beta"] == {**doc["tenants"]["t_alpha"], "reviewers": ["op_ben"]}

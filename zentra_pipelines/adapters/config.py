@@ -119,7 +119,9 @@ class _PolicyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
+            # a merge key (<<: *defaults) is not a key: its entries are overridden by the
+            # mapping's own keys, as YAML says and as written
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
                 key = self.construct_object(key_node)
                 if key in seen:
                     raise _DuplicateKey(key)
@@ -174,10 +176,11 @@ def policies_problem(doc: dict) -> str | None:
     currency, and the intents over it were accepted. So every limit is an integer in minor
     units between 0 and 2^63-1 under a known ISO currency, every key is one the policy
     engine reads, and tenants and reviewers are identifiers."""
-    unknown_top = sorted(str(k) for k in doc if k not in TOP_KEYS)
+    # x-...: room for shared YAML anchors (x-defaults: &defaults), as in compose files
+    unknown_top = sorted(str(k) for k in doc if k not in TOP_KEYS and not str(k).startswith("x-"))
     if unknown_top:
         return (f"unknown top-level key(s) {', '.join(_shown(k) for k in unknown_top)} "
-                f"(known: {', '.join(TOP_KEYS)})")
+                f"(known: {', '.join(TOP_KEYS)}, and x-... for shared YAML anchors)")
     if doc.get("policy_format", POLICY_FORMAT) != POLICY_FORMAT:
         return f"policy_format {_shown(doc.get('policy_format'))} is not supported (expected {POLICY_FORMAT})"
     for tenant, policy in doc["tenants"].items():
