@@ -38,7 +38,7 @@ import duckdb
 import polars as pl
 
 from zentra_pipelines.adapters.code_version import code_version
-from zentra_pipelines.adapters.ledger_source import count_posting_ids, describe_source, read_source
+from zentra_pipelines.adapters.ledger_source import describe_source, read_posting_ids, read_source
 from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Audit, IntegrityError, Warehouse
 from zentra_pipelines.domain import errors, frames, ledger
@@ -91,6 +91,7 @@ class LedgerResult:
     duplicate_journals: int
     published: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
+    deleted_in_source: int = 0  # archived posting ids the source no longer holds (kept in the ledger)
 
     def summary(self) -> str:
         codes = ", ".join(f"{c} {n}" for c, n in sorted(self.quarantined_by_code.items())) or "none"
@@ -99,7 +100,8 @@ class LedgerResult:
             f"ledger: read {self.read} ({self.new} new, {self.reread_collapsed} re-read) via {self.read_engine}; "
             f"validated {self.received}: accepted {self.accepted}, quarantined {self.quarantined} ({codes}), "
             f"collapsed {self.collapsed}; balances {self.balances_rows}, daily {self.daily_rows}; "
-            f"findings: {finds}; duplicate journals {self.duplicate_journals}"
+            f"findings: {finds}; duplicate journals {self.duplicate_journals}; "
+            f"archived postings no longer in the source {self.deleted_in_source}"
         )
 
 
@@ -198,6 +200,16 @@ def _archive_new(
         con.execute("ROLLBACK")
         raise
     return frame
+
+
+def _posting_id_gaps(con: duckdb.DuckDBPyConnection, source_ids: pl.DataFrame) -> tuple[int, int]:
+    """(unread, deleted): source ids never archived, archived ids the source lost."""
+    con.register("_source_posting_ids", source_ids)
+    try:
+        unread, deleted = con.sql(load_sql("count_posting_id_gaps")).fetchall()[0]
+    finally:
+        con.unregister("_source_posting_ids")
+    return int(unread), int(deleted)
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None) -> object:
@@ -695,6 +707,7 @@ def run_ledger(
     result (``seconds`` says which path ran: ``path_incremental`` or ``path_full``).
     """
     clock: dict[str, float] = {}
+    deleted = 0
     t0 = time.perf_counter()
     source = describe_source(source_url)
     before = read_watermark(con, source)
@@ -730,7 +743,10 @@ def run_ledger(
 
     if before is not None:
         t = time.perf_counter()
-        unread = count_posting_ids(source_url) - int(_scalar(con, load_sql("count_archived_posting_ids")))
+        unread, deleted = _posting_id_gaps(con, read_posting_ids(source_url, prefer_arrow=prefer_arrow))
+        if deleted:
+            log.warning("%d posting(s) archived by earlier runs are no longer in the source (deleted there); "
+                        "the ledger keeps them as archived: a money core's postings are append-only", deleted)
         if unread > 0:
             # Postings the window never reached (they landed in the source late, dated
             # before it): the whole source is read once and the ledger rebuilt in full,
@@ -754,6 +770,7 @@ def run_ledger(
         if kept is not None:
             return replace(
                 kept, read_engine=engine, since_applied=since, read=read_rows, reread_collapsed=read_rows,
+                deleted_in_source=deleted,
                 seconds={k: round(v, 3) for k, v in {"path_unchanged": 1.0, **clock}.items()},
             )
     built = _build_incremental(con, view, n_before, source_accounts, basis, clock) if basis else None
@@ -797,6 +814,7 @@ def run_ledger(
         duplicate_journals=duplicates.height,
         published=published,
         seconds={k: round(v, 3) for k, v in clock.items()},
+        deleted_in_source=deleted,
     )
 
 

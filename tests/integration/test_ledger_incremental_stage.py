@@ -119,6 +119,27 @@ def test_a_posting_landing_late_before_the_read_window_is_read_not_lost(tmp_path
             assert_frame_equal(inc[name], fresh[name], check_exact=True)
 
 
+def test_a_deleted_posting_does_not_hide_a_late_one_and_is_counted(tmp_path: Path, caplog) -> None:
+    """Two postings deleted in the source and two landing late before the read window:
+    the counts agree, the sets do not. The late journal is read; the deleted one stays in
+    the ledger as archived (append-only evidence) and the run counts and says it."""
+    def change(url: str) -> None:
+        con = sqlite3.connect(url.removeprefix("sqlite:///"))
+        newest = datetime.fromisoformat(con.execute("SELECT max(posted_at) FROM ledger_postings").fetchone()[0])
+        gone = con.execute("SELECT journal_id FROM ledger_postings ORDER BY posting_id LIMIT 1").fetchone()[0]
+        assert con.execute("DELETE FROM ledger_postings WHERE journal_id = ?", (gone,)).rowcount == 2
+        con.commit()
+        con.close()
+        add_sqlite(url, journal("backdated", ts(newest - timedelta(days=10))))
+
+    with caplog.at_level("WARNING", logger="zentra.ledger"):
+        result, inc, _ = history_then(tmp_path, change)
+    assert "reread_whole_source" in result.seconds
+    assert inc["ledger_entries"].filter(pl.col("posting_id").str.starts_with("p_backdated_")).height == 2
+    assert result.deleted_in_source == 2
+    assert "2 posting(s) archived by earlier runs are no longer in the source" in caplog.text
+
+
 def test_a_changed_reread_of_an_old_posting_quarantines_it_like_the_full_recompute(tmp_path: Path) -> None:
     def change(url: str) -> None:
         newest = "(SELECT posting_id FROM ledger_postings ORDER BY posted_at DESC, posting_id LIMIT 1)"

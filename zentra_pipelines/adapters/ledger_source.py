@@ -407,24 +407,29 @@ def read_source(
     return SourceSnapshot(postings, read_accounts(url, prefer_arrow=prefer_arrow), path, literal)
 
 
-def count_posting_ids(url: str) -> int:
-    """How many distinct posting_ids ``ledger_postings`` holds now (NULL not counted).
+def read_posting_ids(url: str, *, prefer_arrow: bool = True) -> pl.DataFrame:
+    """Every distinct posting_id ``ledger_postings`` holds now, as text (NULL left out).
 
-    Compared with the archive after a windowed read: every id the window read is archived
-    by then, so a source holding more ids than the archive holds rows the window never
-    reached (postings that landed late, dated before it). One aggregate; no row is shipped.
-    """
+    Compared with the archive after a windowed read, as sets: a count alone let one
+    posting deleted in the source hide one that landed late, dated before the window
+    (both sides then counted the same, and the late posting never entered the ledger).
+    One column of ids is shipped (611k ids at 100k intents: ~0.3 s)."""
     parsed = _normalise_url(url)
     engine = _engine(parsed)
     posting_id = sa.column("posting_id")
-    stmt = sa.select(sa.func.count(sa.distinct(posting_id))).select_from(sa.table(POSTINGS_TABLE, posting_id))
+    stmt = (
+        sa.select(sa.cast(posting_id, sa.String).label("posting_id"), sa.literal_column("0").label("_nulls"))
+        .select_from(sa.table(POSTINGS_TABLE, posting_id))
+        .where(posting_id.is_not(None))
+        .distinct()
+    )
     try:
-        with engine.connect() as connection:
-            return int(connection.execute(stmt).scalar_one())
-    except sa.exc.SQLAlchemyError as err:
+        frame, _ = _fetch(stmt, parsed, engine, ["posting_id"], prefer_arrow)
+    except (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as err:
         raise LedgerSourceError(f"cannot read the source database: {err.__class__.__name__}: {_first_line(err)}") from err
     finally:
         engine.dispose()
+    return frame.select(pl.col("posting_id").cast(pl.String))
 
 
 def check_source(url: str) -> None:
@@ -462,5 +467,5 @@ def describe_source(url: str) -> str:
 
 __all__ = [
     "LedgerSourceError", "SourceSnapshot", "check_source", "read_postings", "read_postings_snapshot", "read_accounts",
-    "read_source", "describe_source", "count_posting_ids", "SOURCE_COLUMNS",
+    "read_source", "describe_source", "read_posting_ids", "SOURCE_COLUMNS",
 ]

@@ -43,6 +43,7 @@ def ledger(zentra: ZentraResource):
             "quarantined": r.quarantined,
             "quarantined_by_code": md_counts(r.quarantined_by_code),
             "duplicate_journals": r.duplicate_journals,
+            "deleted_in_source": r.deleted_in_source,
             "read_engine": r.read_engine,
             "watermark": str(r.watermark_after),
             "dagster/row_count": r.accepted,
