@@ -271,6 +271,26 @@ def test_a_sequence_tie_between_disagreeing_events_is_a_break(sample, reference,
              "the state took the first by event_id")]
 
 
+def test_a_settlement_for_a_payment_the_provider_reports_failed_is_a_break(sample, reference, tmp_path):
+    """The ledger released a failed payment back to the customer; the provider settling
+    it as well means the money went out twice: a settlement_mismatch, never silence."""
+    ref = duckdb.connect(str(reference["home"] / "warehouse.duckdb"), read_only=True)
+    try:
+        provider, provider_ref, tenant, intent_id, amount, currency = ref.sql(
+            "SELECT provider, provider_ref, tenant_id, intent_id, amount_minor, currency FROM provider_state "
+            "WHERE type = 'payment.failed' ORDER BY provider_ref LIMIT 1").fetchall()[0]
+    finally:
+        ref.close()
+    row = f"{provider},{provider_ref},{tenant},{currency},{amount},6,{amount - 6},2026-11-22T05:00:00Z,b_failed_1"
+    files = {"settlements/failed.csv": (hostile.SETTLEMENT_HEADER.decode() + "\n" + row + "\n").encode()}
+    with _sample_plus(sample, reference, tmp_path, files) as con:
+        assert con.sql("SELECT intent_id, provider_amount_minor, owner, reason FROM reconciliation_breaks "
+                       "WHERE break_type = 'settlement_mismatch' AND provider_ref = $r",
+                       params={"r": provider_ref}).fetchall() == [
+            (intent_id, amount, "finance_recon", f"settlement batch b_failed_1 reports gross {amount} {currency} "
+                                                 "for a ref whose provider state is payment.failed")]
+
+
 @pytest.mark.parametrize("label", sorted(hostile.out_of_range_timestamps(
     hostile.CallbackSigner("t_alpha", "acme_pay", "whsec_" + "A" * 43 + "=")).keys()))
 def test_out_of_calendar_timestamps_are_quarantined_not_a_crash(sample, reference, tmp_path, label):

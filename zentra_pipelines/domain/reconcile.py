@@ -193,17 +193,24 @@ def reconcile(
     ))
 
     settled = settlements.join(
-        state.select(*pkey, "intent_id", "provider_amount_minor", "provider_currency"), on=pkey, how="left"
+        state.select(*pkey, "intent_id", "type", "provider_amount_minor", "provider_currency"), on=pkey, how="left"
     ).join(ledger.select(*key, "ledger_amount_minor"), on=key, how="left")
+    # money settled for a payment the provider itself reports failed: the ledger released
+    # it back to the customer, so it went out twice unless someone acts
+    settled_failed = pl.col("type").is_in(FAILED_TYPES).fill_null(False)
     breaks.append(_shape(
         settled.filter(
             pl.col("provider_amount_minor").is_null()
             | (pl.col("gross_minor") != pl.col("provider_amount_minor"))
             | (pl.col("currency") != pl.col("provider_currency"))
+            | settled_failed
         ).with_columns(
             reason=pl.when(pl.col("provider_amount_minor").is_null())
             .then(pl.format("settlement batch {} reports {} {} for a ref with no provider state",
                             "batch_id", "gross_minor", "currency"))
+            .when(settled_failed)
+            .then(pl.format("settlement batch {} reports gross {} {} for a ref whose provider state is {}",
+                            "batch_id", "gross_minor", "currency", "type"))
             .otherwise(pl.format("settlement batch {} reports gross {} {}, provider state {} {}",
                                  "batch_id", "gross_minor", "currency", "provider_amount_minor", "provider_currency")),
             first_seen=pl.col("settled_at"),
