@@ -15,6 +15,7 @@ from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import ledger as ledger_domain
 from zentra_pipelines.domain.accounting import count_by, file_accounting
+from zentra_pipelines.domain.policy import REJECTED, REVIEW
 from zentra_pipelines.domain.prefetch import prefetched
 from zentra_pipelines.domain.reconcile import reconcile
 from zentra_pipelines.domain.routing import routing_decisions
@@ -137,7 +138,15 @@ RECONCILE_COLUMNS = {
     "provider_state": ("tenant_id", "provider", "provider_ref", "intent_id", "type", "amount_minor", "currency",
                        "received_at"),
     "settlements": ("tenant_id", "provider", "provider_ref", "currency", "gross_minor", "settled_at", "batch_id"),
+    "policy_decisions": ("tenant_id", "intent_id", "outcome", "reason"),
 }
+
+
+def _held_intents(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """(tenant_id, intent_id, outcome, decision_reason) of intents policy held in review or
+    rejected: the ledger rightly has no postings for them."""
+    decisions = _columns(con, "policy_decisions", RECONCILE_COLUMNS["policy_decisions"])
+    return decisions.filter(pl.col("outcome").is_in([REVIEW, REJECTED])).rename({"reason": "decision_reason"})
 
 
 def run_reconciliation(con: duckdb.DuckDBPyConnection) -> BreakReport:
@@ -164,6 +173,7 @@ def run_reconciliation(con: duckdb.DuckDBPyConnection) -> BreakReport:
         settlements=_columns(con, "settlements", RECONCILE_COLUMNS["settlements"]),
         settlement_conflicts=_table(con, "settlement_conflicts"),
         as_of=when,
+        held=_held_intents(con),
     )
     frames = {"reconciliation_breaks": breaks} | ({LEDGER_VIEW_CACHE: cache} if cache is not None else {})
     Warehouse.publish(con, frames, allow_empty={"reconciliation_breaks", LEDGER_VIEW_CACHE})

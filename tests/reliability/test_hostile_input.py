@@ -291,6 +291,26 @@ def test_a_settlement_for_a_payment_the_provider_reports_failed_is_a_break(sampl
                                                  "for a ref whose provider state is payment.failed")]
 
 
+def test_money_moved_for_an_intent_policy_held_is_a_control_breach_not_a_ledger_fault(sample, reference, tmp_path):
+    """A captured callback for an intent in review: the ledger rightly posted nothing, so
+    the missing_in_ledger break says policy held it and goes to risk, not to ledger ops."""
+    ref = duckdb.connect(str(reference["home"] / "warehouse.duckdb"), read_only=True)
+    try:
+        intent_id, amount, reason = ref.sql(
+            "SELECT d.intent_id, i.amount_minor, d.reason FROM policy_decisions d JOIN intents i USING (tenant_id, "
+            "intent_id) WHERE d.tenant_id = 't_alpha' AND d.outcome = 'review' AND i.currency = 'EUR' "
+            "ORDER BY 1 LIMIT 1").fetchall()[0]
+    finally:
+        ref.close()
+    signer = hostile.CallbackSigner("t_alpha", "acme_pay", _secrets(sample)["t_alpha"]["acme_pay"][0])
+    line = signer.line(signer.body(1, intent_id=intent_id, provider_ref="ref_held_0001", amount_minor=amount))
+    with _sample_plus(sample, reference, tmp_path, {"callbacks/held.jsonl": line}) as con:
+        assert con.sql("SELECT break_type, owner, reason FROM reconciliation_breaks WHERE intent_id = $i",
+                       params={"i": intent_id}).fetchall() == [
+            ("missing_in_ledger", "risk_ops", f"provider reports payment.captured for an intent policy decided "
+                                              f"review ({reason}): no postings by design, money moved past a control")]
+
+
 @pytest.mark.parametrize("label", sorted(hostile.out_of_range_timestamps(
     hostile.CallbackSigner("t_alpha", "acme_pay", "whsec_" + "A" * 43 + "=")).keys()))
 def test_out_of_calendar_timestamps_are_quarantined_not_a_crash(sample, reference, tmp_path, label):

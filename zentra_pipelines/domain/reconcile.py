@@ -22,6 +22,9 @@ CALLBACK_CONFLICT = "callback_conflict"
 UNKNOWN_INTENT = "unknown_intent"
 SEQUENCE_TIE = "sequence_tie"
 
+#: Who works a missing_in_ledger break for an intent policy held or rejected: the
+#: provider moved money past a control, not a ledger fault.
+CONTROL_OWNER = "risk_ops"
 #: Who works each kind of break.
 OWNERS = {
     MISSING_IN_LEDGER: "ledger_ops",
@@ -64,8 +67,12 @@ def reconcile(
     settlements: pl.DataFrame,  # tenant_id, provider, provider_ref, currency, gross_minor, settled_at
     settlement_conflicts: pl.DataFrame,  # tenant_id, provider, provider_ref, first_settled_at
     as_of: datetime,
+    held: pl.DataFrame | None = None,  # tenant_id, intent_id, outcome, decision_reason: review or rejected
 ) -> pl.DataFrame:
     key = ["tenant_id", "intent_id"]
+    if held is None:
+        held = pl.DataFrame(schema={"tenant_id": pl.String, "intent_id": pl.String, "outcome": pl.String,
+                                    "decision_reason": pl.String})
     created = intents.select(*key, "created_at")
     state = provider_state.select(
         *key, "provider", "provider_ref", "type",
@@ -95,10 +102,16 @@ def reconcile(
         failed=pl.col("type").is_in(FAILED_TYPES)
     )
     # missing_in_ledger: the provider moved money, the ledger never heard of it
+    # ... unless policy held or rejected the intent: then the ledger is right and the
+    # provider moved money past a control (same break type, the reason and owner say so)
     breaks.append(_shape(
-        matched.filter(pl.col("ledger_amount_minor").is_null() & ~pl.col("failed")).with_columns(
+        matched.filter(pl.col("ledger_amount_minor").is_null() & ~pl.col("failed"))
+        .join(held, on=key, how="left").with_columns(
             currency=pl.col("provider_currency"),
-            reason=pl.format("provider reports {} but the ledger has no postings for the intent", "type"),
+            reason=pl.when(pl.col("outcome").is_null())
+            .then(pl.format("provider reports {} but the ledger has no postings for the intent", "type"))
+            .otherwise(pl.format("provider reports {} for an intent policy decided {} ({}): no postings by "
+                                 "design, money moved past a control", "type", "outcome", "decision_reason")),
             first_seen=pl.col("received_at"),
         ),
         MISSING_IN_LEDGER,
@@ -232,12 +245,17 @@ def reconcile(
     # an intent's breaks belong to the day it was created; refs without an intent to their own first day
     out = out.join(created.rename({"created_at": "_created"}), on=key, how="left").with_columns(
         day=pl.coalesce(pl.col("_created").dt.date(), pl.col("day"), pl.col("first_seen").dt.date())
-    ).drop("_created")
+    ).drop("_created").join(
+        held.select(*key, _held=pl.lit(True)), on=key, how="left"
+    ).with_columns(
+        _control_breach=(pl.col("break_type") == MISSING_IN_LEDGER) & pl.col("_held").fill_null(False)
+    )
     return (
         out.unique(subset=["tenant_id", "intent_id", "provider_ref", "break_type"], keep="first", maintain_order=True)
         .with_columns(
             age_days=((pl.lit(as_of) - pl.col("first_seen")).dt.total_days()).cast(pl.Int64),
-            owner=pl.col("break_type").replace_strict(OWNERS),
+            owner=pl.when(pl.col("_control_breach")).then(pl.lit(CONTROL_OWNER))
+            .otherwise(pl.col("break_type").replace_strict(OWNERS)),
             status=pl.lit("open"),
         )
         .select(BREAK_COLUMNS)
