@@ -38,6 +38,8 @@ OWNERS = {
     SETTLEMENT_MISMATCH: "finance_recon",
 }
 FAILED_TYPES = ["payment.failed", "payout.failed"]
+#: Provider states that mean the money was captured (the ledger then posts `capture`).
+CAPTURED_TYPES = ["payment.captured", "payment.settled", "payment.refunded", "payout.paid"]
 
 BREAK_SCHEMA = {
     "tenant_id": pl.String, "intent_id": pl.String, "provider_ref": pl.String, "break_type": pl.String,
@@ -112,6 +114,20 @@ def reconcile(
             .then(pl.format("provider reports {} but the ledger has no postings for the intent", "type"))
             .otherwise(pl.format("provider reports {} for an intent policy decided {} ({}): no postings by "
                                  "design, money moved past a control", "type", "outcome", "decision_reason")),
+            first_seen=pl.col("received_at"),
+        ),
+        MISSING_IN_LEDGER,
+    ))
+    # the provider captured (or later) but the ledger only reserved: the capture journal
+    # is missing, so the money sits in reserved instead of settlement
+    breaks.append(_shape(
+        matched.filter(
+            pl.col("ledger_amount_minor").is_not_null() & pl.col("type").is_in(CAPTURED_TYPES)
+            & ~pl.col("captured").fill_null(False)
+        ).with_columns(
+            currency=pl.col("provider_currency"),
+            reason=pl.format("provider reports {} but the ledger has no capture journal for the intent "
+                             "(reserved {} only)", "type", "ledger_amount_minor"),
             first_seen=pl.col("received_at"),
         ),
         MISSING_IN_LEDGER,

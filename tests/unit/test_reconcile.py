@@ -1,0 +1,77 @@
+"""Reconciliation rules on tiny hand-built frames: one intent, one provider ref, and the
+one disagreement each test plants."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from zentra_pipelines.domain.reconcile import reconcile
+
+T0 = datetime(2026, 11, 20, 10, 0)
+S, I, D = pl.String, pl.Int64, pl.Datetime("us")
+
+
+def _frame(rows: list[tuple], schema: dict) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _breaks(*, ledger_captured: bool | None, state_type: str = "payment.captured",
+            settlement: tuple | None = None) -> list[tuple]:
+    """Breaks of intent in_1 (1,000 EUR); ``ledger_captured`` None: no postings at all."""
+    intents = _frame([("t_a", "in_1", 1_000, "EUR", "EUR", T0)],
+                     {"tenant_id": S, "intent_id": S, "amount_minor": I, "currency": S, "ledger_currency": S,
+                      "created_at": D})
+    ledger = _frame([] if ledger_captured is None else [("t_a", "in_1", 1_000, "EUR", T0, False, ledger_captured)],
+                    {"tenant_id": S, "intent_id": S, "ledger_amount_minor": I, "ledger_currency": S,
+                     "first_posted_at": D, "released": pl.Boolean, "captured": pl.Boolean})
+    state = _frame([("t_a", "acme", "ref_1", "in_1", state_type, 1_000, "EUR", T0)],
+                   {"tenant_id": S, "provider": S, "provider_ref": S, "intent_id": S, "type": S, "amount_minor": I,
+                    "currency": S, "received_at": D})
+    settlements = _frame([settlement] if settlement else [],
+                         {"tenant_id": S, "provider": S, "provider_ref": S, "currency": S, "gross_minor": I,
+                          "settled_at": D, "batch_id": S})
+    out = reconcile(
+        intents=intents, ledger=ledger,
+        duplicate_journals=_frame([], {"tenant_id": S, "intent_id": S, "idempotency_key": S, "journal_ids": S,
+                                       "amount_minor": I, "currency": S}),
+        provider_state=state,
+        first_callbacks=_frame([("t_a", "in_1", T0)], {"tenant_id": S, "intent_id": S, "first_received_at": D}),
+        callback_conflicts=_frame([], {"tenant_id": S, "intent_id": S, "provider_ref": S, "event_id": S,
+                                       "first_received_at": D}),
+        quarantined_intents=_frame([], {"tenant_id": S, "intent_id": S, "intent_codes": S}),
+        sequence_ties=_frame([], {"tenant_id": S, "provider": S, "provider_ref": S, "sequence": I, "event_ids": S,
+                                  "first_received_at": D}),
+        settlements=settlements,
+        settlement_conflicts=_frame([], {"tenant_id": S, "provider": S, "provider_ref": S, "first_settled_at": D}),
+        as_of=T0,
+    )
+    return out.select("break_type", "owner", "reason").rows()
+
+
+def test_a_captured_intent_with_its_capture_journal_has_no_break():
+    assert _breaks(ledger_captured=True) == []
+
+
+def test_a_capture_the_ledger_never_posted_is_missing_in_ledger():
+    assert _breaks(ledger_captured=False) == [
+        ("missing_in_ledger", "ledger_ops",
+         "provider reports payment.captured but the ledger has no capture journal for the intent (reserved 1000 only)")]
+
+
+def test_an_authorized_payment_needs_no_capture_journal():
+    assert _breaks(ledger_captured=False, state_type="payment.authorized") == []
+
+
+def test_a_settlement_for_a_failed_payment_is_a_settlement_mismatch():
+    settled = ("t_a", "acme", "ref_1", "EUR", 1_000, T0, "b_1")
+    assert _breaks(ledger_captured=False, state_type="payment.failed", settlement=settled) == [
+        ("settlement_mismatch", "finance_recon",
+         "settlement batch b_1 reports gross 1000 EUR for a ref whose provider state is payment.failed")]
+
+
+def test_no_postings_at_all_is_missing_in_ledger():
+    assert _breaks(ledger_captured=None) == [
+        ("missing_in_ledger", "ledger_ops", "provider reports payment.captured but the ledger has no postings for "
+                                            "the intent")]
