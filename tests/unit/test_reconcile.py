@@ -10,7 +10,7 @@ import polars as pl
 from zentra_pipelines.domain.reconcile import reconcile
 
 T0 = datetime(2026, 11, 20, 10, 0)
-S, I, D = pl.String, pl.Int64, pl.Datetime("us")
+S, N, D = pl.String, pl.Int64, pl.Datetime("us")
 
 
 def _frame(rows: list[tuple], schema: dict) -> pl.DataFrame:
@@ -21,27 +21,27 @@ def _breaks(*, ledger_captured: bool | None, state_type: str = "payment.captured
             settlement: tuple | None = None) -> list[tuple]:
     """Breaks of intent in_1 (1,000 EUR); ``ledger_captured`` None: no postings at all."""
     intents = _frame([("t_a", "in_1", 1_000, "EUR", "EUR", T0)],
-                     {"tenant_id": S, "intent_id": S, "amount_minor": I, "currency": S, "ledger_currency": S,
+                     {"tenant_id": S, "intent_id": S, "amount_minor": N, "currency": S, "ledger_currency": S,
                       "created_at": D})
     ledger = _frame([] if ledger_captured is None else [("t_a", "in_1", 1_000, "EUR", T0, False, ledger_captured)],
-                    {"tenant_id": S, "intent_id": S, "ledger_amount_minor": I, "ledger_currency": S,
+                    {"tenant_id": S, "intent_id": S, "ledger_amount_minor": N, "ledger_currency": S,
                      "first_posted_at": D, "released": pl.Boolean, "captured": pl.Boolean})
     state = _frame([("t_a", "acme", "ref_1", "in_1", state_type, 1_000, "EUR", T0)],
-                   {"tenant_id": S, "provider": S, "provider_ref": S, "intent_id": S, "type": S, "amount_minor": I,
+                   {"tenant_id": S, "provider": S, "provider_ref": S, "intent_id": S, "type": S, "amount_minor": N,
                     "currency": S, "received_at": D})
     settlements = _frame([settlement] if settlement else [],
-                         {"tenant_id": S, "provider": S, "provider_ref": S, "currency": S, "gross_minor": I,
+                         {"tenant_id": S, "provider": S, "provider_ref": S, "currency": S, "gross_minor": N,
                           "settled_at": D, "batch_id": S})
     out = reconcile(
         intents=intents, ledger=ledger,
         duplicate_journals=_frame([], {"tenant_id": S, "intent_id": S, "idempotency_key": S, "journal_ids": S,
-                                       "amount_minor": I, "currency": S}),
+                                       "amount_minor": N, "currency": S}),
         provider_state=state,
         first_callbacks=_frame([("t_a", "in_1", T0)], {"tenant_id": S, "intent_id": S, "first_received_at": D}),
         callback_conflicts=_frame([], {"tenant_id": S, "intent_id": S, "provider_ref": S, "event_id": S,
                                        "first_received_at": D}),
         quarantined_intents=_frame([], {"tenant_id": S, "intent_id": S, "intent_codes": S}),
-        sequence_ties=_frame([], {"tenant_id": S, "provider": S, "provider_ref": S, "sequence": I, "event_ids": S,
+        sequence_ties=_frame([], {"tenant_id": S, "provider": S, "provider_ref": S, "sequence": N, "event_ids": S,
                                   "first_received_at": D}),
         settlements=settlements,
         settlement_conflicts=_frame([], {"tenant_id": S, "provider": S, "provider_ref": S, "first_settled_at": D}),
