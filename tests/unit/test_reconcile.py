@@ -17,16 +17,18 @@ def _frame(rows: list[tuple], schema: dict) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
-def _breaks(*, ledger_captured: bool | None, state_type: str = "payment.captured",
-            settlement: tuple | None = None) -> list[tuple]:
-    """Breaks of intent in_1 (1,000 EUR); ``ledger_captured`` None: no postings at all."""
+def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.captured",
+            settlement: tuple | None = None, ledger_intent: str = "in_1") -> list[tuple]:
+    """Breaks of intent in_1 (1,000 EUR); ``ledger_captured`` None: no postings at all;
+    ``state_type`` None: no provider state."""
     intents = _frame([("t_a", "in_1", 1_000, "EUR", "EUR", T0)],
                      {"tenant_id": S, "intent_id": S, "amount_minor": N, "currency": S, "ledger_currency": S,
                       "created_at": D})
-    ledger = _frame([] if ledger_captured is None else [("t_a", "in_1", 1_000, "EUR", T0, False, ledger_captured)],
+    ledger = _frame([] if ledger_captured is None else [("t_a", ledger_intent, 1_000, "EUR", T0, False,
+                                                         ledger_captured)],
                     {"tenant_id": S, "intent_id": S, "ledger_amount_minor": N, "ledger_currency": S,
                      "first_posted_at": D, "released": pl.Boolean, "captured": pl.Boolean})
-    state = _frame([("t_a", "acme", "ref_1", "in_1", state_type, 1_000, "EUR", T0)],
+    state = _frame([] if state_type is None else [("t_a", "acme", "ref_1", "in_1", state_type, 1_000, "EUR", T0)],
                    {"tenant_id": S, "provider": S, "provider_ref": S, "intent_id": S, "type": S, "amount_minor": N,
                     "currency": S, "received_at": D})
     settlements = _frame([settlement] if settlement else [],
@@ -75,3 +77,9 @@ def test_no_postings_at_all_is_missing_in_ledger():
     assert _breaks(ledger_captured=None) == [
         ("missing_in_ledger", "ledger_ops", "provider reports payment.captured but the ledger has no postings for "
                                             "the intent")]
+
+
+def test_postings_for_an_intent_nobody_else_knows_are_an_unknown_intent_for_ledger_ops():
+    assert _breaks(ledger_captured=True, state_type=None, ledger_intent="in_ghost") == [
+        ("unknown_intent", "ledger_ops", "ledger reserved 1000 EUR for intent in_ghost absent from the intent log, "
+                                         "no provider callback")]

@@ -181,6 +181,27 @@ def reconcile(
         MISSING_AT_PROVIDER,
     ))
 
+    # unknown_intent seen from the ledger: a reserve for an intent the intent log never had
+    # and no provider reported (with a callback it is reported from the provider's side).
+    # Only reserves: other journals carry references that are no intents (opening balances).
+    breaks.append(_shape(
+        ledger.filter(pl.col("ledger_amount_minor").is_not_null())
+        .join(created, on=key, how="anti").join(state, on=key, how="anti")
+        .join(quarantined_intents.select(*key, "intent_codes"), on=key, how="left").with_columns(
+            provider_ref=pl.lit(None, pl.String), provider_amount_minor=pl.lit(None, pl.Int64),
+            currency=pl.col("ledger_currency"),
+            reason=pl.when(pl.col("intent_codes").is_null())
+            .then(pl.format("ledger reserved {} {} for intent {} absent from the intent log, no provider callback",
+                            "ledger_amount_minor", "ledger_currency", "intent_id"))
+            .otherwise(pl.format("ledger reserved {} {} for intent {} whose every intent line was quarantined ({}), "
+                                 "no provider callback", "ledger_amount_minor", "ledger_currency", "intent_id",
+                                 "intent_codes")),
+            first_seen=pl.col("first_posted_at"),
+            day=pl.col("first_posted_at").dt.date(),
+        ),
+        UNKNOWN_INTENT,
+    ))
+
     first_ref = state.group_by(key).agg(pl.col("provider_ref").min(), pl.col("provider_amount_minor").first())
     breaks.append(_shape(
         duplicate_journals.join(first_ref, on=key, how="left").join(
@@ -271,6 +292,8 @@ def reconcile(
         .with_columns(
             age_days=((pl.lit(as_of) - pl.col("first_seen")).dt.total_days()).cast(pl.Int64),
             owner=pl.when(pl.col("_control_breach")).then(pl.lit(CONTROL_OWNER))
+            .when((pl.col("break_type") == UNKNOWN_INTENT) & pl.col("provider_ref").is_null())
+            .then(pl.lit(OWNERS[MISSING_IN_LEDGER]))  # postings only the ledger has: its team's
             .otherwise(pl.col("break_type").replace_strict(OWNERS)),
             status=pl.lit("open"),
         )
