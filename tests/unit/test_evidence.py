@@ -487,3 +487,14 @@ def test_canonical_frame_is_the_sort_by_every_column() -> None:
         got = ev.canonical_frame(df)
         want = df.sort(keys, nulls_last=True, maintain_order=True) if n > 1 else df
         assert got.equals(want, null_equal=True), (df, got, want)
+
+
+def test_a_break_first_seen_after_its_day_closed_has_no_age_in_that_days_packet():
+    from datetime import date, datetime
+
+    from zentra_pipelines.domain.packet_plan import age_at_day_end
+
+    breaks = pl.DataFrame({"first_seen": [datetime(2026, 11, 20, 1), datetime(2026, 11, 18, 23),
+                                          datetime(2026, 11, 21, 0), datetime(2026, 11, 22, 9)]})
+    aged = age_at_day_end(breaks, date(2026, 11, 20))
+    assert aged["age_days"].to_list() == [0, 2, 0, None]

@@ -76,9 +76,14 @@ def allocate(
 
 def age_at_day_end(breaks: pl.DataFrame, day: date) -> pl.DataFrame:
     """Ages as they stood when the day closed: stable however late the packet is re-sealed
-    (the ``DAY_END_COLUMNS`` of reconciliation_breaks)."""
+    (the ``DAY_END_COLUMNS`` of reconciliation_breaks). A break first seen after the day
+    closed (an intent's break belongs to its creation day, a late callback shows it later)
+    had no age then: null, not a negative number of days."""
+    end = pl.lit(day_end(day))
     return breaks.with_columns(
-        age_days=(pl.lit(day_end(day)) - pl.col("first_seen")).dt.total_days().cast(pl.Int64)
+        age_days=pl.when(pl.col("first_seen") <= end)
+        .then((end - pl.col("first_seen")).dt.total_days())
+        .cast(pl.Int64)
     )
 
 
