@@ -137,7 +137,8 @@ RECONCILE_COLUMNS = {
     "intents": ("tenant_id", "intent_id", "amount_minor", "currency", "ledger_currency", "created_at"),
     "provider_state": ("tenant_id", "provider", "provider_ref", "intent_id", "type", "amount_minor", "currency",
                        "received_at"),
-    "settlements": ("tenant_id", "provider", "provider_ref", "currency", "gross_minor", "settled_at", "batch_id"),
+    "settlements": ("tenant_id", "provider", "provider_ref", "currency", "gross_minor", "fee_minor", "settled_at",
+                    "batch_id"),
     "policy_decisions": ("tenant_id", "intent_id", "outcome", "reason"),
 }
 

@@ -18,22 +18,22 @@ def _frame(rows: list[tuple], schema: dict) -> pl.DataFrame:
 
 
 def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.captured",
-            settlement: tuple | None = None, ledger_intent: str = "in_1") -> list[tuple]:
+            settlement: tuple | None = None, ledger_intent: str = "in_1", ledger_fee: int | None = None) -> list[tuple]:
     """Breaks of intent in_1 (1,000 EUR); ``ledger_captured`` None: no postings at all;
     ``state_type`` None: no provider state."""
     intents = _frame([("t_a", "in_1", 1_000, "EUR", "EUR", T0)],
                      {"tenant_id": S, "intent_id": S, "amount_minor": N, "currency": S, "ledger_currency": S,
                       "created_at": D})
     ledger = _frame([] if ledger_captured is None else [("t_a", ledger_intent, 1_000, "EUR", T0, False,
-                                                         ledger_captured)],
+                                                         ledger_captured, ledger_fee)],
                     {"tenant_id": S, "intent_id": S, "ledger_amount_minor": N, "ledger_currency": S,
-                     "first_posted_at": D, "released": pl.Boolean, "captured": pl.Boolean})
+                     "first_posted_at": D, "released": pl.Boolean, "captured": pl.Boolean, "ledger_fee_minor": N})
     state = _frame([] if state_type is None else [("t_a", "acme", "ref_1", "in_1", state_type, 1_000, "EUR", T0)],
                    {"tenant_id": S, "provider": S, "provider_ref": S, "intent_id": S, "type": S, "amount_minor": N,
                     "currency": S, "received_at": D})
     settlements = _frame([settlement] if settlement else [],
                          {"tenant_id": S, "provider": S, "provider_ref": S, "currency": S, "gross_minor": N,
-                          "settled_at": D, "batch_id": S})
+                          "fee_minor": N, "settled_at": D, "batch_id": S})
     out = reconcile(
         intents=intents, ledger=ledger,
         duplicate_journals=_frame([], {"tenant_id": S, "intent_id": S, "idempotency_key": S, "journal_ids": S,
@@ -67,7 +67,7 @@ def test_an_authorized_payment_needs_no_capture_journal():
 
 
 def test_a_settlement_for_a_failed_payment_is_a_settlement_mismatch():
-    settled = ("t_a", "acme", "ref_1", "EUR", 1_000, T0, "b_1")
+    settled = ("t_a", "acme", "ref_1", "EUR", 1_000, 6, T0, "b_1")
     assert _breaks(ledger_captured=False, state_type="payment.failed", settlement=settled) == [
         ("settlement_mismatch", "finance_recon",
          "settlement batch b_1 reports gross 1000 EUR for a ref whose provider state is payment.failed")]
@@ -83,3 +83,15 @@ def test_postings_for_an_intent_nobody_else_knows_are_an_unknown_intent_for_ledg
     assert _breaks(ledger_captured=True, state_type=None, ledger_intent="in_ghost") == [
         ("unknown_intent", "ledger_ops", "ledger reserved 1000 EUR for intent in_ghost absent from the intent log, "
                                          "no provider callback")]
+
+
+def test_a_settlement_fee_the_ledger_posted_differently_is_a_settlement_mismatch():
+    settled = ("t_a", "acme", "ref_1", "EUR", 1_000, 147, T0, "b_1")
+    assert _breaks(ledger_captured=True, ledger_fee=47, settlement=settled) == [
+        ("settlement_mismatch", "finance_recon",
+         "settlement batch b_1 reports fee 147 EUR, the ledger's settle journal posted fee 47")]
+
+
+def test_a_settlement_whose_fee_the_ledger_posted_alike_has_no_break():
+    settled = ("t_a", "acme", "ref_1", "EUR", 1_000, 47, T0, "b_1")
+    assert _breaks(ledger_captured=True, ledger_fee=47, settlement=settled) == []

@@ -812,6 +812,7 @@ INTENT_VIEW_SCHEMA: dict[str, pl.DataType] = {
     "first_posted_at": UTC_US,
     "released": pl.Boolean(),
     "captured": pl.Boolean(),
+    "ledger_fee_minor": pl.Int64(),
 }
 
 
@@ -849,6 +850,14 @@ def intent_ledger_view(entries: pl.DataFrame, accounts: pl.DataFrame) -> pl.Data
         .join(first_journal, on=[*key, "idempotency_key"], how="left", nulls_equal=False)
         .filter(pl.col("idempotency_key").is_null() | (pl.col("journal_id") == pl.col("_first_journal")))
     )
+    # the settle journal's fee (positive postings into `fees`), each idempotency_key once
+    fees = (
+        typed.filter((pl.col("account_type") == "fees") & (pl.col("amount_minor") > 0))
+        .join(first_journal, on=[*key, "idempotency_key"], how="left", nulls_equal=False)
+        .filter(pl.col("idempotency_key").is_null() | (pl.col("journal_id") == pl.col("_first_journal")))
+        .group_by(key)
+        .agg(pl.col("amount_minor").cast(pl.Int128).sum().alias("_fee"))
+    )
     amounts = reserve_in.group_by(key).agg(
         pl.col("amount_minor").cast(pl.Int128).sum().alias("_amount"),
         pl.col("currency").min().alias("_cmin"),
@@ -866,8 +875,10 @@ def intent_ledger_view(entries: pl.DataFrame, accounts: pl.DataFrame) -> pl.Data
         amounts = amounts.with_columns(_joined=pl.lit(None, pl.String))
     view = (
         base.join(amounts, on=key, how="left")
+        .join(fees, on=key, how="left")
         .with_columns(
             ledger_amount_minor=pl.col("_amount").cast(pl.Int64, strict=False),
+            ledger_fee_minor=pl.col("_fee").cast(pl.Int64, strict=False),
             ledger_currency=pl.coalesce("_joined", "_cmin"),
             released=pl.col("_has_reserved") & (pl.col("_reserved_net") == 0) & ~pl.col("captured"),
         )

@@ -66,12 +66,16 @@ def reconcile(
     callback_conflicts: pl.DataFrame,  # per event and (intent_id, provider_ref) named: first_received_at
     quarantined_intents: pl.DataFrame,  # tenant_id, intent_id, intent_codes: ids with quarantined lines only
     sequence_ties: pl.DataFrame,  # tenant_id, provider, provider_ref, sequence, event_ids, first_received_at
-    settlements: pl.DataFrame,  # tenant_id, provider, provider_ref, currency, gross_minor, settled_at
+    settlements: pl.DataFrame,  # tenant_id, provider, provider_ref, currency, gross_minor, fee_minor (optional), settled_at
     settlement_conflicts: pl.DataFrame,  # tenant_id, provider, provider_ref, first_settled_at
     as_of: datetime,
     held: pl.DataFrame | None = None,  # tenant_id, intent_id, outcome, decision_reason: review or rejected
 ) -> pl.DataFrame:
     key = ["tenant_id", "intent_id"]
+    if "fee_minor" not in settlements.columns:
+        settlements = settlements.with_columns(fee_minor=pl.lit(None, pl.Int64))
+    if "ledger_fee_minor" not in ledger.columns:
+        ledger = ledger.with_columns(ledger_fee_minor=pl.lit(None, pl.Int64))
     if held is None:
         held = pl.DataFrame(schema={"tenant_id": pl.String, "intent_id": pl.String, "outcome": pl.String,
                                     "decision_reason": pl.String})
@@ -244,16 +248,21 @@ def reconcile(
 
     settled = settlements.join(
         state.select(*pkey, "intent_id", "type", "provider_amount_minor", "provider_currency"), on=pkey, how="left"
-    ).join(ledger.select(*key, "ledger_amount_minor"), on=key, how="left")
+    ).join(ledger.select(*key, "ledger_amount_minor", "ledger_fee_minor"), on=key, how="left")
     # money settled for a payment the provider itself reports failed: the ledger released
     # it back to the customer, so it went out twice unless someone acts
     settled_failed = pl.col("type").is_in(FAILED_TYPES).fill_null(False)
+    # the provider's fee against the fee the ledger's settle journal posted (with gross
+    # equal, net = gross - fee then equals the merchant's credit too)
+    fee_differs = (pl.col("ledger_fee_minor").is_not_null() & (pl.col("fee_minor") != pl.col("ledger_fee_minor"))
+                   ).fill_null(False)
     breaks.append(_shape(
         settled.filter(
             pl.col("provider_amount_minor").is_null()
             | (pl.col("gross_minor") != pl.col("provider_amount_minor"))
             | (pl.col("currency") != pl.col("provider_currency"))
             | settled_failed
+            | fee_differs
         ).with_columns(
             reason=pl.when(pl.col("provider_amount_minor").is_null())
             .then(pl.format("settlement batch {} reports {} {} for a ref with no provider state",
@@ -261,6 +270,10 @@ def reconcile(
             .when(settled_failed)
             .then(pl.format("settlement batch {} reports gross {} {} for a ref whose provider state is {}",
                             "batch_id", "gross_minor", "currency", "type"))
+            .when(fee_differs & (pl.col("gross_minor") == pl.col("provider_amount_minor"))
+                  & (pl.col("currency") == pl.col("provider_currency")))
+            .then(pl.format("settlement batch {} reports fee {} {}, the ledger's settle journal posted fee {}",
+                            "batch_id", "fee_minor", "currency", "ledger_fee_minor"))
             .otherwise(pl.format("settlement batch {} reports gross {} {}, provider state {} {}",
                                  "batch_id", "gross_minor", "currency", "provider_amount_minor", "provider_currency")),
             first_seen=pl.col("settled_at"),
