@@ -18,7 +18,8 @@ def _frame(rows: list[tuple], schema: dict) -> pl.DataFrame:
 
 
 def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.captured",
-            settlement: tuple | None = None, ledger_intent: str = "in_1", ledger_fee: int | None = None) -> list[tuple]:
+            settlement: tuple | None = None, ledger_intent: str = "in_1", ledger_fee: int | None = None,
+            columns: tuple[str, ...] = ("break_type", "owner", "reason")) -> list[tuple]:
     """Breaks of intent in_1 (1,000 EUR); ``ledger_captured`` None: no postings at all;
     ``state_type`` None: no provider state."""
     intents = _frame([("t_a", "in_1", 1_000, "EUR", "EUR", T0)],
@@ -49,7 +50,7 @@ def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.c
         settlement_conflicts=_frame([], {"tenant_id": S, "provider": S, "provider_ref": S, "first_settled_at": D}),
         as_of=T0,
     )
-    return out.select("break_type", "owner", "reason").rows()
+    return out.select(columns).rows()
 
 
 def test_a_captured_intent_with_its_capture_journal_has_no_break():
@@ -95,3 +96,11 @@ def test_a_settlement_fee_the_ledger_posted_differently_is_a_settlement_mismatch
 def test_a_settlement_whose_fee_the_ledger_posted_alike_has_no_break():
     settled = ("t_a", "acme", "ref_1", "EUR", 1_000, 47, T0, "b_1")
     assert _breaks(ledger_captured=True, ledger_fee=47, settlement=settled) == []
+
+
+def test_a_settlement_in_another_currency_keeps_the_amount_columns_currency():
+    settled = ("t_a", "acme", "ref_1", "USD", 1_000, 6, T0, "b_1")
+    assert _breaks(ledger_captured=True, settlement=settled, columns=(
+        "break_type", "ledger_amount_minor", "provider_amount_minor", "currency", "reason")) == [
+        ("settlement_mismatch", 1_000, 1_000, "EUR", "settlement batch b_1 reports gross 1000 USD, provider state "
+                                                     "1000 EUR")]

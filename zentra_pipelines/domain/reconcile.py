@@ -276,6 +276,9 @@ def reconcile(
                             "batch_id", "fee_minor", "currency", "ledger_fee_minor"))
             .otherwise(pl.format("settlement batch {} reports gross {} {}, provider state {} {}",
                                  "batch_id", "gross_minor", "currency", "provider_amount_minor", "provider_currency")),
+            # the currency of the amount columns (the provider's and the ledger's); the
+            # settlement's own figures, currency included, are in the reason
+            currency=pl.coalesce("provider_currency", "currency"),
             first_seen=pl.col("settled_at"),
         ),
         SETTLEMENT_MISMATCH,
