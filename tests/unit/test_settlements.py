@@ -236,6 +236,15 @@ def test_blank_line_is_csv_malformed():
     ]
 
 
+def test_a_header_repeated_inside_the_file_is_csv_malformed_not_a_row():
+    result = judge(ROW, HEADER, '"' + HEADER.replace(",", '","') + '"')
+    assert result.settlements.height == 1
+    assert result.quarantine.select("line_no", "tenant_id", "error_code", "detail").rows() == [
+        (3, None, errors.CSV_MALFORMED, "a repeated header line inside the file"),
+        (4, None, errors.CSV_MALFORMED, "a repeated header line inside the file"),
+    ]
+
+
 def test_short_row_is_csv_malformed():
     result = judge("acme_pay,pr_001,t_alpha,EUR,125000,1250,123750,2026-11-24T10:00:00Z")
     assert result.quarantine.select("error_code", "detail").rows() == [
