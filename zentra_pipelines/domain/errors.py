@@ -95,7 +95,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     JOURNAL_UNBALANCED: ("ledger postings", "The journal's postings do not sum to zero per currency: the whole journal is quarantined."),
     ACCOUNT_UNKNOWN: ("ledger postings", "The posting names an account absent from the accounts table."),
     TENANT_MISMATCH: ("ledger postings", "The posting's tenant_id differs from its account's tenant."),
-    CSV_MALFORMED: ("settlements", "The row is not one well-formed CSV record with the header's fields (wrong field count, blank line, broken quoting)."),
+    CSV_MALFORMED: ("settlements", "The row is not one well-formed CSV record with the header's fields (wrong field count, blank line, broken quoting), or is the header repeated inside the file."),
     HEADER_MISMATCH: ("settlements", "The file's line 1 is not the contract header (names bare or in RFC 4180 quotes):"
                                      " every row is quarantined, line 1 too when it holds a digit (it may be a row: no header, or lines ending in a bare CR)."),
     NET_MISMATCH: ("settlements", "net_minor != gross_minor - fee_minor."),
