@@ -46,6 +46,15 @@ def _unsealed_tenants(con: duckdb.DuckDBPyConnection, sealed: set[str]) -> dict[
     return dict(sorted(found.items()))
 
 
+def _ownerless_reviews(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Open reviews per tenant whose owner is null: a tenant configured without reviewers
+    (allowed) sends intents to review that nobody owns; said, not left to be found."""
+    if not Warehouse.exists(con, "review_queue"):
+        return {}
+    rows = con.sql('SELECT tenant_id, count(*) FROM "review_queue" WHERE owner IS NULL GROUP BY 1 ORDER BY 1')
+    return {str(t): int(n) for t, n in rows.fetchall()}
+
+
 def _undated_quarantine(con: duckdb.DuckDBPyConnection, sealed: set[str]) -> list[tuple[str, int]]:
     """(table, lines) of configured tenants' quarantined lines without a usable timestamp.
 
@@ -88,6 +97,9 @@ def render(con: duckdb.DuckDBPyConnection, home: Path, configured: set[str] | No
     out.append("Controls:")
     out.append(_line("decisions", _by(con, "policy_decisions", "outcome")))
     out.append(_line("open reviews by tenant", _by(con, "review_queue", "tenant_id")))
+    ownerless = _ownerless_reviews(con)
+    if ownerless:
+        out.append(_line("reviews without an owner (the tenant's policy names no reviewer)", ownerless))
     out.append(f"Ledger: {Warehouse.count(con, 'ledger_entries'):,} entries, "
                f"{Warehouse.count(con, 'ledger_balances'):,} balances checked")
     findings = _by(con, "ledger_findings", "finding_type")

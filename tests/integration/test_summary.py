@@ -63,3 +63,12 @@ def test_a_configured_tenant_without_a_packet_yet_is_not_called_unconfigured(tmp
     text = render(con, tmp_path, configured={"t_alpha", "t_zeta"})
     assert "not configured" not in text
     assert "t_zeta" not in text
+
+
+def test_reviews_without_an_owner_are_counted_per_tenant(tmp_path):
+    con = _warehouse(tmp_path)
+    con.execute("CREATE TABLE review_queue (tenant_id VARCHAR, intent_id VARCHAR, owner VARCHAR)")
+    con.execute("INSERT INTO review_queue VALUES ('t_alpha', 'in_1', 'op_anna'), ('t_zeta', 'in_2', NULL), "
+                "('t_zeta', 'in_3', NULL)")
+    assert ("  reviews without an owner (the tenant's policy names no reviewer): t_zeta 2"
+            in render(con, tmp_path).splitlines())
