@@ -149,3 +149,10 @@ tenants:
 """)
     assert doc["tenants"]["t_alpha"]["reviewers"] == ["op_anna"]
     assert doc["tenants"]["t_beta"] == {**doc["tenants"]["t_alpha"], "reviewers": ["op_ben"]}
+
+
+def test_tenants_may_sit_at_the_top_level_as_in_the_secrets_file(tmp_path):
+    wrapped = _load_text(tmp_path, POLICY_TEXT.format(limit="5000000"))
+    top = _load_text(tmp_path, POLICY_TEXT.format(limit="5000000").replace("tenants:\n", "").replace("\n  ", "\n")
+                     .removeprefix("  "))
+    assert top == wrapped

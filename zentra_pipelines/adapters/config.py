@@ -143,12 +143,22 @@ def load_policies(path: Path) -> dict:
                           "(YAML would keep only the last)") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"policies file {path} is not valid YAML ({type(exc).__name__})") from None
+    if isinstance(doc, dict) and "tenants" not in doc:
+        doc = _tenants_at_top(doc)
     if not isinstance(doc, dict) or not isinstance(doc.get("tenants"), dict):
         raise ConfigError(f"policies file {path}: expected a mapping with a 'tenants' mapping")
     problem = policies_problem(doc)
     if problem:
         raise ConfigError(f"policies file {path}: {problem}")
     return doc
+
+
+def _tenants_at_top(doc: dict) -> dict:
+    """A policies file written like the secrets file, tenants at the top level
+    (``t_alpha: {max_amount_minor: ...}``), read as ``{tenants: {...}}``: the contract says
+    "per tenant" and does not name the wrapper. Other top-level keys keep their meaning."""
+    reserved = {k: v for k, v in doc.items() if k in TOP_KEYS or str(k).startswith("x-")}
+    return {**reserved, "tenants": {k: v for k, v in doc.items() if k not in reserved}}
 
 
 POLICY_FORMAT = 1
