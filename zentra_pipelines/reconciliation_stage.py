@@ -50,6 +50,12 @@ def _quarantined_intents(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return con.sql(load_sql("select_quarantined_intents")).pl()
 
 
+def _quarantined_ledger_intents(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    for name in ("ledger_postings_quarantine", "ledger_source_rows"):
+        _require(con, name)
+    return con.sql(load_sql("select_quarantined_ledger_intents")).pl()
+
+
 def _table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
     _require(con, name)
     return Warehouse.read(con, name)
@@ -175,6 +181,7 @@ def run_reconciliation(con: duckdb.DuckDBPyConnection) -> BreakReport:
         settlement_conflicts=_table(con, "settlement_conflicts"),
         as_of=when,
         held=_held_intents(con),
+        quarantined_postings=_quarantined_ledger_intents(con),
     )
     frames = {"reconciliation_breaks": breaks} | ({LEDGER_VIEW_CACHE: cache} if cache is not None else {})
     Warehouse.publish(con, frames, allow_empty={"reconciliation_breaks", LEDGER_VIEW_CACHE})

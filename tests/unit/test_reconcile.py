@@ -19,7 +19,7 @@ def _frame(rows: list[tuple], schema: dict) -> pl.DataFrame:
 
 def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.captured",
             settlement: tuple | None = None, ledger_intent: str = "in_1", ledger_fee: int | None = None,
-            columns: tuple[str, ...] = ("break_type", "owner", "reason")) -> list[tuple]:
+            columns: tuple[str, ...] = ("break_type", "owner", "reason"), quarantined: str | None = None) -> list[tuple]:
     """Breaks of intent in_1 (1,000 EUR); ``ledger_captured`` None: no postings at all;
     ``state_type`` None: no provider state."""
     intents = _frame([("t_a", "in_1", 1_000, "EUR", "EUR", T0)],
@@ -49,6 +49,8 @@ def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.c
         settlements=settlements,
         settlement_conflicts=_frame([], {"tenant_id": S, "provider": S, "provider_ref": S, "first_settled_at": D}),
         as_of=T0,
+        quarantined_postings=_frame([("t_a", "in_1", quarantined)] if quarantined else [],
+                                    {"tenant_id": S, "intent_id": S, "ledger_codes": S}),
     )
     return out.select(columns).rows()
 
@@ -104,3 +106,10 @@ def test_a_settlement_in_another_currency_keeps_the_amount_columns_currency():
         "break_type", "ledger_amount_minor", "provider_amount_minor", "currency", "reason")) == [
         ("settlement_mismatch", 1_000, 1_000, "EUR", "settlement batch b_1 reports gross 1000 USD, provider state "
                                                      "1000 EUR")]
+
+
+def test_a_capture_whose_postings_were_quarantined_says_so():
+    assert _breaks(ledger_captured=None, quarantined="journal_unbalanced,posting_conflict") == [
+        ("missing_in_ledger", "ledger_ops", "provider reports payment.captured but the ledger holds no reserve for "
+                                            "the intent: its postings were quarantined (journal_unbalanced,"
+                                            "posting_conflict)")]

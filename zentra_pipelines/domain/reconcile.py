@@ -70,12 +70,16 @@ def reconcile(
     settlement_conflicts: pl.DataFrame,  # tenant_id, provider, provider_ref, first_settled_at
     as_of: datetime,
     held: pl.DataFrame | None = None,  # tenant_id, intent_id, outcome, decision_reason: review or rejected
+    quarantined_postings: pl.DataFrame | None = None,  # tenant_id, intent_id, ledger_codes
 ) -> pl.DataFrame:
     key = ["tenant_id", "intent_id"]
     if "fee_minor" not in settlements.columns:
         settlements = settlements.with_columns(fee_minor=pl.lit(None, pl.Int64))
     if "ledger_fee_minor" not in ledger.columns:
         ledger = ledger.with_columns(ledger_fee_minor=pl.lit(None, pl.Int64))
+    if quarantined_postings is None:
+        quarantined_postings = pl.DataFrame(schema={"tenant_id": pl.String, "intent_id": pl.String,
+                                                    "ledger_codes": pl.String})
     if held is None:
         held = pl.DataFrame(schema={"tenant_id": pl.String, "intent_id": pl.String, "outcome": pl.String,
                                     "decision_reason": pl.String})
@@ -112,9 +116,12 @@ def reconcile(
     # provider moved money past a control (same break type, the reason and owner say so)
     breaks.append(_shape(
         matched.filter(pl.col("ledger_amount_minor").is_null() & ~pl.col("failed"))
-        .join(held, on=key, how="left").with_columns(
+        .join(held, on=key, how="left").join(quarantined_postings, on=key, how="left").with_columns(
             currency=pl.col("provider_currency"),
-            reason=pl.when(pl.col("outcome").is_null())
+            reason=pl.when(pl.col("outcome").is_null() & pl.col("ledger_codes").is_not_null())
+            .then(pl.format("provider reports {} but the ledger holds no reserve for the intent: its postings "
+                            "were quarantined ({})", "type", "ledger_codes"))
+            .when(pl.col("outcome").is_null())
             .then(pl.format("provider reports {} but the ledger has no postings for the intent", "type"))
             .otherwise(pl.format("provider reports {} for an intent policy decided {} ({}): no postings by "
                                  "design, money moved past a control", "type", "outcome", "decision_reason")),
