@@ -237,6 +237,9 @@ def test_a_reread_with_different_content_is_a_conflict_for_every_copy() -> None:
     conflict = quarantine.filter(pl.col("error_code") == errors.POSTING_CONFLICT)
     assert conflict["posting_id"].to_list() == ["p_int_1_reserve_2", "p_int_1_reserve_2"]
     assert codes(quarantine)["p_int_1_reserve_1"] == errors.JOURNAL_UNBALANCED
+    sibling = quarantine.filter(pl.col("posting_id") == "p_int_1_reserve_1")["detail"].to_list()
+    assert sibling == ["journal j_int_1_reserve lost 1 posting(s) to quarantine: p_int_1_reserve_2 "
+                       "(posting_conflict); it no longer balances"]
 
 
 def test_a_journal_that_does_not_sum_to_zero_is_quarantined_whole() -> None:

@@ -389,12 +389,14 @@ def validate_postings(raw: pl.DataFrame, accounts: pl.DataFrame) -> tuple[pl.Dat
     bad = pl.concat([bad, conflict], how="vertical")
 
     # A journal with a quarantined posting no longer balances: quarantine the rest of it.
+    # each posting once: its conflicting copies are several quarantined rows of one posting
     taint = (
         bad.filter(pl.col("journal_id").is_not_null())
+        .unique(subset=["journal_id", "posting_id", "error_code"])
         .sort("posting_id", "error_code", nulls_last=True)
-        .group_by("journal_id")
+        .group_by("journal_id", maintain_order=True)
         .agg(
-            pl.len().alias("_n"),
+            pl.col("posting_id").n_unique().alias("_n"),
             pl.format("{} ({})", pl.col("posting_id").fill_null("?"), "error_code").head(3).str.join(", ").alias("_why"),
         )
     )
