@@ -120,7 +120,8 @@ def _ledger_view(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, pl.DataF
     accounts = _table(con, "ledger_accounts")
     fresh = con.sql(load_sql("select_reconcile_entry_fingerprints"), params={"version": _ledger_view_version(con)}).pl()
     cached = Warehouse.read(con, LEDGER_VIEW_CACHE) if Warehouse.exists(con, LEDGER_VIEW_CACHE) else None
-    if cached is None or "fingerprint" not in cached.columns or fresh["tenant_id"].null_count():
+    shape = [*ledger_domain.INTENT_VIEW_SCHEMA, "fingerprint"]
+    if cached is None or cached.columns != shape or fresh["tenant_id"].null_count():
         view = ledger_domain.intent_ledger_view(_columns(con, "ledger_entries", LEDGER_VIEW_COLUMNS), accounts)
         return view, view.join(fresh, on=key, how="left", maintain_order="left")
     kept = cached.join(fresh, on=[*key, "fingerprint"], how="semi")

@@ -76,3 +76,14 @@ def test_changed_accounts_rebuild_every_intent(tmp_path):
                                         .otherwise(pl.col("type")))
         Warehouse.publish(con, {"ledger_accounts": retyped})
         assert_frame_equal(view_and_publish(con), full(BASE, retyped))
+
+
+def test_a_cache_of_another_shape_is_rebuilt_not_mixed_in(tmp_path):
+    """A cache written by code whose view had other columns (before ledger_fee_minor)
+    is not combined with new rows: the full view is built once."""
+    with Warehouse(tmp_path / "home").connect() as con:
+        Warehouse.publish(con, {"ledger_entries": BASE, "ledger_accounts": ACCOUNTS})
+        view_and_publish(con)
+        older = Warehouse.read(con, stage.LEDGER_VIEW_CACHE).drop("ledger_fee_minor")
+        Warehouse.publish(con, {stage.LEDGER_VIEW_CACHE: older, "ledger_entries": LATER})
+        assert_frame_equal(view_and_publish(con), full(LATER))
