@@ -49,6 +49,7 @@ def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.c
         settlements=settlements,
         settlement_conflicts=_frame([], {"tenant_id": S, "provider": S, "provider_ref": S, "first_settled_at": D}),
         as_of=T0,
+        held=_frame([], {"tenant_id": S, "intent_id": S, "outcome": S, "decision_reason": S}),
         quarantined_postings=_frame([("t_a", "in_1", quarantined)] if quarantined else [],
                                     {"tenant_id": S, "intent_id": S, "ledger_codes": S}),
     )

@@ -129,7 +129,7 @@ class _PolicyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-_PolicyLoader.add_implicit_resolver(_INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789"))
+_PolicyLoader.add_implicit_resolver(_INT_TAG, re.compile(f"^{_PLAIN_INT.pattern}$"), list("-+0123456789"))
 _PolicyLoader.add_constructor(_INT_TAG, _PolicyLoader.construct_yaml_int)
 
 
@@ -157,7 +157,7 @@ def _tenants_at_top(doc: dict) -> dict:
     """A policies file written like the secrets file, tenants at the top level
     (``t_alpha: {max_amount_minor: ...}``), read as ``{tenants: {...}}``: the contract says
     "per tenant" and does not name the wrapper. Other top-level keys keep their meaning."""
-    reserved = {k: v for k, v in doc.items() if k in TOP_KEYS or str(k).startswith("x-")}
+    reserved = {k: v for k, v in doc.items() if _is_top_key(k)}
     return {**reserved, "tenants": {k: v for k, v in doc.items() if k not in reserved}}
 
 
@@ -165,6 +165,12 @@ POLICY_FORMAT = 1
 LIMIT_KEYS = ("max_amount_minor", "daily_limit_minor")
 POLICY_KEYS = (*LIMIT_KEYS, "allowed_corridors", "reviewers")
 TOP_KEYS = ("policy_format", "tenants")
+
+
+def _is_top_key(key: object) -> bool:
+    """A known top-level key, or x-...: room for shared YAML anchors (x-defaults:
+    &defaults), as in compose files."""
+    return key in TOP_KEYS or str(key).startswith("x-")
 
 
 def policies_problem(doc: dict) -> str | None:
@@ -175,8 +181,7 @@ def policies_problem(doc: dict) -> str | None:
     currency, and the intents over it were accepted. So every limit is an integer in minor
     units between 0 and 2^63-1 under a known ISO currency, every key is one the policy
     engine reads, and tenants and reviewers are identifiers."""
-    # x-...: room for shared YAML anchors (x-defaults: &defaults), as in compose files
-    unknown_top = sorted(str(k) for k in doc if k not in TOP_KEYS and not str(k).startswith("x-"))
+    unknown_top = sorted(str(k) for k in doc if not _is_top_key(k))
     if unknown_top:
         return (f"unknown top-level key(s) {', '.join(_shown(k) for k in unknown_top)} "
                 f"(known: {', '.join(TOP_KEYS)}, and x-... for shared YAML anchors)")

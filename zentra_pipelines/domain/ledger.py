@@ -847,18 +847,19 @@ def intent_ledger_view(entries: pl.DataFrame, accounts: pl.DataFrame) -> pl.Data
         .group_by(*key, "idempotency_key")
         .agg(pl.col("journal_id").min().alias("_first_journal"))
     )
-    reserve_in = (
-        typed.filter(reserved & (pl.col("amount_minor") > 0))
-        .join(first_journal, on=[*key, "idempotency_key"], how="left", nulls_equal=False)
-        .filter(pl.col("idempotency_key").is_null() | (pl.col("journal_id") == pl.col("_first_journal")))
-    )
-    # the settle journal's fee (positive postings into `fees`), each idempotency_key once
-    fees = (
-        typed.filter((pl.col("account_type") == "fees") & (pl.col("amount_minor") > 0))
-        .join(first_journal, on=[*key, "idempotency_key"], how="left", nulls_equal=False)
-        .filter(pl.col("idempotency_key").is_null() | (pl.col("journal_id") == pl.col("_first_journal")))
-        .group_by(key)
-        .agg(pl.col("amount_minor").cast(pl.Int128).sum().alias("_fee"))
+
+    def credits_once(into: pl.Expr) -> pl.DataFrame:
+        """Positive postings into ``into`` accounts, each idempotency_key's first journal only."""
+        return (
+            typed.filter(into & (pl.col("amount_minor") > 0))
+            .join(first_journal, on=[*key, "idempotency_key"], how="left", nulls_equal=False)
+            .filter(pl.col("idempotency_key").is_null() | (pl.col("journal_id") == pl.col("_first_journal")))
+        )
+
+    reserve_in = credits_once(reserved)
+    # the settle journal's fee (positive postings into `fees`)
+    fees = credits_once(pl.col("account_type") == "fees").group_by(key).agg(
+        pl.col("amount_minor").cast(pl.Int128).sum().alias("_fee")
     )
     amounts = reserve_in.group_by(key).agg(
         pl.col("amount_minor").cast(pl.Int128).sum().alias("_amount"),

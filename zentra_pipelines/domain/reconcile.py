@@ -59,30 +59,20 @@ def _shape(frame: pl.DataFrame, break_type: str) -> pl.DataFrame:
 
 def reconcile(
     intents: pl.DataFrame,  # tenant_id, intent_id, amount_minor, currency, ledger_currency, created_at
-    ledger: pl.DataFrame,  # intent_ledger_view: tenant_id, intent_id, ledger_amount_minor, ledger_currency, first_posted_at, released
+    ledger: pl.DataFrame,  # intent_ledger_view: ..., ledger_amount_minor, ledger_currency, first_posted_at, released, captured, ledger_fee_minor
     duplicate_journals: pl.DataFrame,  # tenant_id, intent_id, idempotency_key, journal_ids, amount_minor, currency
     provider_state: pl.DataFrame,  # contract provider_state (+ received_at)
     first_callbacks: pl.DataFrame,  # tenant_id, intent_id, first_received_at (accepted callbacks)
     callback_conflicts: pl.DataFrame,  # per event and (intent_id, provider_ref) named: first_received_at
     quarantined_intents: pl.DataFrame,  # tenant_id, intent_id, intent_codes: ids with quarantined lines only
     sequence_ties: pl.DataFrame,  # tenant_id, provider, provider_ref, sequence, event_ids, first_received_at
-    settlements: pl.DataFrame,  # tenant_id, provider, provider_ref, currency, gross_minor, fee_minor (optional), settled_at
+    settlements: pl.DataFrame,  # tenant_id, provider, provider_ref, currency, gross_minor, fee_minor, settled_at
     settlement_conflicts: pl.DataFrame,  # tenant_id, provider, provider_ref, first_settled_at
     as_of: datetime,
-    held: pl.DataFrame | None = None,  # tenant_id, intent_id, outcome, decision_reason: review or rejected
-    quarantined_postings: pl.DataFrame | None = None,  # tenant_id, intent_id, ledger_codes
+    held: pl.DataFrame,  # tenant_id, intent_id, outcome, decision_reason: policy review or rejected
+    quarantined_postings: pl.DataFrame,  # tenant_id, intent_id, ledger_codes
 ) -> pl.DataFrame:
     key = ["tenant_id", "intent_id"]
-    if "fee_minor" not in settlements.columns:
-        settlements = settlements.with_columns(fee_minor=pl.lit(None, pl.Int64))
-    if "ledger_fee_minor" not in ledger.columns:
-        ledger = ledger.with_columns(ledger_fee_minor=pl.lit(None, pl.Int64))
-    if quarantined_postings is None:
-        quarantined_postings = pl.DataFrame(schema={"tenant_id": pl.String, "intent_id": pl.String,
-                                                    "ledger_codes": pl.String})
-    if held is None:
-        held = pl.DataFrame(schema={"tenant_id": pl.String, "intent_id": pl.String, "outcome": pl.String,
-                                    "decision_reason": pl.String})
     created = intents.select(*key, "created_at")
     state = provider_state.select(
         *key, "provider", "provider_ref", "type",
@@ -263,13 +253,11 @@ def reconcile(
     # equal, net = gross - fee then equals the merchant's credit too)
     fee_differs = (pl.col("ledger_fee_minor").is_not_null() & (pl.col("fee_minor") != pl.col("ledger_fee_minor"))
                    ).fill_null(False)
+    figures_differ = (pl.col("gross_minor") != pl.col("provider_amount_minor")) | (
+        pl.col("currency") != pl.col("provider_currency"))
     breaks.append(_shape(
         settled.filter(
-            pl.col("provider_amount_minor").is_null()
-            | (pl.col("gross_minor") != pl.col("provider_amount_minor"))
-            | (pl.col("currency") != pl.col("provider_currency"))
-            | settled_failed
-            | fee_differs
+            pl.col("provider_amount_minor").is_null() | figures_differ | settled_failed | fee_differs
         ).with_columns(
             reason=pl.when(pl.col("provider_amount_minor").is_null())
             .then(pl.format("settlement batch {} reports {} {} for a ref with no provider state",
@@ -277,12 +265,11 @@ def reconcile(
             .when(settled_failed)
             .then(pl.format("settlement batch {} reports gross {} {} for a ref whose provider state is {}",
                             "batch_id", "gross_minor", "currency", "type"))
-            .when(fee_differs & (pl.col("gross_minor") == pl.col("provider_amount_minor"))
-                  & (pl.col("currency") == pl.col("provider_currency")))
-            .then(pl.format("settlement batch {} reports fee {} {}, the ledger's settle journal posted fee {}",
-                            "batch_id", "fee_minor", "currency", "ledger_fee_minor"))
-            .otherwise(pl.format("settlement batch {} reports gross {} {}, provider state {} {}",
-                                 "batch_id", "gross_minor", "currency", "provider_amount_minor", "provider_currency")),
+            .when(figures_differ)
+            .then(pl.format("settlement batch {} reports gross {} {}, provider state {} {}",
+                            "batch_id", "gross_minor", "currency", "provider_amount_minor", "provider_currency"))
+            .otherwise(pl.format("settlement batch {} reports fee {} {}, the ledger's settle journal posted fee {}",
+                                 "batch_id", "fee_minor", "currency", "ledger_fee_minor")),
             # the currency of the amount columns (the provider's and the ledger's); the
             # settlement's own figures, currency included, are in the reason
             currency=pl.coalesce("provider_currency", "currency"),

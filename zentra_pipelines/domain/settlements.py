@@ -18,8 +18,9 @@ Rules, in the order they are judged (the first failing rule names the code):
    (a file without a header; a file whose lines end in a bare ``\\r`` frames as one
    line) and is quarantined with the rest, never dropped as a header;
 3. a blank line, unreadable RFC 4180 quoting, a field count other than 9, or the header
-   repeated on a later line (two reports concatenated) is ``csv_malformed``. A line ending in ``\\r`` (CRLF files) is read without it. Lines are
-   framed on ``\\n``, so a quoted field spanning lines is malformed on both halves;
+   repeated on a later line (two reports concatenated) is ``csv_malformed``. A line
+   ending in ``\\r`` (CRLF files) is read without it. Lines are framed on ``\\n``, so a
+   quoted field spanning lines is malformed on both halves;
 4. an empty non-amount field is ``missing_field``;
 5. provider, provider_ref, tenant_id, batch_id must be contract identifiers
    (``invalid_identifier``);
@@ -381,7 +382,7 @@ def _judge_line(
     if len(fields) != len(FIELDS):
         return (*_NOTHING, errors.CSV_MALFORMED, f"expected {len(FIELDS)} fields, got {len(fields)}", None)
 
-    if [f.removeprefix("\ufeff") for f in fields] == list(FIELDS):
+    if _HEADER_RE.fullmatch(body):
         # two reports concatenated: the second header is no settlement (it was judged as
         # one and quarantined as invalid_timestamp with tenant_id 'tenant_id')
         return (*_NOTHING, errors.CSV_MALFORMED, "a repeated header line inside the file", None)
