@@ -83,9 +83,9 @@ def test_no_postings_at_all_is_missing_in_ledger():
                                             "the intent")]
 
 
-def test_postings_for_an_intent_nobody_else_knows_are_an_unknown_intent_for_ledger_ops():
+def test_a_reserve_for_an_intent_nobody_else_knows_is_missing_at_provider_for_ledger_ops():
     assert _breaks(ledger_captured=True, state_type=None, ledger_intent="in_ghost") == [
-        ("unknown_intent", "ledger_ops", "ledger reserved 1000 EUR for intent in_ghost absent from the intent log, "
+        ("missing_at_provider", "ledger_ops", "ledger reserved 1000 EUR for intent in_ghost absent from the intent log, "
                                          "no provider callback")]
 
 

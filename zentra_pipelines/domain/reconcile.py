@@ -182,9 +182,10 @@ def reconcile(
         MISSING_AT_PROVIDER,
     ))
 
-    # unknown_intent seen from the ledger: a reserve for an intent the intent log never had
-    # and no provider reported (with a callback it is reported from the provider's side).
-    # Only reserves: other journals carry references that are no intents (opening balances).
+    # missing_at_provider for an intent the intent log never had either: a reserve no
+    # provider confirmed (with a callback it is an unknown_intent, the contract's type for a
+    # callback without an intent). Only reserves: other journals carry references that are
+    # no intents (opening balances).
     breaks.append(_shape(
         ledger.filter(pl.col("ledger_amount_minor").is_not_null())
         .join(created, on=key, how="anti").join(state, on=key, how="anti")
@@ -200,7 +201,7 @@ def reconcile(
             first_seen=pl.col("first_posted_at"),
             day=pl.col("first_posted_at").dt.date(),
         ),
-        UNKNOWN_INTENT,
+        MISSING_AT_PROVIDER,
     ))
 
     first_ref = state.group_by(key).agg(pl.col("provider_ref").min(), pl.col("provider_amount_minor").first())
@@ -292,7 +293,7 @@ def reconcile(
     # an intent's breaks belong to the day it was created; refs without an intent to their own first day
     out = out.join(created.rename({"created_at": "_created"}), on=key, how="left").with_columns(
         day=pl.coalesce(pl.col("_created").dt.date(), pl.col("day"), pl.col("first_seen").dt.date())
-    ).drop("_created").join(
+    ).with_columns(_unlogged=pl.col("_created").is_null()).drop("_created").join(
         held.select(*key, _held=pl.lit(True)), on=key, how="left"
     ).with_columns(
         _control_breach=(pl.col("break_type") == MISSING_IN_LEDGER) & pl.col("_held").fill_null(False)
@@ -302,8 +303,8 @@ def reconcile(
         .with_columns(
             age_days=((pl.lit(as_of) - pl.col("first_seen")).dt.total_days()).cast(pl.Int64),
             owner=pl.when(pl.col("_control_breach")).then(pl.lit(CONTROL_OWNER))
-            .when((pl.col("break_type") == UNKNOWN_INTENT) & pl.col("provider_ref").is_null())
-            .then(pl.lit(OWNERS[MISSING_IN_LEDGER]))  # postings only the ledger has: its team's
+            .when((pl.col("break_type") == MISSING_AT_PROVIDER) & pl.col("_unlogged"))
+            .then(pl.lit(OWNERS[MISSING_IN_LEDGER]))  # a reserve only the ledger has: its team's
             .otherwise(pl.col("break_type").replace_strict(OWNERS)),
             status=pl.lit("open"),
         )
