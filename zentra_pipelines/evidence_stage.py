@@ -27,6 +27,28 @@ from zentra_pipelines.domain.evidence import PacketInput
 #: Tenant-days sealed at once (each holds one packet's tables and bytes in memory).
 SEAL_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
+#: Every table a packet seals from (and ``daily_balances``, its closing balances). Sealing
+#: on a warehouse without one of them would sign a day with part of its books left out.
+SEALED_FROM = tuple(sorted({table for table, _ in packet_plan.DAY_COLUMNS.values()} | {"daily_balances"}))
+
+
+def missing_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """What the packets asset refuses to seal without. ``run_packets`` itself seals from
+    what there is (stage-level callers build only some tables, data contracts aside)."""
+    return [t for t in SEALED_FROM if not Warehouse.exists(con, t)]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A tenant-day not sealed: its own rows failed an integrity check of the packet."""
+
+    tenant_id: str
+    period: date
+    failed: tuple[str, ...]  # the day checks' "name: detail"
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.period.isoformat()}: " + "; ".join(self.failed)
+
 
 @dataclass(frozen=True)
 class PacketOutcomes:
@@ -54,6 +76,7 @@ class EvidenceReport:
     packets: pl.DataFrame  # tenant_id, period, version, created, rebuilt, path, merkle_root, key_id
     key_kind: str
     key_id: str
+    refused: tuple[Refused, ...] = ()  # tenant-days whose rows failed a day check: not sealed
 
     @property
     def sealed_now(self) -> int:
@@ -172,6 +195,10 @@ def run_packets(
     read are held at once. A tenant-day whose input digest
     (:mod:`zentra_pipelines.packet_inputs`) and latest sealed version are what this
     warehouse recorded when it sealed that version is not read or rebuilt at all.
+
+    Never signs a packet whose own integrity checks fail (journals balance, the chain
+    links, closing balances net to zero): such a tenant-day is left unsealed and listed
+    in ``refused``, while the other tenant-days are sealed as usual.
     """
     signer = load_signer(home, signing_key)
     packet_store.sweep_staging(home)  # temp packets of a killed run: never evidence, never kept
@@ -209,6 +236,9 @@ def run_packets(
             checks=packet_plan.day_checks(tables, journal_sums),
             report=report,
         )
+        failed = tuple(f"{c['name']}: {c['detail']}" for c in inp.checks if not c["passed"])
+        if failed:
+            return Refused(key.tenant_id, key.period, failed)
         result = packet_store.seal(home, inp, signer)
         return (key.tenant_id, key.period, result.version, result.created, True, str(result.path),
                 result.merkle_root, result.key_id, result.manifest_sha256)
@@ -217,11 +247,12 @@ def run_packets(
     # CSV, deflate (ISA-L), inflate and SHA-256 on large buffers, all of which release the GIL: seal them on
     # a small pool while this thread (the only one using ``con``) reads the next one.
     # Rows come back in (day, tenant) order whatever the thread schedule.
-    rows = []
+    rows, refused = [], []
     pending: deque[Future | tuple] = deque()  # a tuple: an unchanged day, already answered
 
     def settle(item: Future | tuple) -> None:
-        rows.append(item.result() if isinstance(item, Future) else item)
+        done = item.result() if isinstance(item, Future) else item
+        (refused if isinstance(done, Refused) else rows).append(done)
 
     with ThreadPoolExecutor(max_workers=SEAL_WORKERS, thread_name_prefix="zentra-seal") as pool:
         for day in todo:
@@ -260,7 +291,7 @@ def run_packets(
         orient="row",
     )
     _record_packets(con, packets, days)
-    return EvidenceReport(packets=packets, key_kind=signer.key_kind, key_id=signer.key_id)
+    return EvidenceReport(packets=packets, key_kind=signer.key_kind, key_id=signer.key_id, refused=tuple(refused))
 
 
 #: Rows (all packet tables) read at once for the tenant-days of one day: small days are

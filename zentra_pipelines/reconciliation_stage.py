@@ -403,6 +403,8 @@ def run_accounting(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     The lines are counted per file in the engine (sql/count_reconcile_source_rows.sql) and only
     the counts reach Polars; the frame is the one domain.accounting.per_file_accounting builds
     from the lines themselves (same columns, types and order)."""
+    for name in ("landing_lines", *QUARANTINE_TABLES.values()):
+        _require(con, name)
     key = ["source_file", "file_sha256"]
     parts = []
     for source, table in QUARANTINE_TABLES.items():

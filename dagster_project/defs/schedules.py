@@ -11,7 +11,7 @@ from datetime import timedelta, timezone
 
 import dagster as dg
 
-from dagster_project.defs.partitions import key_of
+from dagster_project.defs.partitions import START, day_of, key_of
 
 JOB_NAME = "daily_reconciliation"
 
@@ -32,10 +32,12 @@ daily_reconciliation = dg.define_asset_job(
     description="02:00 UTC every day: rebuild the state and seal the packets of the previous UTC day "
     "(the day that just closed, with two hours for late files to land).",
 )
-def daily_reconciliation_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def daily_reconciliation_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     tick = context.scheduled_execution_time.astimezone(timezone.utc)
-    day = key_of((tick - timedelta(days=1)).date())
-    return dg.RunRequest(run_key=f"close-{day}", partition_key=day, tags={"zentra/trigger": "schedule"})
+    day = (tick - timedelta(days=1)).date()
+    if day < day_of(START):
+        return dg.SkipReason(f"{key_of(day)} is before the evidence calendar starts ({START}): nothing to close")
+    return dg.RunRequest(run_key=f"close-{key_of(day)}", partition_key=key_of(day), tags={"zentra/trigger": "schedule"})
 
 
 @dg.definitions

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from dagster_project.defs.evidence import gate
 from dagster_project.defs.lifecycle import (
     EVIDENCED,
     PACKETS_ASSET,
@@ -48,11 +49,20 @@ PACKET_COLUMNS = ["tenant", "version", "sealed now", "merkle root", "key id", "p
 )
 def audit_packets(context: dg.AssetExecutionContext, zentra: ZentraResource) -> dg.MaterializeResult:
     settings = zentra.settings()
-    window = context.partition_time_window
-    days = window_days(window.start, window.end)
+    days = partition_days(context)
     tenants = evidence_stage.configured_tenants(settings.policies, settings.secrets)
     with zentra.warehouse() as con:
+        if missing := evidence_stage.missing_tables(con):
+            what = "tables" if len(missing) == len(evidence_stage.SEALED_FROM) else ", ".join(missing)
+            raise dg.Failure(f"Nothing sealed: the warehouse has no {what} yet. Materialize the upstream "
+                             "assets first (Materialize all, or `zentra run`).")
+        if failed := gate.blocking_failures(context.instance, con, context.log.info):
+            raise dg.Failure("Nothing sealed: the state failed a blocking integrity check. Fix it and "
+                             "rematerialize the asset with its checks.\n" + "\n".join(failed))
         r = evidence_stage.run_packets(con, settings.home, tenants, settings.signing_key, days=days)
+    if r.refused:
+        raise dg.Failure(f"{len(r.refused)} tenant-day(s) not sealed, their rows failed a packet integrity "
+                         "check (the rest were sealed):\n" + "\n".join(map(str, r.refused[:20])))
     if r.key_kind == "development":
         context.log.warning("Packets signed with a DEVELOPMENT key: set ZENTRA_SIGNING_KEY for real evidence.")
     for day in sorted(days):
@@ -67,6 +77,15 @@ def audit_packets(context: dg.AssetExecutionContext, zentra: ZentraResource) -> 
             "packets_root": dg.MetadataValue.path(str(settings.home / "packets")),
         }
     )
+
+
+def partition_days(context: dg.AssetExecutionContext) -> set[date]:
+    """The UTC days of the run's partition or range; a run without one names the way out."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        raise dg.Failure("audit_packets seals UTC days: choose a day or a range of days (a partition in the UI, "
+                         "`--partition 2026-11-20` on the command line); `zentra run` seals every day with data.")
+    window = context.partition_time_window
+    return window_days(window.start, window.end)
 
 
 def day_metadata(packets: pl.DataFrame, day: date, home: Path) -> dict[str, object]:

@@ -1,0 +1,182 @@
+"""The seal gate: ``audit_packets`` run on its own (a UI backfill, a second run) seals
+nothing on top of a state that failed, or never passed, a blocking check."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dagster_project.defs.evidence.gate import BLOCKING_CHECKS, latest_verdict
+from dagster_project.defs.ingest.checks import ONE_STATE_PER_REF
+from dagster_project.defs.lifecycle import PACKETS_ASSET
+from dagster_project.defs.resources import ZentraResource
+from dagster_project.defs.schedules import daily_reconciliation_schedule
+from dagster_project.defs.sensors import root_message
+from dagster_project.pipeline import load_definitions
+
+DAY = "2026-11-20"  # the sample's base date
+
+
+def _resource(sample: Path, home: Path) -> ZentraResource:
+    return ZentraResource(landing=str(sample / "landing"), source_db=str(sample / "source.sqlite"),
+                          policies=str(sample / "policies.yaml"), secrets=str(sample / "secrets.json"),
+                          home=str(home))
+
+
+def _run(defs, sample: Path, home: Path, instance: dg.DagsterInstance, selection=None,
+         partition_key: str | None = DAY) -> dg.ExecuteInProcessResult:
+    return dg.materialize([*defs.assets, *defs.asset_checks], resources={"zentra": _resource(sample, home)},
+                          partition_key=partition_key, instance=instance, raise_on_error=False, selection=selection)
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    [event] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = event.step_failure_data.user_failure_data
+    return error.description if error is not None else root_message(event.step_failure_data.error)
+
+
+def _packets(home: Path) -> list[str]:
+    return sorted(str(p.relative_to(home)) for p in (home / "packets").rglob("v*.zip"))
+
+
+def _execute(con_path: Path, sql: str) -> None:
+    con = duckdb.connect(str(con_path))
+    try:
+        con.execute(sql)
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def built(tiny_sample, tmp_path_factory):
+    """The whole graph materialized for DAY on one instance; the home as it left it."""
+    defs = load_definitions()
+    home = tmp_path_factory.mktemp("gate_home")
+    instance = dg.DagsterInstance.ephemeral()
+    result = _run(defs, tiny_sample, home, instance)
+    assert result.success
+    yield defs, home, instance
+    instance.dispose()
+
+
+def _copy(home: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    return copy
+
+
+PACKETS = dg.AssetSelection.assets(PACKETS_ASSET)
+
+
+def test_the_gate_knows_every_blocking_check_of_the_definitions(built):
+    defs, _, _ = built
+    declared = {spec.key for checks in defs.asset_checks for spec in checks.check_specs if spec.blocking}
+    assert set(BLOCKING_CHECKS) == declared
+
+
+def test_packets_alone_after_a_passing_run_trust_its_verdicts_and_seal(built, tiny_sample, tmp_path):
+    defs, home, instance = built
+    assert {key: latest_verdict(instance, key) for key in BLOCKING_CHECKS} == dict.fromkeys(BLOCKING_CHECKS, True)
+    copy = _copy(home, tmp_path)
+    result = _run(defs, tiny_sample, copy, instance, PACKETS)
+    assert result.success
+    assert _packets(copy) == _packets(home)  # same state: nothing new sealed
+
+
+def test_a_failed_blocking_check_stops_a_later_packets_only_run(built, tiny_sample, tmp_path):
+    defs, home, _ = built
+    copy = _copy(home, tmp_path)
+    _execute(copy / "warehouse.duckdb", "INSERT INTO provider_state SELECT * FROM provider_state LIMIT 1")
+    with dg.DagsterInstance.ephemeral() as instance:
+        check = dg.AssetCheckKey(dg.AssetKey("provider_state"), ONE_STATE_PER_REF)
+        checked = _run(defs, tiny_sample, copy, instance, dg.AssetSelection.checks(check), None)
+        assert not checked.success  # the blocking check failed in its own run
+        before = _packets(copy)
+        result = _run(defs, tiny_sample, copy, instance, PACKETS)
+    assert not result.success
+    message = _failure(result)
+    assert message.startswith("Nothing sealed: the state failed a blocking integrity check.")
+    assert f"provider_state/{ONE_STATE_PER_REF}: its latest evaluation failed" in message
+    assert _packets(copy) == before
+
+
+def test_on_an_instance_that_never_checked_the_state_the_invariants_run_before_sealing(built, tiny_sample, tmp_path):
+    defs, home, _ = built
+    copy = _copy(home, tmp_path)
+    _execute(copy / "warehouse.duckdb", "INSERT INTO provider_state SELECT * FROM provider_state LIMIT 1")
+    before = _packets(copy)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _run(defs, tiny_sample, copy, instance, PACKETS)
+    assert not result.success
+    message = _failure(result)
+    assert f"provider_state/{ONE_STATE_PER_REF}: " in message and "has 2 state rows" in message
+    assert _packets(copy) == before
+
+
+def test_a_packet_whose_own_journals_do_not_balance_is_never_signed(built, tiny_sample, tmp_path):
+    """Edited after its checks passed (outside Dagster): the instance's verdicts are
+    stale, but the packet's own day checks refuse that tenant-day."""
+    defs, home, instance = built
+    copy = _copy(home, tmp_path)
+    con = duckdb.connect(str(copy / "warehouse.duckdb"))
+    tenant, posting = con.sql(
+        "SELECT tenant_id, posting_id FROM ledger_entries WHERE CAST(posted_at AS DATE) = $day "
+        "AND amount_minor > 0 ORDER BY tenant_id, posting_id LIMIT 1", params={"day": DAY}).fetchall()[0]
+    con.execute("UPDATE ledger_entries SET amount_minor = amount_minor + 100 WHERE posting_id = ?", [posting])
+    con.close()
+    before = _packets(copy)
+    result = _run(defs, tiny_sample, copy, instance, PACKETS)
+    assert not result.success
+    message = _failure(result)
+    assert message.startswith("1 tenant-day(s) not sealed, their rows failed a packet integrity check")
+    assert f"{tenant} {DAY}: journals_balance: " in message and "1 not summing to zero" in message
+    assert _packets(copy) == before  # no v2 of that day for anyone to download
+
+
+def test_packets_on_a_fresh_home_say_nothing_is_built_yet(built, tiny_sample, tmp_path):
+    defs, _, _ = built
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _run(defs, tiny_sample, tmp_path / "fresh", instance, PACKETS)
+    assert not result.success
+    assert _failure(result).startswith("Nothing sealed: the warehouse has no tables yet. Materialize the upstream")
+    assert not (tmp_path / "fresh" / "packets").exists() or _packets(tmp_path / "fresh") == []
+
+
+def test_packets_on_a_partly_built_home_name_the_missing_tables(built, tiny_sample, tmp_path):
+    defs, _, _ = built
+    home = tmp_path / "part"
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = _run(defs, tiny_sample, home, instance, dg.AssetSelection.assets("provider_state"), None)
+        assert first.success
+        result = _run(defs, tiny_sample, home, instance, PACKETS)
+    assert not result.success
+    message = _failure(result)
+    assert "ledger_entries" in message and "callback_events" not in message
+    assert _packets(home) == [] if (home / "packets").exists() else True
+
+
+def test_packets_without_a_partition_say_how_to_choose_one(built, tiny_sample, tmp_path):
+    defs, home, instance = built
+    result = _run(defs, tiny_sample, _copy(home, tmp_path), instance, PACKETS, None)
+    assert not result.success
+    assert _failure(result).startswith("audit_packets seals UTC days: choose a day or a range of days")
+
+
+def test_ingest_accounting_alone_on_a_fresh_home_names_what_is_missing(built, tiny_sample, tmp_path):
+    defs, _, _ = built
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _run(defs, tiny_sample, tmp_path / "fresh", instance,
+                      dg.AssetSelection.assets("ingest_accounting"), None)
+    assert not result.success
+    assert "table landing_lines has not been built yet: materialize its upstream asset first" in _failure(result)
+
+
+def test_the_first_tick_of_the_calendar_skips_the_day_before_it():
+    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc))
+    data = daily_reconciliation_schedule.evaluate_tick(ctx)
+    assert data.run_requests == [] and "2025-12-31 is before the evidence calendar starts" in data.skip_message
