@@ -290,7 +290,7 @@ def run_packets(
                 "rebuilt": pl.Boolean, "path": pl.String, "merkle_root": pl.String, "key_id": pl.String},
         orient="row",
     )
-    _record_packets(con, packets, days)
+    _record_packets(con, packets, days, refused)
     return EvidenceReport(packets=packets, key_kind=signer.key_kind, key_id=signer.key_id, refused=tuple(refused))
 
 
@@ -332,11 +332,18 @@ def _unchanged(home: Path, tenant: str, day: date, digest: str | None, prior: tu
     return (tenant, day, version, False, False, str(path), manifest["merkle_root"], manifest["key_id"], manifest_sha)
 
 
-def _record_packets(con: duckdb.DuckDBPyConnection, packets: pl.DataFrame, days: set[date] | None) -> None:
-    """Keep the ``packets`` table whole: a partitioned run replaces only the rows of its days."""
-    old = Warehouse.read(con, "packets") if days is not None else None
+def _record_packets(con: duckdb.DuckDBPyConnection, packets: pl.DataFrame, days: set[date] | None,
+                    refused: list[Refused]) -> None:
+    """Keep the ``packets`` table whole: a partitioned run replaces only the rows of its
+    days, and a refused tenant-day keeps the row of the version it still has."""
+    old = Warehouse.read(con, "packets") if days is not None or refused else None
     if old is not None and old.height:
-        kept = old.filter(~pl.col("period").is_in(sorted(days)))
+        still = pl.DataFrame([(r.tenant_id, r.period) for r in refused],
+                             schema={"tenant_id": pl.String, "period": pl.Date}, orient="row")
+        kept = pl.concat([
+            old.filter(~pl.col("period").is_in(sorted(days))) if days is not None else old.clear(),
+            old.join(still, on=["tenant_id", "period"], how="semi"),
+        ])
         packets = pl.concat([kept, packets], how="diagonal_relaxed").select(packets.columns)
     Warehouse.publish(con, {"packets": packets.sort("tenant_id", "period")}, allow_empty={"packets"})
 

@@ -136,6 +136,13 @@ def test_a_packet_whose_own_journals_do_not_balance_is_never_signed(built, tiny_
     assert message.startswith("1 tenant-day(s) not sealed, their rows failed a packet integrity check")
     assert f"{tenant} {DAY}: journals_balance: " in message and "1 not summing to zero" in message
     assert _packets(copy) == before  # no v2 of that day for anyone to download
+    con = duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True)
+    try:
+        listed = con.sql("SELECT version FROM packets WHERE tenant_id = $t AND CAST(period AS VARCHAR) = $d",
+                         params={"t": tenant, "d": DAY}).fetchall()
+    finally:
+        con.close()
+    assert listed == [(1,)]  # the packets table still lists the version it has
 
 
 def test_packets_on_a_fresh_home_say_nothing_is_built_yet(built, tiny_sample, tmp_path):
