@@ -19,7 +19,8 @@ def _frame(rows: list[tuple], schema: dict) -> pl.DataFrame:
 
 def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.captured",
             settlement: tuple | None = None, ledger_intent: str = "in_1", ledger_fee: int | None = None,
-            columns: tuple[str, ...] = ("break_type", "owner", "reason"), quarantined: str | None = None) -> list[tuple]:
+            columns: tuple[str, ...] = ("break_type", "owner", "reason"), quarantined: str | None = None,
+            conflict: bool = False) -> list[tuple]:
     """Breaks of intent in_1 (1,000 EUR); ``ledger_captured`` None: no postings at all;
     ``state_type`` None: no provider state."""
     intents = _frame([("t_a", "in_1", 1_000, "EUR", "EUR", T0)],
@@ -41,8 +42,9 @@ def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.c
                                        "amount_minor": N, "currency": S}),
         provider_state=state,
         first_callbacks=_frame([("t_a", "in_1", T0)], {"tenant_id": S, "intent_id": S, "first_received_at": D}),
-        callback_conflicts=_frame([], {"tenant_id": S, "intent_id": S, "provider_ref": S, "event_id": S,
-                                       "first_received_at": D}),
+        callback_conflicts=_frame([("t_a", "in_1", "ref_1", "evt_9", T0)] if conflict else [],
+                                  {"tenant_id": S, "intent_id": S, "provider_ref": S, "event_id": S,
+                                   "first_received_at": D}),
         quarantined_intents=_frame([], {"tenant_id": S, "intent_id": S, "intent_codes": S}),
         sequence_ties=_frame([], {"tenant_id": S, "provider": S, "provider_ref": S, "sequence": N, "event_ids": S,
                                   "first_received_at": D}),
@@ -114,3 +116,9 @@ def test_a_capture_whose_postings_were_quarantined_says_so():
         ("missing_in_ledger", "ledger_ops", "provider reports payment.captured but the ledger holds no reserve for "
                                             "the intent: its postings were quarantined (journal_unbalanced,"
                                             "posting_conflict)")]
+
+
+def test_a_callback_conflict_without_postings_carries_the_provider_currency():
+    assert _breaks(ledger_captured=None, conflict=True,
+                   columns=("break_type", "ledger_amount_minor", "provider_amount_minor", "currency")) == [
+        ("callback_conflict", None, 1_000, "EUR"), ("missing_in_ledger", None, 1_000, "EUR")]

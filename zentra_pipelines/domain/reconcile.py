@@ -219,9 +219,12 @@ def reconcile(
     )
     breaks.append(_shape(
         conflicts.join(ledger.select(*key, "ledger_amount_minor", "ledger_currency"), on=key, how="left")
-        .join(state.select(*key, "provider_ref", "provider_amount_minor"), on=[*key, "provider_ref"], how="left")
+        .join(state.select(*key, "provider_ref", "provider_amount_minor", "provider_currency"),
+              on=[*key, "provider_ref"], how="left")
         .with_columns(
-            currency=pl.col("ledger_currency"),
+            # the ledger's currency when it has an amount, else the provider's: never an amount without one
+            currency=pl.when(pl.col("ledger_amount_minor").is_not_null())
+            .then(pl.col("ledger_currency")).otherwise(pl.col("provider_currency")),
             reason=pl.format("event(s) {} arrived with different contents; every copy quarantined", "event_id"),
             first_seen=pl.col("first_received_at"),
         ),
