@@ -11,3 +11,13 @@ CREATE OR REPLACE TEMP MACRO iso_utc(s) AS
 -- and RFC 8259 lets a parser ignore it; a BOM anywhere else stays and fails as JSON.
 CREATE OR REPLACE TEMP MACRO json_text(s, line_no) AS
     CASE WHEN line_no = 1 AND starts_with(s, chr(65279)) THEN substr(s, 2) ELSE s END;
+-- One JSON value as RFC 8259 has it. DuckDB's json_valid also takes a trailing comma
+-- ('{"a":1,}', '[1,]') and NaN / Infinity / inf / nan in any case: a stricter parser
+-- downstream would read such a line, or a signed body, differently, so they are not JSON
+-- here either. Outside string literals (replaced by "" first) the only bare words JSON
+-- has are true, false and null, none of which holds "nan" or "inf". The string-stripping
+-- pass runs only on the rare lines where a cheap scan finds one of those patterns.
+CREATE OR REPLACE TEMP MACRO json_lenient_only(s) AS
+    regexp_matches(s, '(?i)nan|inf|,[ \t\n\r]*[\]}]')
+    AND regexp_matches(regexp_replace(s, '"([^"\\]|\\.)*"', '""', 'g'), '(?i)nan|inf|,[ \t\n\r]*[\]}]');
+CREATE OR REPLACE TEMP MACRO json_strict_valid(s) AS json_valid(s) AND NOT json_lenient_only(s);

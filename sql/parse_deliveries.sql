@@ -13,7 +13,7 @@
 WITH valid AS (
     -- json_valid in a CTE of its own: DuckDB hoists common subexpressions out of CASE,
     -- so JSON functions must never see an invalid text, whatever the CASE order says.
-    SELECT l.*, CASE WHEN json_valid(json_text(l.text, l.line_no)) THEN json_text(l.text, l.line_no) END AS j FROM delivery_lines AS l
+    SELECT l.*, CASE WHEN json_strict_valid(json_text(l.text, l.line_no)) THEN json_text(l.text, l.line_no) END AS j FROM delivery_lines AS l
 ),
 objects AS (
     SELECT *, json_type(j) AS top_type FROM valid

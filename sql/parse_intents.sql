@@ -1,7 +1,7 @@
 -- Parse framed intent lines (contract 2.2) into typed rows plus one error code per bad line.
 -- Input view: intent_lines(source_file, file_sha256, line_no, text, frame_error, frame_detail).
 WITH valid AS (
-    SELECT l.*, CASE WHEN json_valid(json_text(l.text, l.line_no)) THEN json_text(l.text, l.line_no) END AS j FROM intent_lines AS l
+    SELECT l.*, CASE WHEN json_strict_valid(json_text(l.text, l.line_no)) THEN json_text(l.text, l.line_no) END AS j FROM intent_lines AS l
 ),
 fields AS (
     -- Each JSON function parses its whole input again, so every field is asked for in one

@@ -7,7 +7,7 @@
 WITH valid AS (
     -- Guard once: every JSON function below sees NULL, never unparsable text (DuckDB may
     -- hoist common subexpressions out of a CASE, so guards inside CASEs are not enough).
-    SELECT l.*, CASE WHEN json_valid(json_text(l.text, l.line_no)) THEN json_text(l.text, l.line_no) END AS j
+    SELECT l.*, CASE WHEN json_strict_valid(json_text(l.text, l.line_no)) THEN json_text(l.text, l.line_no) END AS j
     FROM callback_lines_new AS l
 ),
 envelope AS (
@@ -95,7 +95,7 @@ body AS (
             ELSE false END
         END AS signature_ok,
         kr.ikeys IS NOT NULL AS tenant_known,
-        CASE WHEN json_valid(s.body) THEN s.body END AS bj
+        CASE WHEN json_strict_valid(s.body) THEN s.body END AS bj
     FROM signatures AS s
     LEFT JOIN keyring AS kr ON kr.tenant_id = s.tenant_id AND kr.provider = s.provider
 ),

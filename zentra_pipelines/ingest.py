@@ -7,6 +7,7 @@ appended in one transaction so a crash never leaves half a file archived.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import closing
@@ -22,6 +23,7 @@ from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.config import load_webhook_keys
 from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.domain import errors
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
 from zentra_pipelines.domain.callbacks import EVENT_KEY, converge
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
@@ -215,24 +217,57 @@ def _write_stat_cache(con: duckdb.DuckDBPyConnection, listed: dict[str, tuple[la
                       allow_empty={STAT_CACHE})
 
 
-def verify_new_callbacks(con: duckdb.DuckDBPyConnection, webhook_keys: pl.DataFrame) -> int:
+#: Verdicts that depended on the configured keys: a changed secrets file (a tenant or a
+#: provider added, a secret fixed) may turn them around, so they are judged again.
+KEY_VERDICTS = (errors.UNKNOWN_TENANT, errors.SIGNATURE_MISMATCH)
+
+
+def keys_fingerprint(webhook_keys: pl.DataFrame) -> str:
+    """Which keys judged the callbacks, as a value nothing secret can be recovered from:
+    PBKDF2-SHA256 (100k rounds) over the sorted set of (tenant, provider, key pad), so
+    the order of a provider's secrets does not count and a guess costs 100k hashes."""
+    keys = sorted(set(webhook_keys.select("tenant_id", "provider", "ikey").iter_rows()))
+    blob = b"".join(f"{t}\0{p}\0".encode() + bytes(k) + b"\0" for t, p, k in keys)
+    return hashlib.pbkdf2_hmac("sha256", blob, b"zentra.callback_keys/1", 100_000).hex()
+
+
+def verify_new_callbacks(con: duckdb.DuckDBPyConnection, webhook_keys: pl.DataFrame,
+                         fingerprint: str | None = None) -> int:
     """Verify callback lines not verified before; append one judged row per line.
 
     The verdict is kept as evidence of what was checked at receipt, so a later secret
-    rotation never re-judges history. The verdicts go straight from the query into the
-    table inside DuckDB: at 1M intents (2.45M lines) holding them as a frame first cost
-    ~0.7 GB that stayed resident through the convergence that follows.
+    rotation never re-judges a line that was accepted (a secret retired since does not
+    make it a forgery). A line quarantined for want of a key (``KEY_VERDICTS``) is judged
+    again whenever the keys changed: a tenant added to the secrets file, or a secret
+    corrected, takes effect on the lines already landed, as on a fresh home. The
+    verdicts go straight from the query into the table inside DuckDB: at 1M intents
+    (2.45M lines) holding them as a frame first cost ~0.7 GB that stayed resident
+    through the convergence that follows.
     """
     ensure_archive(con)
     ensure_macros(con)
-    con.execute(load_sql("select_pending_callbacks"))
-    con.register("webhook_secrets", webhook_keys)
-    con.register("iso_currencies", pl.DataFrame({"currency": sorted(currency_exponents())}))
+    fingerprint = fingerprint or keys_fingerprint(webhook_keys)
+    con.execute("BEGIN TRANSACTION")
     try:
+        if con.sql("SELECT fingerprint FROM callback_keys_judged").fetchall() not in ([], [(fingerprint,)]):
+            (again,) = con.execute("DELETE FROM callback_checked WHERE list_contains($codes, error_code)",
+                                   {"codes": list(KEY_VERDICTS)}).fetchall()[0]
+            if again:
+                log.warning("the webhook secrets changed: %d callback line(s) quarantined as %s are judged again",
+                            again, " or ".join(KEY_VERDICTS))
+        con.execute(load_sql("select_pending_callbacks"))
+        con.register("webhook_secrets", webhook_keys)
+        con.register("iso_currencies", pl.DataFrame({"currency": sorted(currency_exponents())}))
         (judged,) = con.execute(
             "INSERT INTO callback_checked BY NAME SELECT * FROM (\n" + load_sql("verify_callbacks") + "\n)",
             {"identifier": IDENTIFIER_PATTERN.strip("^$"), "max_skew_ms": MAX_SKEW_MS},
         ).fetchall()[0]
+        con.execute("DELETE FROM callback_keys_judged")
+        con.execute("INSERT INTO callback_keys_judged VALUES ($f)", {"f": fingerprint})
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
     finally:
         con.unregister("webhook_secrets")
         con.unregister("iso_currencies")
@@ -264,9 +299,12 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
     When the judged lines and the code are those the published tables were built from
     (``stage_inputs``), nothing is rebuilt: the report is read from those tables.
     """
-    verified = verify_new_callbacks(con, load_webhook_keys(secrets_path))
+    keys = load_webhook_keys(secrets_path)
+    fingerprint = keys_fingerprint(keys)
+    verified = verify_new_callbacks(con, keys, fingerprint)
     (received,) = con.sql("SELECT count(*) FROM callback_checked").fetchall()[0]
-    inputs = stage_inputs.digest(con, "callback_checked", [code_version()])
+    # the keys count: lines judged again keep their count and line numbers, not their verdict
+    inputs = stage_inputs.digest(con, "callback_checked", [code_version(), fingerprint])
     if stage_inputs.unchanged(con, CALLBACK_INPUTS, inputs, CALLBACK_TABLES):
         quarantine = Warehouse.read(con, "callbacks_quarantine")
         accepted, distinct = con.sql(

@@ -113,6 +113,19 @@ def test_a_byte_order_mark_opening_a_jsonl_file_is_ignored_elsewhere_it_is_malfo
     assert parsed.select("line_no", "error_code").rows() == [(1, None), (2, "malformed_json")]
 
 
+def test_a_trailing_comma_or_a_nan_is_not_json_though_duckdb_reads_them():
+    """RFC 8259 has neither; a stricter reader downstream would see another line."""
+    con = duckdb.connect()
+    ok = delivery(error="nan, info ,}")  # the same characters inside a string are data
+    archive(con, "deliveries", "a.jsonl", delivery()[:-1] + b",}", delivery(delivery_id="dlv_nan").replace(
+        b'"latency_ms": 120', b'"latency_ms": NaN'), ok)
+    parsed = parse_deliveries(con)
+    assert parsed.select("line_no", "error_code").rows() == [(1, "malformed_json"), (2, "malformed_json"), (3, None)]
+    archive(con, "intents", "a.jsonl", b'{"intent_id": "i_1",}', b'{"intent_id": "i_2", "amount_minor": Infinity}')
+    intents = intake.parse_source(con, "intents", "parse_intents", "intent_lines")
+    assert intents.select("line_no", "error_code").rows() == [(1, "malformed_json"), (2, "malformed_json")]
+
+
 SETTLEMENT_HEADER = b"provider,provider_ref,tenant_id,currency,gross_minor,fee_minor,net_minor,settled_at,batch_id"
 
 

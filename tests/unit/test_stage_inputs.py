@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from polars.testing import assert_frame_equal
 
-from tests.helpers.callbacks import flat_body, make_callback, write_landing, write_secrets
+from tests.helpers.callbacks import DEFAULT_SECRETS, flat_body, make_callback, write_landing, write_secrets
 from tests.unit.test_parse_cache import archive, delivery
 from zentra_pipelines import events_stage, stage_inputs
 from zentra_pipelines import ingest as ingest_stage
@@ -161,3 +161,40 @@ def test_intents_skip_when_nothing_new_and_rebuild_on_a_new_file(monkeypatch):
         assert_frame_equal(con.sql(f"SELECT * FROM {table}").pl(), fresh.sql(f"SELECT * FROM {table}").pl())
     assert (first.received, first.accepted_lines, first.intents) == (3, 2, 1)
     assert (second.received, second.accepted_lines, second.intents) == (4, 3, 2)
+
+
+def test_a_tenant_added_to_the_secrets_judges_its_quarantined_lines_again(tmp_path, caplog):
+    """Quarantined as unknown_tenant while t_alpha had no secret; once it has one, the
+    lines land as on a fresh home (same inputs, same state), with a warning."""
+    landing_dir = write_landing(tmp_path, {"a.jsonl": [make_callback(flat_body()), "{"]})
+    (tmp_path / "without").mkdir()
+    without = write_secrets(tmp_path / "without", {"t_beta": DEFAULT_SECRETS["t_beta"]})
+    secrets = write_secrets(tmp_path)
+    with Warehouse(tmp_path / "home").connect() as con:
+        archive_landing(con, landing_dir)
+        before = ingest_stage.run_callbacks(con, without)
+        assert before.quarantined_by_code == {"malformed_json": 1, "unknown_tenant": 1}
+        with caplog.at_level("WARNING", logger="zentra.landing"):
+            after = ingest_stage.run_callbacks(con, secrets)
+        tables = callback_tables(con)
+    assert "the webhook secrets changed: 1 callback line(s) quarantined as unknown_tenant or signature_mismatch " \
+           "are judged again" in caplog.text
+    with Warehouse(tmp_path / "fresh").connect() as fresh:
+        archive_landing(fresh, landing_dir)
+        assert ingest_stage.run_callbacks(fresh, secrets) == replace(after, verified_now=2)
+        for name, frame in callback_tables(fresh).items():
+            assert_frame_equal(frame, tables[name])
+    assert after.accepted == 1 and after.verified_now == 1
+
+
+def test_a_secret_retired_later_leaves_accepted_lines_accepted(tmp_path):
+    """Verified at receipt with the key then configured: retiring that key does not
+    turn history into forgeries."""
+    landing_dir = write_landing(tmp_path, {"a.jsonl": [make_callback(flat_body())]})
+    secrets = write_secrets(tmp_path)
+    (tmp_path / "later").mkdir()
+    later = write_secrets(tmp_path / "later", {"t_beta": DEFAULT_SECRETS["t_beta"]})
+    with Warehouse(tmp_path / "home").connect() as con:
+        archive_landing(con, landing_dir)
+        assert ingest_stage.run_callbacks(con, secrets).accepted == 1
+        assert ingest_stage.run_callbacks(con, later).accepted == 1

@@ -40,7 +40,7 @@ DEFAULT_DISABLED_COMPRESSION = "fsst,dict_fsst"
 TABLES = frozenset(
     {
         # append-only archive and bookkeeping
-        "landing_files", "landing_lines", "callback_checked", "ledger_source_rows",
+        "landing_files", "landing_lines", "callback_checked", "callback_keys_judged", "ledger_source_rows",
         "landing_file_stats",  # landing file stat -> content hash, so known files are not re-read
         # per-line parse caches (keyed by file_sha256, line_no; see intake.parse_source)
         "deliveries_parsed", "intents_parsed", "settlements_parsed",
