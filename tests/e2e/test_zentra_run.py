@@ -254,6 +254,8 @@ def test_unusable_signing_key_or_source_is_refused_before_any_work(tmp_path, sam
         (str(no_table), None, "has no table ledger_postings"),
         (str(no_column), None, "lacks column(s): journal_id"),
         (str(not_db), None, "cannot open the source database"),
+        ("postgresql://u:pw_canary@127.0.0.1:notaport/db", None, "the source database URL is malformed"),
+        ("postgresql+asyncpg://u:pw_canary@127.0.0.1/db", None, "no database driver for 'postgresql+asyncpg'"),
     ]
     for source, key, message in cases:
         env = {k: v for k, v in os.environ.items() if k != "ZENTRA_SIGNING_KEY"}
@@ -265,6 +267,7 @@ def test_unusable_signing_key_or_source_is_refused_before_any_work(tmp_path, sam
         proc = zentra(*args, env=env)
         assert proc.returncode == 2, (message, proc.stderr)
         assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
+        assert "pw_canary" not in proc.stderr + proc.stdout
         assert not home.exists()
 
 

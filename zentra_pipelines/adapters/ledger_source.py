@@ -82,7 +82,12 @@ class SourceSnapshot:
 
 
 def _normalise_url(url: str) -> sa.URL:
-    parsed = sa.make_url(url)
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        # the text is not repeated: it may carry a password
+        raise LedgerSourceError("the source database URL is malformed: use sqlite:///path or "
+                                "postgresql://user:password@host:port/database") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise LedgerSourceError(f"unsupported source database {backend!r}: use sqlite:/// or postgresql://")
@@ -439,7 +444,11 @@ def check_source(url: str) -> None:
     line, not a failed ledger step deep in the run. Only the catalogue is read.
     """
     parsed = _normalise_url(url)
-    engine = _engine(parsed)
+    try:
+        engine = _engine(parsed)
+    except ImportError:
+        raise LedgerSourceError(f"no database driver for {parsed.drivername!r} is installed: use postgresql:// "
+                                "(psycopg2) or sqlite:///") from None
     try:
         inspector = sa.inspect(engine)
         for table, wanted in ((POSTINGS_TABLE, POSTING_SOURCE_COLUMNS), (ACCOUNTS_TABLE, ACCOUNT_SOURCE_COLUMNS)):
