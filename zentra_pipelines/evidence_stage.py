@@ -212,7 +212,8 @@ def run_packets(
     present: dict[packet_inputs.Key, dict[str, int]] = {}
     digests = packet_inputs.fingerprints(con, tenants, todo, signer.key_id, present, journal_sums)
     queries = packet_queries(con)
-    prior = {} if packet_inputs.rebuild_all_requested() else packet_inputs.recorded(con)
+    sealed_here = packet_inputs.recorded(con)
+    prior = {} if packet_inputs.rebuild_all_requested() else sealed_here
 
     def seal_one(key: packet_plan.TenantDay, tables: dict[str, pl.DataFrame]) -> tuple:
         tenant_daily = daily_by_tenant.get((key.tenant_id,))
@@ -239,7 +240,8 @@ def run_packets(
         failed = tuple(f"{c['name']}: {c['detail']}" for c in inp.checks if not c["passed"])
         if failed:
             return Refused(key.tenant_id, key.period, failed)
-        result = packet_store.seal(home, inp, signer)
+        recorded = sealed_here.get((key.tenant_id, key.period))
+        result = packet_store.seal(home, inp, signer, recorded[2] if recorded else None)
         return (key.tenant_id, key.period, result.version, result.created, True, str(result.path),
                 result.merkle_root, result.key_id, result.manifest_sha256)
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -289,6 +291,45 @@ def _manifest_sha256_of(zip_path: Path) -> str:
         return hashlib.sha256(_read_capped(zf, info, MAX_META_BYTES)).hexdigest()
 
 
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record, 22 bytes
+
+
+def _check_layout(fh: BinaryIO, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
+    """Every byte of the file is a member, the central directory or its end record.
+
+    ``zipfile`` forgives a lot: bytes in front (it shifts every offset by them), bytes
+    between or after members, a comment. Another reader does not: one streaming from
+    the first byte (``jar x``) extracts a forged zip put in front of a genuine packet
+    whose directory ``zipfile`` reads and verifies. A packet is written in one fixed
+    layout, so anything outside it is refused.
+    """
+    if zf.comment:
+        raise _fail("the zip carries a comment; a packet has none")
+    offset = 0
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if info.header_offset != offset:
+            raise _fail(f"member {info.filename}: bytes outside any member before it (offset {offset}, "
+                        f"member at {info.header_offset})")
+        fh.seek(offset)
+        head = fh.read(30)
+        if len(head) != 30 or head[:4] != b"PK\x03\x04":
+            raise _fail(f"member {info.filename}: no local header where the directory puts it")
+        name_len, extra_len = struct.unpack("<HH", head[26:30])
+        offset += 30 + name_len + extra_len + info.compress_size
+        if info.flag_bits & 0x08:  # a data descriptor follows the data, with or without its signature
+            fh.seek(offset)
+            offset += 16 if fh.read(4) == b"PK\x07\x08" else 12
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    fh.seek(size - _EOCD.size)
+    end = fh.read(_EOCD.size)
+    if len(end) != _EOCD.size or end[:4] != b"PK\x05\x06":
+        raise _fail("the file does not end with the zip's end record (bytes after it?)")
+    *_, dir_size, dir_offset, comment_len = _EOCD.unpack(end)
+    if comment_len or dir_offset != offset or dir_offset + dir_size != size - _EOCD.size:
+        raise _fail("bytes outside the members and the central directory")
+
+
 def _verify(path: Path, pubkey_pem: bytes | None) -> Verdict:
     path = Path(path)
     if not path.is_file():
@@ -327,6 +368,7 @@ def _verify(path: Path, pubkey_pem: bytes | None) -> Verdict:
             by_name[name] = info
         if total > MAX_TOTAL_BYTES:
             raise _fail("members add up past the total size cap")
+        _check_layout(fh, zf, infos)
         for required in (ev.MANIFEST_NAME, ev.SIGNATURE_NAME, ev.SUMS_NAME, ev.PUBKEY_NAME):
             if required not in by_name:
                 raise _fail(f"{required} is missing")
@@ -435,7 +477,11 @@ def _verify(path: Path, pubkey_pem: bytes | None) -> Verdict:
                 previous = verify_packet(prev)
                 if not previous.ok:
                     raise _fail(f"chain broken: {prev.name} does not verify: {previous.reason}")
-                notes.append(f"chain to {prev.name} checked, its files intact")
+                note = f"chain to {prev.name} checked, its files intact"
+                prev_key = (previous.manifest or {}).get("key_id")
+                if pubkey_pem is not None and prev_key != key_id:
+                    note += f", but {prev.name} is signed by another key {prev_key}: verify it with that key"
+                notes.append(note)
             else:
                 notes.append(f"{prev.name} not beside it, chain not checked")
     elif version > 1:

@@ -673,3 +673,44 @@ def test_a_pubkey_that_is_no_public_key_is_bad_input_exit_2(
     not_a_key.write_bytes(b"hello\n")
     assert pv.cli_main([str(sealed.path), "--pubkey", str(not_a_key)]) == 2
     assert "not a PEM public key" in capsys.readouterr().err
+
+
+def test_a_latest_version_re_signed_by_another_key_is_never_chained_onto(
+    home: Path, signer: Signer, sealed: store.SealResult, tmp_path: Path
+) -> None:
+    """A forger replaces v1 with a packet of their own (their key, other balances): the
+    next seal would have the trusted key vouch for it through ``supersedes``."""
+    forger = load_signer(home, str(_key_file(tmp_path, "forger.pem")))
+    forged = store.seal(tmp_path / "forger_home", _inp(amount=1), forger)
+    shutil.copyfile(forged.path, sealed.path)
+    with pytest.raises(store.PacketStoreError, match=f"is signed by {forger.key_id}, not by this run's key"):
+        store.seal(home, _inp(amount=125001), signer)
+    assert sorted(p.name for p in sealed.path.parent.iterdir()) == ["v1.zip"]
+
+
+def test_a_version_sealed_here_before_a_key_rotation_is_chained_onto(
+    home: Path, signer: Signer, sealed: store.SealResult, tmp_path: Path
+) -> None:
+    rotated = load_signer(home, str(_key_file(tmp_path, "rotated.pem")))
+    r2 = store.seal(home, _inp(amount=125001), rotated, recorded_manifest=sealed.manifest_sha256)
+    assert r2.created and r2.version == 2
+    v = verify_packet(r2.path, rotated.public_pem)
+    assert v.ok and f"v1.zip is signed by another key {signer.key_id}: verify it with that key" in v.reason
+
+
+@pytest.mark.parametrize("where", ["in_front", "appended", "comment"])
+def test_bytes_outside_the_fixed_layout_are_rejected(sealed: store.SealResult, tmp_path: Path, where: str) -> None:
+    """zipfile reads past them; a streaming reader would extract a forged zip in front."""
+    data = sealed.path.read_bytes()
+    forged_front = _write_zip(tmp_path / "front.zip", {"data/x.csv": b"forged\n"}).read_bytes()
+    bad = tmp_path / "v1.zip"
+    if where == "in_front":
+        bad.write_bytes(forged_front + data)
+    elif where == "appended":
+        bad.write_bytes(data + b"garbage")
+    else:
+        bad.write_bytes(data[:-2] + (5).to_bytes(2, "little") + b"hello")
+    with zipfile.ZipFile(bad) as zf:  # stdlib accepts every one of them
+        assert zf.testzip() is None
+    v = verify_packet(bad, None)
+    assert not v.ok and ("outside" in v.reason or "comment" in v.reason or "end record" in v.reason), v.reason

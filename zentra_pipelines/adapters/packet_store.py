@@ -187,8 +187,15 @@ def _publish(root: Path, day_dir: Path, version: int, data: bytes, public_pem: b
             pass
 
 
-def seal(root: Path, inp: PacketInput, signer: SignerLike) -> SealResult:
-    """Seal ``inp`` into the store under ``root`` (the Zentra home). See module doc."""
+def seal(root: Path, inp: PacketInput, signer: SignerLike, recorded_manifest: str | None = None) -> SealResult:
+    """Seal ``inp`` into the store under ``root`` (the Zentra home). See module doc.
+
+    The latest version is chained onto (its manifest hash signed into the next) only if
+    it verifies and either carries this signer's key (nobody else can sign with it) or
+    is the very version this warehouse recorded sealing (``recorded_manifest``, its
+    manifest's SHA-256: a version sealed before a key rotation). A version re-signed
+    with another key and put in its place would otherwise be vouched for by the
+    trusted key through ``supersedes``."""
     day_dir = packet_dir(root, inp.tenant_id, inp.period)
     ev.validate_packet_input(inp)  # includes the one-tenant check; raises before any write
     for _ in range(_RACE_RETRIES):
@@ -205,6 +212,13 @@ def seal(root: Path, inp: PacketInput, signer: SignerLike) -> SealResult:
                 )
             prev_raw = _read_manifest_bytes(latest_path)
             prev_sha = hashlib.sha256(prev_raw).hexdigest()
+            foreign = check.manifest is not None and check.manifest.get("key_id") != signer.key_id
+            if foreign and prev_sha != recorded_manifest:
+                raise PacketStoreError(
+                    f"latest sealed packet {latest_path} is signed by {check.manifest.get('key_id')}, not by this "
+                    f"run's key {signer.key_id}, and is not the version this warehouse sealed; refusing to chain "
+                    "onto it (verify it with the key that signed it, then move it aside or restore the original)"
+                )
             version, supersedes = latest + 1, prev_sha
         else:
             version, supersedes = 1, None
