@@ -63,7 +63,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     LINE_TOO_LARGE: ("all line inputs", "The line is longer than the 1 MiB line limit; it is archived by hash, not parsed."),
     INVALID_UTF8: ("all line inputs", "The line is not valid UTF-8."),
     NUL_BYTE: ("all line inputs", "The line contains a NUL byte."),
-    MALFORMED_JSON: ("jsonl inputs", "The line is not one valid JSON value (truncated, trailing garbage, ...)."),
+    MALFORMED_JSON: ("jsonl inputs", "The line is not one valid RFC 8259 JSON value (truncated, trailing garbage, a trailing comma, "
+                     "NaN or Infinity, ...)."),
     NOT_AN_OBJECT: ("jsonl inputs", "The line is valid JSON but not an object."),
     DUPLICATE_JSON_KEY: ("jsonl inputs, callback bodies", "An object repeats a key (callback header names in any case): parsers disagree on which value wins, so neither is trusted."),
     MISSING_FIELD: ("all inputs", "A required field is absent or null."),
@@ -83,14 +84,17 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     SIGNATURE_MISMATCH: ("callbacks", "No v1 signature matches any secret of the callback's own tenant and provider (a forgery, or another tenant's secret)."),
     TIMESTAMP_INVALID: ("callbacks", "webhook-timestamp is not a whole number of Unix seconds."),
     REPLAY_WINDOW: ("callbacks", "|received_at - webhook-timestamp| > 300 s: a replay or a stale/future message."),
-    BODY_MALFORMED_JSON: ("callbacks", "The signed body is not a JSON object."),
+    BODY_MALFORMED_JSON: ("callbacks", "The signed body is not a JSON object (RFC 8259: no trailing comma, no NaN)."),
     UNSUPPORTED_API_VERSION: ("callbacks", "The body's api_version is not 2026-01-01 or 2026-06-01."),
     UNKNOWN_EVENT_TYPE: ("callbacks", "The body's type is not one of the contract's event types."),
     SEQUENCE_INVALID: ("callbacks", "sequence is not a non-negative 64-bit integer."),
-    EVENT_CONFLICT: ("callbacks", "The same event_id arrived with different content: every copy is quarantined, neither wins."),
+    EVENT_CONFLICT: ("callbacks", "The same event_id arrived with different content (the canonical event's fields: "
+                     "the two api_versions of one event agree): every copy is quarantined, neither wins."),
     KIND_UNKNOWN: ("intents", "kind is not payment, transfer, payout or card."),
-    CORRIDOR_INVALID: ("intents", "corridor is not CUR:RAIL:CUR with ISO 4217 currencies."),
-    INTENT_CONFLICT: ("intents", "The same intent_id arrived with a different body: every copy is quarantined."),
+    CORRIDOR_INVALID: ("intents", "corridor is not CUR:RAIL:CUR with ISO 4217 currencies, its first "
+                 "currency the intent's currency and its last the ledger_currency."),
+    INTENT_CONFLICT: ("intents", "The same intent_id arrived with a different body (its contract fields differ): "
+                      "every copy is quarantined."),
     POSTING_CONFLICT: ("ledger postings", "The same posting_id was read twice with different content."),
     JOURNAL_UNBALANCED: ("ledger postings", "The journal's postings do not sum to zero per currency: the whole journal is quarantined."),
     ACCOUNT_UNKNOWN: ("ledger postings", "The posting names an account absent from the accounts table."),
