@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+#: The largest scenario `zentra sample` writes: the benchmarks' 1M intents, with room.
+MAX_INTENTS = 5_000_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,14 +118,17 @@ def _run_holding_home(settings) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from zentra_pipelines.sample import MIN_INTENTS, SampleFolderError, generate_sample
 
-    if args.intents < MIN_INTENTS:
-        print(f"zentra: error: --intents must be at least {MIN_INTENTS}", file=sys.stderr)
+    if not MIN_INTENTS <= args.intents <= MAX_INTENTS:
+        print(f"zentra: error: --intents must be between {MIN_INTENTS} and {MAX_INTENTS:,}", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
     try:
         summary = generate_sample(out, intents=args.intents, seed=args.seed)
     except SampleFolderError as exc:
         print(f"zentra: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a folder that cannot be made or written (read-only, /proc, a file)
+        print(f"zentra: error: cannot write the sample to {out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"sample written to {out.resolve()}")
     for key, value in summary.items():
@@ -145,6 +150,9 @@ def _list(args: argparse.Namespace) -> int:
     from zentra_pipelines.adapters.packet_store import list_packets
 
     home = _settings(args).home
+    if not home.is_dir():
+        print(f"zentra: error: no Zentra home at {home}", file=sys.stderr)
+        return EXIT_USAGE
     rows = list_packets(home)
     if not rows:
         print(f"no packets under {home / 'packets'}")

@@ -344,3 +344,19 @@ def test_a_policy_limit_that_is_not_an_integer_is_refused_before_any_work(tmp_pa
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "is not an integer amount in minor units" in proc.stderr
     assert not (tmp_path / "home").exists()
+
+
+def test_sample_and_packet_list_refuse_bad_input_in_one_line(tmp_path):
+    """A sample folder that cannot be written, an intent count past any bench, a home
+    that does not exist: exit 2, one line, no traceback."""
+    cases = [
+        (("sample", "--out", "/proc/zentra_sample", "--intents", "60"), "cannot write the sample to /proc/zentra_sample"),
+        (("sample", "--out", str(tmp_path / "s"), "--intents", "99999999999999999999"),
+         "--intents must be between 20 and 5,000,000"),
+        (("packet", "list", "--home", str(tmp_path / "nowhere")), f"no Zentra home at {tmp_path / 'nowhere'}"),
+    ]
+    for args, message in cases:
+        proc = zentra(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "s").exists()
