@@ -50,6 +50,9 @@ class ArchiveResult:
     duplicate_files: int = 0
     #: (entry, why) of what lies in the landing folder and is not input (``landing.not_read``)
     not_read: tuple[tuple[str, str], ...] = ()
+    #: files archived before under the same name with other bytes (grown or rewritten in
+    #: place, which the contract rules out): archived again as new files
+    rewritten: tuple[str, ...] = ()
 
 
 def ensure_archive(con: duckdb.DuckDBPyConnection) -> None:
@@ -134,6 +137,8 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
     # every file that landed is accounted for, none of its lines archived twice
     copies = set(con.sql("SELECT source_file, file_sha256 FROM landing_files WHERE duplicate_of IS NOT NULL")
                  .fetchall())
+    archived_as = {name: sha for sha, name in known.items()}
+    rewritten: list[str] = []
     stats = _read_stat_cache(con)
     listed: dict[str, tuple[landing.StatKey, str]] = {}
     new_files = new_lines = skipped = duplicates = 0
@@ -164,6 +169,8 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
                         records.append(item)
                     elif isinstance(item, _FileEnd):
                         file = item.file
+                        if archived_as.get(file.source_file, file.sha256) != file.sha256:
+                            rewritten.append(file.source_file)
                         records.append((source, file.source_file, file.sha256, file.size, line_count, None))
                         new_lines += line_count
                         line_count = 0
@@ -190,7 +197,13 @@ def archive_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Archiv
         shown = "; ".join(f"{entry} ({why})" for entry, why in unread[:5])
         log.warning("landing: %d entr%s not read: %s%s", len(unread), "y" if len(unread) == 1 else "ies", shown,
                     f" (+{len(unread) - 5} more)" if len(unread) > 5 else "")
-    return ArchiveResult(new_files, new_lines, skipped, duplicate_files=duplicates, not_read=unread)
+    if rewritten:
+        log.warning("landing: %d file(s) changed since they were archived (%s%s): archived again as new files, so "
+                    "the lines they held before are counted twice; landing files must not be rewritten or appended "
+                    "to (write new lines to a new file)", len(rewritten), ", ".join(rewritten[:5]),
+                    f" +{len(rewritten) - 5} more" if len(rewritten) > 5 else "")
+    return ArchiveResult(new_files, new_lines, skipped, duplicate_files=duplicates, not_read=unread,
+                         rewritten=tuple(rewritten))
 
 
 #: source_file -> the stat its content hash was read under (``landing.list_files``). A cache:

@@ -580,6 +580,20 @@ def test_rerun_adds_nothing_and_new_files_only_add_themselves(tmp_path):
         assert con.sql("SELECT count(*) FROM landing_files").fetchall()[0][0] == 2
 
 
+def test_a_file_grown_after_it_was_archived_is_archived_again_and_said_so(tmp_path, caplog):
+    """Outside the contract (files are never rewritten), but never silent: the lines it
+    held before now count twice, and the run says which file and why."""
+    lines = [make_callback(flat_body(event_id=f"evt_{i}", sequence=i)) for i in range(2)]
+    landing_dir = write_landing(tmp_path, {"a.jsonl": lines})
+    secrets_path = write_secrets(tmp_path)
+    ingest(tmp_path / "home", landing_dir, secrets_path)
+    write_landing(tmp_path, {"a.jsonl": [*lines, make_callback(flat_body(event_id="evt_9", sequence=9))]})
+    with caplog.at_level("WARNING", logger="zentra.landing"):
+        archived, _, _ = ingest(tmp_path / "home", landing_dir, secrets_path)
+    assert (archived.new_files, archived.new_lines, archived.rewritten) == (1, 3, ("callbacks/a.jsonl",))
+    assert "landing: 1 file(s) changed since they were archived (callbacks/a.jsonl): archived again" in caplog.text
+
+
 def test_same_bytes_under_a_second_name_are_archived_once(tmp_path):
     lines = [make_callback(flat_body()), "not json"]
     landing_dir = write_landing(tmp_path, {"a.jsonl": lines, "copy_of_a.jsonl": lines})

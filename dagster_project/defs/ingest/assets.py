@@ -29,6 +29,7 @@ def landing_archive(zentra: ZentraResource) -> dg.MaterializeResult:
             "new_lines": result.new_lines,
             "already_archived_files": result.skipped_files,
             "duplicate_files": result.duplicate_files,
+            "rewritten_files": dg.MetadataValue.int(len(result.rewritten)),
             "not_read": md_rows([{"entry": entry, "why": why} for entry, why in result.not_read], ["entry", "why"],
                                 empty="_every entry of the landing folder is input_"),
         }
