@@ -162,7 +162,9 @@ judged AS (
             WHEN NOT tenant_id_ok OR NOT provider_ok
                 THEN 'invalid_identifier'
             WHEN NOT tenant_known THEN 'unknown_tenant'
-            WHEN t_wid IS NULL OR t_wts IS NULL OR t_wsig IS NULL THEN 'header_missing'
+            -- a header given as JSON null is as absent as a missing one, whatever its name's case
+            WHEN t_wid IS NULL OR t_wts IS NULL OR t_wsig IS NULL
+              OR t_wid = 'NULL' OR t_wts = 'NULL' OR t_wsig = 'NULL' THEN 'header_missing'
             WHEN t_wid <> 'VARCHAR' OR t_wts <> 'VARCHAR' OR t_wsig <> 'VARCHAR' THEN 'invalid_field_type'
             WHEN NOT regexp_full_match(webhook_id, $identifier) THEN 'invalid_identifier'
             WHEN webhook_timestamp IS NULL THEN 'timestamp_invalid'

@@ -200,6 +200,11 @@ CASES: dict[str, tuple] = {
     "header_missing.signature": (cb("hm_sig", headers_override={"webhook-signature": MISSING}),
                                  errors.HEADER_MISSING),
     "header_missing.id": (cb("hm_id", headers_override={"webhook-id": MISSING}), errors.HEADER_MISSING),
+    "header_missing.signature_null": (cb("hm_sig_null", headers_override={"webhook-signature": None}),
+                                      errors.HEADER_MISSING),
+    "header_missing.signature_null_capitalised": (_headers_renamed("hm_sig_null_caps", {
+        "webhook-signature": "Webhook-Signature"}).replace('"Webhook-Signature":"', '"Webhook-Signature":null,"x":"', 1),
+        errors.HEADER_MISSING),
     "header_missing.timestamp": (cb("hm_ts", headers_override={"webhook-timestamp": MISSING}),
                                  errors.HEADER_MISSING),
     "timestamp_invalid.fraction": (cb("ti_frac", ts="1795514400.5"), errors.TIMESTAMP_INVALID),
