@@ -210,7 +210,8 @@ def run_packets(
     )
     todo = sorted(days) if days is not None else packet_days(con, tenants)
     present: dict[packet_inputs.Key, dict[str, int]] = {}
-    digests = packet_inputs.fingerprints(con, tenants, todo, signer.key_id, present, journal_sums)
+    sources = packet_inputs.provenance(con, tenants, todo)
+    digests = packet_inputs.fingerprints(con, tenants, todo, signer.key_id, present, journal_sums, sources)
     queries = packet_queries(con)
     sealed_here = packet_inputs.recorded(con)
     prior = {} if packet_inputs.rebuild_all_requested() else sealed_here
@@ -233,7 +234,7 @@ def run_packets(
             counts=packet_plan.day_counts(tables),
             policy_versions=sorted(set(tables["policy_decisions"]["policy_version"]))
             if "policy_decisions" in tables else [],
-            source_inputs=_source_inputs(tables),
+            source_inputs=_source_inputs(tables, sources.get((key.tenant_id, key.period), [])),
             checks=packet_plan.day_checks(tables, journal_sums),
             report=report,
         )
@@ -334,12 +335,22 @@ def _unchanged(home: Path, tenant: str, day: date, digest: str | None, prior: tu
     return (tenant, day, version, False, False, str(path), manifest["merkle_root"], manifest["key_id"], manifest_sha)
 
 
+#: Columns of what one run did to a tenant-day: sealed a version, rebuilt its packet.
+RUN_FLAGS = ["created", "rebuilt"]
+
+
 def _record_packets(con: duckdb.DuckDBPyConnection, packets: pl.DataFrame, days: set[date] | None,
                     refused: list[Refused]) -> None:
     """Keep the ``packets`` table whole: a partitioned run replaces only the rows of its
-    days, and a refused tenant-day keeps the row of the version it still has."""
+    days, and a refused tenant-day keeps the row of the version it still has. That
+    registry holds no per-run flag, so a rerun that seals nothing leaves it unchanged;
+    ``packets_run`` says what this run did to each of its tenant-days (the summary's
+    "sealed this run"), replaced by every packets run."""
+    run = packets.select("tenant_id", "period", *RUN_FLAGS).sort("tenant_id", "period")
+    packets = packets.drop(RUN_FLAGS)
     old = Warehouse.read(con, "packets") if days is not None or refused else None
     if old is not None and old.height:
+        old = old.drop(RUN_FLAGS, strict=False)  # a table written when it held them
         still = pl.DataFrame([(r.tenant_id, r.period) for r in refused],
                              schema={"tenant_id": pl.String, "period": pl.Date}, orient="row")
         kept = pl.concat([
@@ -347,12 +358,15 @@ def _record_packets(con: duckdb.DuckDBPyConnection, packets: pl.DataFrame, days:
             old.join(still, on=["tenant_id", "period"], how="semi"),
         ])
         packets = pl.concat([kept, packets], how="diagonal_relaxed").select(packets.columns)
-    Warehouse.publish(con, {"packets": packets.sort("tenant_id", "period")}, allow_empty={"packets"})
+    Warehouse.publish(con, {"packets": packets.sort("tenant_id", "period"), "packets_run": run},
+                      allow_empty={"packets", "packets_run"})
 
 
-def _source_inputs(tables: dict[str, pl.DataFrame]) -> list[dict[str, str]]:
-    """The landing files that contributed rows to this packet, by content hash."""
-    seen: set[tuple[str, str]] = set()
+def _source_inputs(tables: dict[str, pl.DataFrame], parsed: list[list[str]]) -> list[dict[str, str]]:
+    """The landing files that contributed rows to this packet, by content hash: those its
+    rows name, and ``parsed`` (``packet_inputs.provenance``: the files behind its accepted
+    intents, deliveries and settlements, tables that name no file of their own)."""
+    seen: set[tuple[str, str]] = {(path, sha) for path, sha in parsed}
     for frame in tables.values():
         if {"source_file", "file_sha256"} <= set(frame.columns):
             seen.update(frame.select("source_file", "file_sha256").unique().iter_rows())

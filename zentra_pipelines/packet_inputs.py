@@ -55,9 +55,29 @@ def rebuild_all_requested() -> bool:
     return os.environ.get(REBUILD_ALL_ENV, "").strip().lower() in {"1", "true", "yes"}
 
 
+def provenance(con: duckdb.DuckDBPyConnection, tenants: list[str], days: list[date]) -> dict[Key, list[list[str]]]:
+    """Per tenant-day, the ``[source_file, file_sha256]`` of the landing files whose lines
+    became its accepted intents, deliveries and settlements (packet_plan.PROVENANCE_COLUMNS),
+    sorted. Cache and column names are constants of the plan; tenants and days are bound."""
+    params = {"tenants": sorted(set(tenants)), "days": sorted(days)}
+    found: dict[Key, set[tuple[str, str]]] = defaultdict(set)
+    for cache, column in packet_plan.PROVENANCE_COLUMNS.items():
+        if not Warehouse.exists(con, cache):
+            continue
+        day = f"CAST({quote(column)} AS DATE)"
+        for tenant, d, source_file, sha in con.sql(
+            f"SELECT DISTINCT tenant_id, {day}, source_file, file_sha256 FROM {quote(cache)} "
+            f"WHERE error_code IS NULL AND list_contains($tenants, tenant_id) AND list_contains($days, {day})",
+            params=params,
+        ).fetchall():
+            found[(tenant, d)].add((source_file, sha))
+    return {key: [list(pair) for pair in sorted(pairs)] for key, pairs in found.items()}
+
+
 def fingerprints(
     con: duckdb.DuckDBPyConnection, tenants: list[str], days: list[date], key_id: str,
     present: dict[Key, dict[str, int]] | None = None, journal_sums: pl.DataFrame | None = None,
+    sources: dict[Key, list[list[str]]] | None = None,
 ) -> dict[Key, str]:
     """``(tenant_id, day) -> sha256 hex`` for every tenant-day of ``days`` holding a packet row.
 
@@ -66,6 +86,8 @@ def fingerprints(
     tenant-day that is rebuilt need not query the others, which would come back empty.
     ``journal_sums``: ``unbalanced_journal_sums(con)``, when the caller has it already (the
     packet step needs it for its day checks; a scan of every entry, 0.37 s at 1M intents).
+    ``sources``: ``provenance(con, tenants, days)``, when the caller has it already (the
+    files a manifest names change its bytes, so they are part of the digest).
     """
     params = {"tenants": sorted(set(tenants)), "days": sorted(days)}
     parts: dict[Key, dict[str, list[str]]] = defaultdict(dict)
@@ -95,10 +117,12 @@ def fingerprints(
     balances = _carried_balances(con, params["tenants"], parts.keys())
     journals = _unbalanced_journals(
         con, params, unbalanced_journal_sums(con) if journal_sums is None else journal_sums)
+    sources = provenance(con, params["tenants"], params["days"]) if sources is None else sources
     common = {"format": FORMAT, "key_id": key_id, "schemas": schemas, "code": code_version(), "libraries": _versions()}
     return {
         key: hashlib.sha256(json.dumps(
-            {"common": common, "tables": tables, "balances": balances.get(key), "journals": journals.get(key)},
+            {"common": common, "tables": tables, "balances": balances.get(key), "journals": journals.get(key),
+             "sources": sources.get(key)},
             sort_keys=True, separators=(",", ":"),
         ).encode()).hexdigest()
         for key, tables in parts.items()

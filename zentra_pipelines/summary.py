@@ -116,7 +116,9 @@ def render(con: duckdb.DuckDBPyConnection, home: Path, configured: set[str] | No
     out.append(f"Replay queue: {Warehouse.count(con, 'replay_queue'):,} events ready to replay")
     packets = _rows(con, "packets")
     if packets.height:
-        done = packet_outcomes(packets)
+        # what the last packets run did; a warehouse from before packets_run kept it in packets
+        run = _rows(con, "packets_run")
+        done = packet_outcomes(run if run.height or "created" not in packets.columns else packets)
         line = f"Audit packets: {packets.height:,} tenant-days, {done.sealed:,} sealed this run"
         if done.unchanged is not None:
             line += f", {done.unchanged:,} unchanged (not rebuilt)"

@@ -138,7 +138,7 @@ def test_zentra_run_path_seals_every_data_day_in_one_packets_run(tiny_sample, tm
     assert again.success
     con = duckdb.connect(str(settings.home / "warehouse.duckdb"), read_only=True)
     try:
-        created, days = con.sql("SELECT sum(CAST(created AS INT)), count(DISTINCT period) FROM packets").fetchall()[0]
+        created, days = con.sql("SELECT sum(CAST(created AS INT)), count(DISTINCT period) FROM packets_run").fetchall()[0]
     finally:
         con.close()
     assert created == 0 and days == len(sealed_days)  # idempotent: the same inputs seal nothing new

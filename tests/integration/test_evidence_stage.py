@@ -308,3 +308,68 @@ def test_an_unbalanced_journal_moves_its_tenant_days_fingerprint(built, tmp_path
         assert unseen[(tenant, day)] != after[(tenant, day)]
     assert after[(tenant, day)] != before[(tenant, day)]
     assert all(after[k] == before[k] for k in before if k != (tenant, day))
+
+
+def test_source_inputs_name_the_files_behind_intents_deliveries_and_settlements(sealed):
+    """Those tables keep no file of their own; the manifest still names every landing
+    file a tenant-day's rows came from, read from the parse caches by each line's day."""
+    import json
+    import zipfile
+
+    home, _, report = sealed
+    with Warehouse(home).connect(read_only=True) as con:
+        expected = {
+            (t, p, f, s) for t, p, f, s in con.sql(
+                "SELECT DISTINCT tenant_id, CAST(created_at AS DATE), source_file, file_sha256 FROM intents_parsed "
+                "WHERE error_code IS NULL UNION SELECT DISTINCT tenant_id, CAST(attempted_at AS DATE), source_file, "
+                "file_sha256 FROM deliveries_parsed WHERE error_code IS NULL UNION SELECT DISTINCT tenant_id, "
+                "CAST(settled_at AS DATE), source_file, file_sha256 FROM settlements_parsed WHERE error_code IS NULL"
+            ).fetchall()
+        }
+    sources = {"intents/": 0, "deliveries/": 0, "settlements/": 0}
+    for row in report.packets.iter_rows(named=True):
+        with zipfile.ZipFile(row["path"]) as zf:
+            listed = {(s["path"], s["sha256"]) for s in json.loads(zf.read("manifest.json"))["source_inputs"]}
+        mine = {(f, s) for t, p, f, s in expected if (t, p) == (row["tenant_id"], row["period"])}
+        assert mine <= listed, (row["tenant_id"], row["period"], mine - listed)
+        for prefix in sources:
+            sources[prefix] += sum(1 for f, _ in mine if f.startswith(prefix))
+    assert all(sources.values()), sources  # every kind was named somewhere
+
+
+def test_an_intent_retried_in_another_file_reseals_its_day_naming_that_file(sealed):
+    """The retry collapses into the intent already accepted (no table row changes), but
+    the manifest's source_inputs gain the file: the day is resealed, as a fresh home
+    holding both files would seal it."""
+    import json
+    import zipfile
+
+    home, tenants, first = sealed
+    with Warehouse(home).connect() as con:
+        tenant, day = con.sql(
+            "SELECT tenant_id, CAST(created_at AS DATE) FROM intents_parsed WHERE error_code IS NULL "
+            "ORDER BY source_file, line_no LIMIT 1").fetchall()[0]
+        con.execute(
+            "INSERT INTO intents_parsed SELECT * REPLACE ('intents/retry.jsonl' AS source_file, "
+            "repeat('e', 64) AS file_sha256) FROM intents_parsed WHERE rowid = (SELECT min(rowid) FROM intents_parsed "
+            "WHERE error_code IS NULL AND tenant_id = $t AND CAST(created_at AS DATE) = $d)", {"t": tenant, "d": day})
+    again = _rerun(home, tenants)
+    assert again.packets.filter(pl.col("created")).select("tenant_id", "period", "version").rows() == [
+        (tenant, day, 2)]
+    path = again.packets.filter((pl.col("tenant_id") == tenant) & (pl.col("period") == day))["path"][0]
+    with zipfile.ZipFile(path) as zf:
+        listed = json.loads(zf.read("manifest.json"))["source_inputs"]
+    assert {"path": "intents/retry.jsonl", "sha256": "e" * 64} in listed
+
+
+def test_a_rerun_leaves_the_packets_table_as_it_was_and_says_what_it_did_in_packets_run(sealed):
+    """Running again on the same inputs changes no table but the run's own log."""
+    home, tenants, first = sealed
+    with Warehouse(home).connect(read_only=True) as con:
+        before = con.sql("SELECT * FROM packets").pl()
+    _rerun(home, tenants)
+    with Warehouse(home).connect(read_only=True) as con:
+        assert_frame_equal(con.sql("SELECT * FROM packets").pl(), before)
+        assert "created" not in before.columns
+        assert con.sql("SELECT count(*), sum(CAST(created AS INT)), sum(CAST(rebuilt AS INT)) FROM packets_run"
+                       ).fetchall() == [(first.packets.height, 0, 0)]

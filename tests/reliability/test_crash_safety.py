@@ -49,7 +49,8 @@ PARALLEL = knob("ZENTRA_CRASH_PARALLEL", 2)
 SEED = knob("ZENTRA_CRASH_SEED", 20261124)
 
 #: Columns that record when a row was archived or where the home is: not content.
-EXCLUDE = {"ledger_source_rows": "EXCLUDE (archived_at)", "packets": "EXCLUDE (path, created, rebuilt)"}
+EXCLUDE = {"ledger_source_rows": "EXCLUDE (archived_at)", "packets": "EXCLUDE (path)",
+           "packets_run": "EXCLUDE (created, rebuilt)"}
 PACKET_NAME = re.compile(r"packets/[^/]+/\d{4}-\d{2}-\d{2}/v[1-9][0-9]*\.zip")
 
 ZYGOTE = r"""

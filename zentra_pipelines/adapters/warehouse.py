@@ -59,7 +59,7 @@ TABLES = frozenset(
         # reconciliation and evidence
         "reconciliation_breaks", "break_log", "intent_timeline", "data_contract_results", "data_contract_results_by_tenant", "check_results",
         "data_contract_cache",  # per tenant-day GX counts, keyed by a fingerprint (data_contracts)
-        "packets", "packet_fingerprints", "run_summary",
+        "packets", "packets_run", "packet_fingerprints", "run_summary",
         # per-intent input fingerprints of the published timeline (reconciliation_stage.run_timeline)
         "timeline_fingerprints",
         # intent ledger view rows with their entries' fingerprints (reconciliation_stage._ledger_view)

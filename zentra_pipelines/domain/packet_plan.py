@@ -36,6 +36,16 @@ DAY_COLUMNS: dict[str, tuple[str, str]] = {
     "data_contracts": ("data_contract_results_by_tenant", "day"),
 }
 
+#: Parse caches behind a packet's accepted intents, deliveries and settlements, whose
+#: tables keep no line provenance of their own (a retry in another file collapses into
+#: the first row): the landing files behind a tenant-day's rows are read from them, each
+#: line dated by its own timestamp, for the manifest's ``source_inputs``.
+PROVENANCE_COLUMNS: dict[str, str] = {
+    "intents_parsed": "created_at",
+    "deliveries_parsed": "attempted_at",
+    "settlements_parsed": "settled_at",
+}
+
 #: Columns never sealed: raw lines stay in the warehouse archive.
 DROP_COLUMNS = {"raw", "text", "content_hash"}
 
