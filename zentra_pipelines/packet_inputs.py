@@ -64,12 +64,10 @@ def provenance(con: duckdb.DuckDBPyConnection, tenants: list[str], days: list[da
     for cache, column in packet_plan.PROVENANCE_COLUMNS.items():
         if not Warehouse.exists(con, cache):
             continue
-        day = f"CAST({quote(column)} AS DATE)"
-        for tenant, d, source_file, sha in con.sql(
-            f"SELECT DISTINCT tenant_id, {day}, source_file, file_sha256 FROM {quote(cache)} "
-            f"WHERE error_code IS NULL AND list_contains($tenants, tenant_id) AND list_contains($days, {day})",
-            params=params,
-        ).fetchall():
+        for tenant, d, source_file, sha in _by_tenant_day(
+            con, "t.source_file, t.file_sha256", f"FROM {quote(cache)} AS t", f"CAST(t.{quote(column)} AS DATE)",
+            params, "AND t.error_code IS NULL",
+        ):
             found[(tenant, d)].add((source_file, sha))
     return {key: [list(pair) for pair in sorted(pairs)] for key, pairs in found.items()}
 
@@ -106,11 +104,7 @@ def fingerprints(
         else:
             source = f'FROM "{table}" AS t'
             day = f"CAST(t.{quote(column)} AS DATE)"
-        for tenant, d, n, h in con.sql(
-            f"SELECT t.tenant_id, {day}, count(*), CAST(sum(hash({row})) AS VARCHAR) {source} "
-            f"WHERE list_contains($tenants, t.tenant_id) AND list_contains($days, {day}) GROUP BY ALL",
-            params=params,
-        ).fetchall():
+        for tenant, d, n, h in _by_tenant_day(con, f"count(*), CAST(sum(hash({row})) AS VARCHAR)", source, day, params):
             parts[(tenant, d)][name] = [str(n), h]
     if present is not None:
         present.update({key: {name: int(n) for name, (n, _) in tables.items()} for key, tables in parts.items()})
@@ -127,6 +121,18 @@ def fingerprints(
         ).encode()).hexdigest()
         for key, tables in parts.items()
     }
+
+
+def _by_tenant_day(con: duckdb.DuckDBPyConnection, select: str, source: str, day: str, params: dict,
+                   where: str = "") -> list[tuple]:
+    """``(tenant_id, day, *select)`` of ``source`` (``FROM ... AS t``) grouped by tenant-day and
+    the selected columns, for the bound ``$tenants`` and ``$days``. Every SQL piece is built
+    from constants and catalog names by the callers, never from data."""
+    return con.sql(
+        f"SELECT t.tenant_id, {day}, {select} {source} "
+        f"WHERE list_contains($tenants, t.tenant_id) AND list_contains($days, {day}) {where} GROUP BY ALL",
+        params=params,
+    ).fetchall()
 
 
 def sealed_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[list[str]]:

@@ -90,6 +90,15 @@ def callback_tables(con: duckdb.DuckDBPyConnection) -> dict:
     return {t: con.sql(f"SELECT * FROM {t}").pl() for t in CALLBACK_TABLES}
 
 
+def assert_a_fresh_home_agrees(tmp_path, landing_dir, secrets, report, tables) -> None:
+    """The same landing folder and secrets, in one run on a new home: the same report and tables."""
+    with Warehouse(tmp_path / "fresh").connect() as fresh:
+        archive_landing(fresh, landing_dir)
+        assert ingest_stage.run_callbacks(fresh, secrets) == report
+        for name, frame in callback_tables(fresh).items():
+            assert_frame_equal(frame, tables[name])
+
+
 def test_callbacks_skip_when_nothing_new_and_rebuild_on_a_new_file(tmp_path, monkeypatch):
     landing_dir = write_landing(tmp_path, {"a.jsonl": [make_callback(flat_body()), "{"]})
     secrets = write_secrets(tmp_path)
@@ -107,11 +116,7 @@ def test_callbacks_skip_when_nothing_new_and_rebuild_on_a_new_file(tmp_path, mon
         archive_landing(con, landing_dir)
         second = ingest_stage.run_callbacks(con, secrets)
         after = callback_tables(con)
-    with Warehouse(tmp_path / "fresh").connect() as fresh:
-        archive_landing(fresh, landing_dir)
-        assert ingest_stage.run_callbacks(fresh, secrets) == replace(second, verified_now=3)
-        for name, frame in callback_tables(fresh).items():
-            assert_frame_equal(frame, after[name])
+    assert_a_fresh_home_agrees(tmp_path, landing_dir, secrets, replace(second, verified_now=3), after)
     assert second.received == 3 and second.verified_now == 1
 
 
@@ -179,11 +184,7 @@ def test_a_tenant_added_to_the_secrets_judges_its_quarantined_lines_again(tmp_pa
         tables = callback_tables(con)
     assert "the webhook secrets changed: 1 callback line(s) quarantined as unknown_tenant or signature_mismatch " \
            "are judged again" in caplog.text
-    with Warehouse(tmp_path / "fresh").connect() as fresh:
-        archive_landing(fresh, landing_dir)
-        assert ingest_stage.run_callbacks(fresh, secrets) == replace(after, verified_now=2)
-        for name, frame in callback_tables(fresh).items():
-            assert_frame_equal(frame, tables[name])
+    assert_a_fresh_home_agrees(tmp_path, landing_dir, secrets, replace(after, verified_now=2), tables)
     assert after.accepted == 1 and after.verified_now == 1
 
 
