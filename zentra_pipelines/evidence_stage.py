@@ -38,13 +38,19 @@ def missing_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [t for t in SEALED_FROM if not Warehouse.exists(con, t)]
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
 @dataclass(frozen=True)
 class Refused:
-    """A tenant-day not sealed: its own rows failed an integrity check of the packet."""
+    """A tenant-day not sealed: its own rows failed an integrity check of the packet, or
+    its packet could not be written (a folder not writable, a latest version refused)."""
 
     tenant_id: str
     period: date
-    failed: tuple[str, ...]  # the day checks' "name: detail"
+    failed: tuple[str, ...]  # the failed day checks' "name: detail", or why it was not written
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.period.isoformat()}: " + "; ".join(self.failed)
@@ -198,7 +204,9 @@ def run_packets(
 
     Never signs a packet whose own integrity checks fail (journals balance, the chain
     links, closing balances net to zero): such a tenant-day is left unsealed and listed
-    in ``refused``, while the other tenant-days are sealed as usual.
+    in ``refused``, as is one whose packet cannot be written (errors are data: one
+    unwritable folder does not stop the other tenant-days, and what was sealed is
+    recorded), while the other tenant-days are sealed as usual.
     """
     signer = load_signer(home, signing_key)
     packet_store.sweep_staging(home)  # temp packets of a killed run: never evidence, never kept
@@ -242,7 +250,10 @@ def run_packets(
         if failed:
             return Refused(key.tenant_id, key.period, failed)
         recorded = sealed_here.get((key.tenant_id, key.period))
-        result = packet_store.seal(home, inp, signer, recorded[2] if recorded else None)
+        try:
+            result = packet_store.seal(home, inp, signer, recorded[2] if recorded else None)
+        except (packet_store.PacketStoreError, OSError) as exc:  # this tenant-day only: the others go on
+            return Refused(key.tenant_id, key.period, (f"not sealed: {_one_line(exc)}",))
         return (key.tenant_id, key.period, result.version, result.created, True, str(result.path),
                 result.merkle_root, result.key_id, result.manifest_sha256)
 

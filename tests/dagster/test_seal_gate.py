@@ -11,13 +11,15 @@ import dagster as dg
 import duckdb
 import pytest
 
-from dagster_project.defs.evidence.gate import BLOCKING_CHECKS, latest_verdict
+from dagster_project.defs.evidence.gate import BLOCKING_CHECKS
 from dagster_project.defs.ingest.checks import ONE_STATE_PER_REF
+from dagster_project.defs.ledger.checks import LEDGER_INVARIANTS
 from dagster_project.defs.lifecycle import PACKETS_ASSET
 from dagster_project.defs.resources import ZentraResource
 from dagster_project.defs.schedules import daily_reconciliation_schedule
 from dagster_project.defs.sensors import root_message
 from dagster_project.pipeline import load_definitions
+from zentra_pipelines import integrity
 
 DAY = "2026-11-20"  # the sample's base date
 
@@ -79,9 +81,14 @@ def test_the_gate_knows_every_blocking_check_of_the_definitions(built):
     assert set(BLOCKING_CHECKS) == declared
 
 
-def test_packets_alone_after_a_passing_run_trust_its_verdicts_and_seal(built, tiny_sample, tmp_path):
+def test_packets_alone_after_a_passing_run_reuse_the_recorded_ledger_verdict_and_seal(built, tiny_sample, tmp_path):
     defs, home, instance = built
-    assert {key: latest_verdict(instance, key) for key in BLOCKING_CHECKS} == dict.fromkeys(BLOCKING_CHECKS, True)
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:  # the blocking check recorded its verdict against the ledger tables it judged
+        recorded = con.sql("SELECT fingerprint, violations FROM integrity_verdicts").fetchall()
+        assert recorded == [(integrity.tables_fingerprint(con, integrity.LEDGER_TABLES), "[]")]
+    finally:
+        con.close()
     copy = _copy(home, tmp_path)
     result = _run(defs, tiny_sample, copy, instance, PACKETS)
     assert result.success
@@ -100,8 +107,8 @@ def test_a_failed_blocking_check_stops_a_later_packets_only_run(built, tiny_samp
         result = _run(defs, tiny_sample, copy, instance, PACKETS)
     assert not result.success
     message = _failure(result)
-    assert message.startswith("Nothing sealed: the state failed a blocking integrity check.")
-    assert f"provider_state/{ONE_STATE_PER_REF}: its latest evaluation failed" in message
+    assert message.startswith("Nothing sealed: the warehouse fails a blocking integrity invariant.")
+    assert f"provider_state/{ONE_STATE_PER_REF}: " in message and "has 2 state rows" in message
     assert _packets(copy) == before
 
 
@@ -118,31 +125,30 @@ def test_on_an_instance_that_never_checked_the_state_the_invariants_run_before_s
     assert _packets(copy) == before
 
 
-def test_a_packet_whose_own_journals_do_not_balance_is_never_signed(built, tiny_sample, tmp_path):
-    """Edited after its checks passed (outside Dagster): the instance's verdicts are
-    stale, but the packet's own day checks refuse that tenant-day."""
+@pytest.mark.parametrize("edit", ["one_leg", "both_legs"])
+def test_a_ledger_edited_after_its_check_passed_is_judged_again_and_not_sealed(built, tiny_sample, tmp_path, edit):
+    """Edited outside Dagster after the blocking check passed (the instance still shows
+    the pass): the ledger tables' fingerprint moved, so the invariants run again. Both
+    legs of a journal scaled alike still balance, but no longer match the balances."""
     defs, home, instance = built
     copy = _copy(home, tmp_path)
     con = duckdb.connect(str(copy / "warehouse.duckdb"))
-    tenant, posting = con.sql(
-        "SELECT tenant_id, posting_id FROM ledger_entries WHERE CAST(posted_at AS DATE) = $day "
+    journal, posting = con.sql(
+        "SELECT journal_id, posting_id FROM ledger_entries WHERE CAST(posted_at AS DATE) = $day "
         "AND amount_minor > 0 ORDER BY tenant_id, posting_id LIMIT 1", params={"day": DAY}).fetchall()[0]
-    con.execute("UPDATE ledger_entries SET amount_minor = amount_minor + 100 WHERE posting_id = ?", [posting])
+    if edit == "one_leg":
+        con.execute("UPDATE ledger_entries SET amount_minor = amount_minor + 100 WHERE posting_id = ?", [posting])
+    else:
+        con.execute("UPDATE ledger_entries SET amount_minor = amount_minor * 10 WHERE journal_id = ?", [journal])
     con.close()
     before = _packets(copy)
     result = _run(defs, tiny_sample, copy, instance, PACKETS)
     assert not result.success
     message = _failure(result)
-    assert message.startswith("1 tenant-day(s) not sealed, their rows failed a packet integrity check")
-    assert f"{tenant} {DAY}: journals_balance: " in message and "1 not summing to zero" in message
+    assert message.startswith("Nothing sealed: the warehouse fails a blocking integrity invariant.")
+    assert f"ledger_balances/{LEDGER_INVARIANTS}: " in message
+    assert ("sums to 100" in message) if edit == "one_leg" else ("but entries sum to" in message)
     assert _packets(copy) == before  # no v2 of that day for anyone to download
-    con = duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True)
-    try:
-        listed = con.sql("SELECT version FROM packets WHERE tenant_id = $t AND CAST(period AS VARCHAR) = $d",
-                         params={"t": tenant, "d": DAY}).fetchall()
-    finally:
-        con.close()
-    assert listed == [(1,)]  # the packets table still lists the version it has
 
 
 def test_packets_on_a_fresh_home_say_nothing_is_built_yet(built, tiny_sample, tmp_path):

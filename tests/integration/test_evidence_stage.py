@@ -220,8 +220,10 @@ def test_a_damaged_latest_version_is_not_skipped(sealed):
     tenant, day = first.packets.row(0)[:2]
     (home / "packets" / tenant / day.isoformat() / "v1.zip").chmod(0o644)
     (home / "packets" / tenant / day.isoformat() / "v1.zip").write_bytes(b"not a zip")
-    with pytest.raises(packet_store.PacketStoreError, match="fails verification"):
-        _rerun(home, tenants)
+    again = _rerun(home, tenants)  # refused, never chained onto; the other days go on
+    assert [(r.tenant_id, r.period) for r in again.refused] == [(tenant, day)]
+    assert "not sealed: PacketStoreError: latest sealed packet" in str(again.refused[0])
+    assert "fails verification" in str(again.refused[0])
 
 
 def test_rebuild_all_ignores_the_record_and_seals_nothing_new(sealed, monkeypatch):
@@ -373,3 +375,46 @@ def test_a_rerun_leaves_the_packets_table_as_it_was_and_says_what_it_did_in_pack
         assert "created" not in before.columns
         assert con.sql("SELECT count(*), sum(CAST(created AS INT)), sum(CAST(rebuilt AS INT)) FROM packets_run"
                        ).fetchall() == [(first.packets.height, 0, 0)]
+
+
+def test_a_packet_whose_own_journals_do_not_balance_is_refused_and_keeps_its_row(sealed):
+    """run_packets never signs a tenant-day whose rows fail its day checks; the packets
+    table still lists the version that tenant-day has."""
+    home, tenants, first = sealed
+    with Warehouse(home).connect() as con:
+        tenant, day, posting = con.sql(
+            "SELECT tenant_id, CAST(posted_at AS DATE), posting_id FROM ledger_entries WHERE amount_minor > 0 "
+            "ORDER BY tenant_id, posting_id LIMIT 1").fetchall()[0]
+        con.execute("UPDATE ledger_entries SET amount_minor = amount_minor + 100 WHERE posting_id = ?", [posting])
+    again = _rerun(home, tenants)
+    assert [(r.tenant_id, r.period) for r in again.refused] == [(tenant, day)]
+    assert again.refused[0].failed[0].startswith("journals_balance: ") and "1 not summing to zero" in str(
+        again.refused[0])
+    assert again.sealed_now == 0
+    with Warehouse(home).connect(read_only=True) as con:
+        assert con.sql("SELECT version FROM packets WHERE tenant_id = $t AND period = $d",
+                       params={"t": tenant, "d": day}).fetchall() == [(1,)]
+
+
+def test_a_tenant_day_that_cannot_be_written_does_not_stop_the_others(sealed):
+    """Errors are data: the folder of one tenant-day is unusable, every other changed
+    tenant-day is still sealed and recorded, and the refusal names the error."""
+    home, tenants, first = sealed
+    with Warehouse(home).connect() as con:
+        (tenant, day), (other, other_day) = con.sql(
+            "SELECT DISTINCT tenant_id, CAST(received_at AS DATE) FROM callback_events "
+            "WHERE list_contains($tenants, tenant_id) ORDER BY ALL LIMIT 2", params={"tenants": tenants}).fetchall()
+        for t, d in ((tenant, day), (other, other_day)):
+            con.execute(
+                "UPDATE callback_events SET detail = 'late correction' WHERE rowid = (SELECT min(rowid) "
+                "FROM callback_events WHERE tenant_id = $t AND CAST(received_at AS DATE) = $d)", {"t": t, "d": d})
+    folder = home / "packets" / tenant / day.isoformat()
+    for version in folder.iterdir():
+        version.unlink()
+    folder.rmdir()
+    folder.write_text("not a folder\n")
+    again = _rerun(home, tenants)
+    assert [(r.tenant_id, r.period) for r in again.refused] == [(tenant, day)]
+    assert again.refused[0].failed[0].startswith("not sealed: ")
+    assert again.packets.filter(pl.col("created")).select("tenant_id", "period", "version").rows() == [
+        (other, other_day, 2)]

@@ -60,6 +60,7 @@ TABLES = frozenset(
         "reconciliation_breaks", "break_log", "intent_timeline", "data_contract_results", "data_contract_results_by_tenant", "check_results",
         "data_contract_cache",  # per tenant-day GX counts, keyed by a fingerprint (data_contracts)
         "packets", "packets_run", "packet_fingerprints", "run_summary",
+        "integrity_verdicts",  # the ledger invariants' verdict and the fingerprint of what it judged (integrity)
         # per-intent input fingerprints of the published timeline (reconciliation_stage.run_timeline)
         "timeline_fingerprints",
         # intent ledger view rows with their entries' fingerprints (reconciliation_stage._ledger_view)

@@ -56,13 +56,13 @@ def audit_packets(context: dg.AssetExecutionContext, zentra: ZentraResource) -> 
             what = "tables" if len(missing) == len(evidence_stage.SEALED_FROM) else ", ".join(missing)
             raise dg.Failure(f"Nothing sealed: the warehouse has no {what} yet. Materialize the upstream "
                              "assets first (Materialize all, or `zentra run`).")
-        if failed := gate.blocking_failures(context.instance, con, context.log.info):
-            raise dg.Failure("Nothing sealed: the state failed a blocking integrity check. Fix it and "
+        if failed := gate.blocking_failures(con):
+            raise dg.Failure("Nothing sealed: the warehouse fails a blocking integrity invariant. Fix it and "
                              "rematerialize the asset with its checks.\n" + "\n".join(failed))
         r = evidence_stage.run_packets(con, settings.home, tenants, settings.signing_key, days=days)
     if r.refused:
-        raise dg.Failure(f"{len(r.refused)} tenant-day(s) not sealed, their rows failed a packet integrity "
-                         "check (the rest were sealed):\n" + "\n".join(map(str, r.refused[:20])))
+        raise dg.Failure(f"{len(r.refused)} tenant-day(s) not sealed (the rest were sealed):\n"
+                         + "\n".join(map(str, r.refused[:20])))
     if r.key_kind == "development":
         context.log.warning("Packets signed with a DEVELOPMENT key: set ZENTRA_SIGNING_KEY for real evidence.")
     for day in sorted(days):

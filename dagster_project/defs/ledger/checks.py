@@ -16,7 +16,7 @@ CLEARING_RETURNS_TO_ZERO = "clearing_accounts_return_to_zero"
                 "balances match entries and net to zero, closing = opening + movements.")
 def ledger_integrity_invariants(zentra: ZentraResource) -> dg.AssetCheckResult:
     with zentra.warehouse() as con:
-        return check_result(integrity.ledger_invariants(con))
+        return check_result(integrity.ledger_invariants_recorded(con))
 
 
 @dg.asset_check(asset="ledger_balances", name=NO_NEGATIVE_BALANCES,
