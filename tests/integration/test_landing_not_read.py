@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
+
+import pytest
 
 from zentra_pipelines.adapters import landing
 from zentra_pipelines.adapters.warehouse import Warehouse
@@ -82,3 +85,42 @@ def test_a_landing_folder_with_no_source_folder_is_said_to_be_empty(tmp_path, ca
     assert (result.new_files, result.not_read) == (0, ())
     assert caplog.messages == [f"landing: {root} holds none of callbacks/, intents/, settlements/, deliveries/: "
                                "nothing to read (is it the right folder?)"]
+
+
+UNREADABLE = """
+import json, sys
+from pathlib import Path
+from zentra_pipelines.adapters import landing
+root = Path(sys.argv[1])
+print(json.dumps({"not_read": landing.not_read(root),
+                  "listed": [f.source_file for f in landing.list_files(root, "intents")]}))
+"""
+
+
+def test_an_unreadable_file_is_named_and_the_others_are_still_read(tmp_path):
+    """Read by a process without the root override of file permissions (setpriv drops it),
+    as a service account would be: the unreadable file is named, the rest is input."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop CAP_DAC_OVERRIDE")
+    (tmp_path / "intents").mkdir()
+    (tmp_path / "intents" / "a.jsonl").write_text("{}\n")
+    locked = tmp_path / "intents" / "b.jsonl"
+    locked.write_text("{}\n")
+    locked.chmod(0)
+    try:
+        proc = subprocess.run(
+            ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all",
+             sys.executable, "-c", UNREADABLE, str(tmp_path)],
+            capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[2])
+    finally:
+        locked.chmod(0o644)
+    if proc.returncode != 0 and "setpriv" in proc.stderr:
+        pytest.skip(f"setpriv cannot drop capabilities here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"not_read": [["intents/b.jsonl", "cannot be read (Permission denied)"]],
+                                       "listed": ["intents/a.jsonl"]}

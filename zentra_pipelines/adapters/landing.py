@@ -156,6 +156,10 @@ def _why_not_read(path: Path, source: str, roots: tuple[Path, Path]) -> str | No
             return "a link to a file outside the landing folder"
     if not path.is_file():
         return "not a regular file"
+    try:  # one unreadable file is named and left out, not a failed run that archives nothing
+        path.open("rb").close()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
     return None
 
 
