@@ -163,13 +163,15 @@ def _step_outcome(step_key: str, events: list[dg.DagsterEvent]) -> list[str]:
     """What a finished step says: each check's verdict (a failed blocking check fails its
     step too: the verdict says it all), or the step done or FAILED."""
     checks = [e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    if checks:
-        return [f"check {c.check_name} on {c.asset_key.to_user_string()} " + (
-            "passed" if c.passed else
-            "FAILED (blocking)" if c.severity == dg.AssetCheckSeverity.ERROR else
-            "warning (reported, not blocking)") for c in checks]
+    said = [f"check {c.check_name} on {c.asset_key.to_user_string()} " + (
+        "passed" if c.passed else
+        "FAILED (blocking)" if c.severity == dg.AssetCheckSeverity.ERROR else
+        "warning (reported, not blocking)") for c in checks]
+    materialized = any(e.event_type_value == "ASSET_MATERIALIZATION" for e in events)
+    if checks and not materialized:
+        return said  # a check step
     failed = any(e.event_type_value == "STEP_FAILURE" for e in events)
-    return [f"{step_key} {'FAILED' if failed else 'done'}"]
+    return said + [f"{step_key} {'FAILED' if failed else 'done'}"]  # an asset (its own checks first)
 
 
 def execute(settings: Settings, instance: dg.DagsterInstance | None = None,

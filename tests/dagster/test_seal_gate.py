@@ -78,6 +78,7 @@ PACKETS = dg.AssetSelection.assets(PACKETS_ASSET)
 def test_the_gate_knows_every_blocking_check_of_the_definitions(built):
     defs, _, _ = built
     declared = {spec.key for checks in defs.asset_checks for spec in checks.check_specs if spec.blocking}
+    assert all(key.asset_key != dg.AssetKey(PACKETS_ASSET) for key in declared)  # its own check is not the gate's
     assert set(BLOCKING_CHECKS) == declared
 
 
@@ -193,3 +194,32 @@ def test_the_first_tick_of_the_calendar_skips_the_day_before_it():
     ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc))
     data = daily_reconciliation_schedule.evaluate_tick(ctx)
     assert data.run_requests == [] and "2025-12-31 is before the evidence calendar starts" in data.skip_message
+
+
+def test_a_tenant_day_that_cannot_be_sealed_fails_the_packets_check_and_the_others_keep_their_metadata(
+        built, tiny_sample, tmp_path):
+    """One tenant-day's folder is unusable: the run's other tenant-days are sealed and their
+    day's metadata recorded, and the packets' own blocking check fails naming the refused one."""
+    defs, home, instance = built
+    copy = _copy(home, tmp_path)
+    con = duckdb.connect(str(copy / "warehouse.duckdb"))
+    keys = con.sql("SELECT DISTINCT tenant_id FROM callback_events WHERE CAST(received_at AS DATE) = $d "
+                   "ORDER BY 1 LIMIT 2", params={"d": DAY}).fetchall()
+    for (tenant,) in keys:
+        con.execute("UPDATE callback_events SET detail = 'late correction' WHERE rowid = (SELECT min(rowid) "
+                    "FROM callback_events WHERE tenant_id = $t AND CAST(received_at AS DATE) = $d)",
+                    {"t": tenant, "d": DAY})
+    con.close()
+    (refused,), (sealed,) = keys
+    folder = copy / "packets" / refused / DAY
+    shutil.rmtree(folder)
+    folder.write_text("not a folder\n")
+    with dg.DagsterInstance.ephemeral() as fresh:
+        result = _run(defs, tiny_sample, copy, fresh, PACKETS)
+        [check] = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        [mat] = [e.event_specific_data.materialization for e in result.all_events
+                 if e.event_type_value == "ASSET_MATERIALIZATION"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert f"{refused} {DAY}: not sealed: " in check.metadata["first"].value
+    assert mat.partition == DAY and f"{sealed} v2" in mat.metadata["versions"].value
+    assert (copy / "packets" / sealed / DAY / "v2.zip").is_file()
