@@ -296,7 +296,8 @@ def _configured(settings: Settings) -> set[str] | None:
 def run_pipeline(settings: Settings) -> int:
     result = execute(settings, progress=_stderr_line)
     with Warehouse(settings.home).connect() as con:
-        print(render(con, settings.home, _configured(settings)))
+        # a second run is the packets run: without it, nothing was sealed this time
+        print(render(con, settings.home, _configured(settings), packets_ran=len(result.results) > 1))
     for note in result.notes:
         print(f"zentra: {note}", file=sys.stderr)
     problems = failures(result)

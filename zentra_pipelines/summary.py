@@ -72,11 +72,13 @@ def _undated_quarantine(con: duckdb.DuckDBPyConnection, sealed: set[str]) -> lis
     return found
 
 
-def render(con: duckdb.DuckDBPyConnection, home: Path, configured: set[str] | None = None) -> str:
+def render(con: duckdb.DuckDBPyConnection, home: Path, configured: set[str] | None = None,
+           packets_ran: bool = True) -> str:
     """The summary text. ``configured``: the tenants the policies and secrets configure;
     without it, the tenants with a packet stand in for them (a configured tenant whose
     rows all fall after today's evidence calendar has none yet, and would be listed as
-    not configured)."""
+    not configured). ``packets_ran``: False when this run stopped before sealing, so the
+    last packets run's figures are not reported as this run's."""
     out = ["Zentra run summary"]
     acc = _rows(con, "ingest_accounting")
     if acc.height:
@@ -120,9 +122,11 @@ def render(con: duckdb.DuckDBPyConnection, home: Path, configured: set[str] | No
         run = _rows(con, "packets_run")
         done = packet_outcomes(run if run.height or "created" not in packets.columns else packets)
         line = f"Audit packets: {packets.height:,} tenant-days, {done.sealed:,} sealed this run"
-        if done.unchanged is not None:
+        if not packets_ran:
+            line = f"Audit packets: {packets.height:,} tenant-days on record, none sealed this run (no packets step ran)"
+        elif done.unchanged is not None:
             line += f", {done.unchanged:,} unchanged (not rebuilt)"
-        if done.rebuilt_same:
+        if packets_ran and done.rebuilt_same:
             line += f", {done.rebuilt_same:,} rebuilt to the same content (no new version)"
         out.append(line)
         known = set(configured) if configured is not None else set(packets["tenant_id"])

@@ -72,3 +72,10 @@ def test_reviews_without_an_owner_are_counted_per_tenant(tmp_path):
                 "('t_zeta', 'in_3', NULL)")
     assert ("  reviews without an owner (the tenant's policy names no reviewer): t_zeta 2"
             in render(con, tmp_path).splitlines())
+
+
+def test_a_run_that_stopped_before_sealing_does_not_report_the_last_packets_run_as_its_own(tmp_path):
+    con = _warehouse(tmp_path)
+    assert "Audit packets: 1 tenant-days, 1 sealed this run, 0 unchanged (not rebuilt)" in render(con, tmp_path)
+    assert ("Audit packets: 1 tenant-days on record, none sealed this run (no packets step ran)"
+            in render(con, tmp_path, packets_ran=False).splitlines())
