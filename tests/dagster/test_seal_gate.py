@@ -223,3 +223,15 @@ def test_a_tenant_day_that_cannot_be_sealed_fails_the_packets_check_and_the_othe
     assert f"{refused} {DAY}: not sealed: " in check.metadata["first"].value
     assert mat.partition == DAY and f"{sealed} v2" in mat.metadata["versions"].value
     assert (copy / "packets" / sealed / DAY / "v2.zip").is_file()
+
+
+def test_a_checked_table_missing_fails_the_gate_naming_the_asset(built, tiny_sample, tmp_path):
+    """Every table packets seal from is there, but one a blocking check reads is not."""
+    defs, home, instance = built
+    copy = _copy(home, tmp_path)
+    _execute(copy / "warehouse.duckdb", "DROP TABLE ingest_accounting")
+    result = _run(defs, tiny_sample, copy, instance, PACKETS)
+    assert not result.success
+    message = _failure(result)
+    assert "ingest_accounting/landing_files_balanced: cannot be judged" in message
+    assert "materialize ingest_accounting" in message

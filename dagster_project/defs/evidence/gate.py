@@ -49,7 +49,10 @@ def blocking_failures(con: duckdb.DuckDBPyConnection) -> list[str]:
     """What stops sealing: ``<asset>/<check>: <first violations>`` per failing invariant."""
     failed = []
     for key, invariant in BLOCKING_CHECKS.items():
-        violations = invariant(con)
+        try:
+            violations = invariant(con)
+        except duckdb.CatalogException as exc:  # a table its asset never built: fail closed, say which
+            violations = [f"cannot be judged, {str(exc).splitlines()[0]}: materialize {key.asset_key.to_user_string()}"]
         if violations:
             failed.append(f"{key.asset_key.to_user_string()}/{key.name}: " + "; ".join(violations[:3]))
     return failed
