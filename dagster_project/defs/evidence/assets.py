@@ -56,13 +56,7 @@ def audit_packets(context: dg.AssetExecutionContext, zentra: ZentraResource) -> 
     days = partition_days(context)
     tenants = evidence_stage.configured_tenants(settings.policies, settings.secrets)
     with zentra.warehouse() as con:
-        if missing := evidence_stage.missing_tables(con):
-            what = "tables" if len(missing) == len(evidence_stage.SEALED_FROM) else ", ".join(missing)
-            raise dg.Failure(f"Nothing sealed: the warehouse has no {what} yet. Materialize the upstream "
-                             "assets first (Materialize all, or `zentra run`).")
-        if failed := gate.blocking_failures(con):
-            raise dg.Failure("Nothing sealed: the warehouse fails a blocking integrity invariant. Fix it and "
-                             "rematerialize the asset with its checks.\n" + "\n".join(failed))
+        gate.refuse_unless_sealable(con)
         r = evidence_stage.run_packets(con, settings.home, tenants, settings.signing_key, days=days)
     if r.key_kind == "development":
         context.log.warning("Packets signed with a DEVELOPMENT key: set ZENTRA_SIGNING_KEY for real evidence.")
@@ -77,12 +71,16 @@ def audit_packets(context: dg.AssetExecutionContext, zentra: ZentraResource) -> 
             "key_kind": r.key_kind,
             "packets_root": dg.MetadataValue.path(str(settings.home / "packets")),
         },
-        # the days that were sealed keep their materialization and metadata; a refused
-        # tenant-day fails this check (ERROR: `zentra run` exits 1) and names itself
-        check_results=[dg.AssetCheckResult(
-            check_name=EVERY_TENANT_DAY_SEALED, passed=not r.refused, severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"refused": len(r.refused), "first": "; ".join(map(str, r.refused[:5])) or "none"},
-        )],
+        check_results=[every_tenant_day_sealed(r)],
+    )
+
+
+def every_tenant_day_sealed(r: evidence_stage.EvidenceReport) -> dg.AssetCheckResult:
+    """The days that were sealed keep their materialization and metadata; a refused
+    tenant-day fails this check (ERROR: `zentra run` exits 1) and names itself."""
+    return dg.AssetCheckResult(
+        check_name=EVERY_TENANT_DAY_SEALED, passed=not r.refused, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"refused": len(r.refused), "first": "; ".join(map(str, r.refused[:5])) or "none"},
     )
 
 

@@ -30,7 +30,7 @@ import duckdb
 from dagster_project.defs.contracts.checks import DATA_CONTRACT_STRUCTURE
 from dagster_project.defs.ingest.checks import CALLBACKS_CONSERVED, FILES_BALANCED, ONE_STATE_PER_REF
 from dagster_project.defs.ledger.checks import LEDGER_INVARIANTS
-from zentra_pipelines import data_contracts, integrity
+from zentra_pipelines import data_contracts, evidence_stage, integrity
 
 Invariant = Callable[[duckdb.DuckDBPyConnection], list[str]]
 
@@ -56,3 +56,15 @@ def blocking_failures(con: duckdb.DuckDBPyConnection) -> list[str]:
         if violations:
             failed.append(f"{key.asset_key.to_user_string()}/{key.name}: " + "; ".join(violations[:3]))
     return failed
+
+
+def refuse_unless_sealable(con: duckdb.DuckDBPyConnection) -> None:
+    """Fail the packets step, sealing nothing, on a warehouse missing a table packets seal
+    from (nothing or only part of the graph materialized) or failing a blocking invariant."""
+    if missing := evidence_stage.missing_tables(con):
+        what = "tables" if len(missing) == len(evidence_stage.SEALED_FROM) else ", ".join(missing)
+        raise dg.Failure(f"Nothing sealed: the warehouse has no {what} yet. Materialize the upstream "
+                         "assets first (Materialize all, or `zentra run`).")
+    if failed := blocking_failures(con):
+        raise dg.Failure("Nothing sealed: the warehouse fails a blocking integrity invariant. Fix it and "
+                         "rematerialize the asset with its checks.\n" + "\n".join(failed))
