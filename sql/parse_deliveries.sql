@@ -43,9 +43,9 @@ typed AS (
         -- masked before the endpoint reaches any table, hash, packet or summary, and so is any
         -- URL userinfo quoted in the error text. Greedy up to the authority's last '@', so a
         -- password holding an unencoded '@' is masked whole.
-        regexp_replace(s[4], '^(https?://)[^/?#]*@', '\1***@') AS endpoint, s[5] AS attempt_s,
+        regexp_replace(s[4], '(?i)^(https?://)[^/?#]*@', '\1***@') AS endpoint, s[5] AS attempt_s,
         s[6] AS attempted_at_s, s[7] AS status_s,
-        regexp_replace(s[8], '(https?://)[^/?#\s]*@', '\1***@', 'g') AS error_s, s[9] AS latency_s,
+        regexp_replace(s[8], '(?i)(https?://)[^/?#\s]*@', '\1***@', 'g') AS error_s, s[9] AS latency_s,
         regexp_full_match(s[1], $identifier) AS delivery_id_ok,
         regexp_full_match(s[2], $identifier) AS event_id_ok,
         regexp_full_match(s[3], $identifier) AS tenant_id_ok
@@ -72,7 +72,7 @@ checked AS (
                  ELSE false END) END AS mistyped_names,
         CASE WHEN delivery_id_ok AND event_id_ok AND tenant_id_ok THEN [] ELSE
         list_filter(names[1:3], lambda n, i: NOT [delivery_id_ok, event_id_ok, tenant_id_ok][i]) END AS bad_id_names,
-        regexp_full_match(endpoint, 'https?://[^\s\p{Cc}\p{Cf}\p{Z}]+') AND length(endpoint) <= 2048 AS endpoint_ok,
+        regexp_full_match(endpoint, '(?i)https?://[^\s\p{Cc}\p{Cf}\p{Z}]+') AND length(endpoint) <= 2048 AS endpoint_ok,
         t[5] IN ('UBIGINT', 'BIGINT') AND coalesce(try_cast(attempt_s AS BIGINT) >= 1, false) AS attempt_ok,
         coalesce(t[7], 'NULL') = 'NULL'
             OR (t[7] IN ('UBIGINT', 'BIGINT') AND coalesce(try_cast(status_s AS BIGINT) BETWEEN 100 AND 599, false))

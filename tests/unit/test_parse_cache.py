@@ -190,3 +190,13 @@ def test_accepted_deliveries_and_intents_do_not_depend_on_the_parsed_rows_order(
         for shuffled in (parsed.reverse(), parsed.sample(fraction=1.0, shuffle=True, seed=7)):
             for got, want in zip(accept(shuffled), accept(parsed), strict=True):
                 assert_frame_equal(got, want)
+
+
+def test_a_url_password_is_masked_whatever_the_case_of_its_scheme():
+    """URL schemes are case-insensitive: HTTPS://user:pw@ is a password as much as https://."""
+    con = duckdb.connect()
+    archive(con, "deliveries", "a.jsonl", delivery(endpoint="HTTPS://u:pw_canary@x.example/hook",
+                                                   error="TLS error talking to Https://ops:s3cret_canary@x.example"))
+    parsed = parse_deliveries(con)
+    assert parsed.select("endpoint", "error", "error_code").rows() == [
+        ("HTTPS://***@x.example/hook", "TLS error talking to Https://***@x.example", None)]
