@@ -20,7 +20,8 @@ def _frame(rows: list[tuple], schema: dict) -> pl.DataFrame:
 def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.captured",
             settlement: tuple | None = None, ledger_intent: str = "in_1", ledger_fee: int | None = None,
             columns: tuple[str, ...] = ("break_type", "owner", "reason"), quarantined: str | None = None,
-            conflict: bool = False) -> list[tuple]:
+            conflict: bool = False, held: tuple[str, str] | None = None,
+            more_refs: tuple[tuple, ...] = ()) -> list[tuple]:
     """Breaks of intent in_1 (1,000 EUR); ``ledger_captured`` None: no postings at all;
     ``state_type`` None: no provider state."""
     intents = _frame([("t_a", "in_1", 1_000, "EUR", "EUR", T0)],
@@ -30,7 +31,8 @@ def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.c
                                                          ledger_captured, ledger_fee)],
                     {"tenant_id": S, "intent_id": S, "ledger_amount_minor": N, "ledger_currency": S,
                      "first_posted_at": D, "released": pl.Boolean, "captured": pl.Boolean, "ledger_fee_minor": N})
-    state = _frame([] if state_type is None else [("t_a", "acme", "ref_1", "in_1", state_type, 1_000, "EUR", T0)],
+    state = _frame(([] if state_type is None else [("t_a", "acme", "ref_1", "in_1", state_type, 1_000, "EUR", T0)])
+                   + list(more_refs),
                    {"tenant_id": S, "provider": S, "provider_ref": S, "intent_id": S, "type": S, "amount_minor": N,
                     "currency": S, "received_at": D})
     settlements = _frame([settlement] if settlement else [],
@@ -51,7 +53,8 @@ def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.c
         settlements=settlements,
         settlement_conflicts=_frame([], {"tenant_id": S, "provider": S, "provider_ref": S, "first_settled_at": D}),
         as_of=T0,
-        held=_frame([], {"tenant_id": S, "intent_id": S, "outcome": S, "decision_reason": S}),
+        held=_frame([("t_a", "in_1", *held)] if held else [],
+                    {"tenant_id": S, "intent_id": S, "outcome": S, "decision_reason": S}),
         quarantined_postings=_frame([("t_a", "in_1", quarantined)] if quarantined else [],
                                     {"tenant_id": S, "intent_id": S, "ledger_codes": S}),
     )
@@ -122,3 +125,22 @@ def test_a_callback_conflict_without_postings_carries_the_provider_currency():
     assert _breaks(ledger_captured=None, conflict=True,
                    columns=("break_type", "ledger_amount_minor", "provider_amount_minor", "currency")) == [
         ("callback_conflict", None, 1_000, "EUR"), ("missing_in_ledger", None, 1_000, "EUR")]
+
+
+def test_a_ledger_posting_for_an_intent_policy_held_is_control_bypassed_for_risk_ops():
+    assert _breaks(ledger_captured=True, held=("review", "over_max_amount")) == [
+        ("control_bypassed", "risk_ops",
+         "ledger reserved 1000 EUR for an intent policy decided review (over_max_amount): posted past a control")]
+
+
+def test_one_intent_captured_under_two_provider_refs_is_an_amount_mismatch_of_their_total():
+    second = ("t_a", "zeta", "ref_2", "in_1", "payment.captured", 1_000, "EUR", T0)
+    assert _breaks(ledger_captured=True, more_refs=(second,),
+                   columns=("break_type", "provider_ref", "ledger_amount_minor", "provider_amount_minor", "reason")) == [
+        ("amount_mismatch", None, 1_000, 2_000,
+         "captured under 2 provider refs (acme ref_1, zeta ref_2) for 2000 EUR in total; the ledger reserved 1000")]
+
+
+def test_a_second_ref_that_failed_is_no_double_capture():
+    failed = ("t_a", "zeta", "ref_2", "in_1", "payment.failed", 1_000, "EUR", T0)
+    assert _breaks(ledger_captured=True, more_refs=(failed,)) == []

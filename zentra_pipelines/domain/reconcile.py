@@ -21,6 +21,9 @@ SETTLEMENT_MISMATCH = "settlement_mismatch"
 CALLBACK_CONFLICT = "callback_conflict"
 UNKNOWN_INTENT = "unknown_intent"
 SEQUENCE_TIE = "sequence_tie"
+#: The ledger posted for an intent policy held in review or rejected (contract 2.6: an
+#: intent over a limit moves to review *before posting*). Beyond the contract's list.
+CONTROL_BYPASSED = "control_bypassed"
 
 #: Who works a missing_in_ledger break for an intent policy held or rejected: the
 #: provider moved money past a control, not a ledger fault.
@@ -33,6 +36,7 @@ OWNERS = {
     CALLBACK_CONFLICT: "provider_ops",
     UNKNOWN_INTENT: "provider_ops",
     SEQUENCE_TIE: "provider_ops",
+    CONTROL_BYPASSED: CONTROL_OWNER,
     AMOUNT_MISMATCH: "finance_recon",
     CURRENCY_MISMATCH: "finance_recon",
     SETTLEMENT_MISMATCH: "finance_recon",
@@ -156,6 +160,38 @@ def reconcile(
             first_seen=pl.max_horizontal("received_at", "first_posted_at"),
         ),
         AMOUNT_MISMATCH,
+    ))
+    # one intent captured under several provider refs: each ref may agree with the ledger
+    # on its own while together they moved more than the ledger holds (a double capture)
+    captured_refs = known.filter(pl.col("type").is_in(CAPTURED_TYPES)).group_by(*key, "provider_currency").agg(
+        pl.len().alias("_refs"),
+        pl.col("provider_amount_minor").sum().alias("provider_amount_minor"),
+        pl.format("{} {}", "provider", "provider_ref").sort().str.join(", ").alias("_refs_named"),
+        pl.col("received_at").max(),
+    ).filter(pl.col("_refs") > 1)
+    breaks.append(_shape(
+        captured_refs.join(ledger, on=key, how="inner").filter(
+            (pl.col("provider_currency") == pl.col("ledger_currency"))
+            & (pl.col("provider_amount_minor") != pl.col("ledger_amount_minor"))
+        ).with_columns(
+            provider_ref=pl.lit(None, pl.String),
+            currency=pl.col("ledger_currency"),
+            reason=pl.format("captured under {} provider refs ({}) for {} {} in total; the ledger reserved {}",
+                             "_refs", "_refs_named", "provider_amount_minor", "ledger_currency", "ledger_amount_minor"),
+            first_seen=pl.max_horizontal("received_at", "first_posted_at"),
+        ),
+        AMOUNT_MISMATCH,
+    ))
+    # control_bypassed: the ledger posted for an intent policy held in review or rejected
+    breaks.append(_shape(
+        ledger.filter(pl.col("ledger_amount_minor").is_not_null()).join(held, on=key, how="inner").with_columns(
+            provider_ref=pl.lit(None, pl.String), provider_amount_minor=pl.lit(None, pl.Int64),
+            currency=pl.col("ledger_currency"),
+            reason=pl.format("ledger reserved {} {} for an intent policy decided {} ({}): posted past a control",
+                             "ledger_amount_minor", "ledger_currency", "outcome", "decision_reason"),
+            first_seen=pl.col("first_posted_at"),
+        ),
+        CONTROL_BYPASSED,
     ))
     # the ledger posted a different amount than the intent asked for
     asked = intents.join(ledger, on=key, how="inner").filter(
