@@ -8,9 +8,10 @@ import polars as pl
 def routing_decisions(intents: pl.DataFrame, decisions: pl.DataFrame, provider_state: pl.DataFrame) -> pl.DataFrame:
     key = ["tenant_id", "intent_id"]
     accepted = intents.join(decisions.filter(pl.col("outcome") == "accepted").select(key), on=key, how="semi")
-    seen = provider_state.group_by(key).agg(
-        pl.col("provider").min(), pl.col("provider_ref").min(), pl.col("type").first().alias("provider_status"),
-        pl.col("received_at").min().alias("confirmed_at"),
+    # an intent routed through several refs names the first (provider, ref) pair: each ref
+    # with its own provider (two separate minima paired one provider with another's ref)
+    seen = provider_state.sort(*key, "provider", "provider_ref").group_by(key, maintain_order=True).agg(
+        pl.col("provider").first(), pl.col("provider_ref").first(), pl.col("received_at").min().alias("confirmed_at"),
     )
     parts = pl.col("corridor").str.split(":")
     return (
