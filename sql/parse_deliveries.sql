@@ -72,7 +72,7 @@ checked AS (
                  ELSE false END) END AS mistyped_names,
         CASE WHEN delivery_id_ok AND event_id_ok AND tenant_id_ok THEN [] ELSE
         list_filter(names[1:3], lambda n, i: NOT [delivery_id_ok, event_id_ok, tenant_id_ok][i]) END AS bad_id_names,
-        regexp_full_match(endpoint, '(?i)https?://[^\s\p{Cc}\p{Cf}\p{Z}]+') AND length(endpoint) <= 2048 AS endpoint_ok,
+        regexp_full_match(endpoint, 'https?://[^\s\p{Cc}\p{Cf}\p{Z}]+') AND length(endpoint) <= 2048 AS endpoint_ok,
         t[5] IN ('UBIGINT', 'BIGINT') AND coalesce(try_cast(attempt_s AS BIGINT) >= 1, false) AS attempt_ok,
         coalesce(t[7], 'NULL') = 'NULL'
             OR (t[7] IN ('UBIGINT', 'BIGINT') AND coalesce(try_cast(status_s AS BIGINT) BETWEEN 100 AND 599, false))

@@ -193,10 +193,13 @@ def test_accepted_deliveries_and_intents_do_not_depend_on_the_parsed_rows_order(
 
 
 def test_a_url_password_is_masked_whatever_the_case_of_its_scheme():
-    """URL schemes are case-insensitive: HTTPS://user:pw@ is a password as much as https://."""
+    """URL schemes are case-insensitive: HTTPS://user:pw@ is a password as much as https://
+    (the endpoint itself must still be written https://, or the row is quarantined)."""
     con = duckdb.connect()
-    archive(con, "deliveries", "a.jsonl", delivery(endpoint="HTTPS://u:pw_canary@x.example/hook",
-                                                   error="TLS error talking to Https://ops:s3cret_canary@x.example"))
+    archive(con, "deliveries", "a.jsonl",
+            delivery(error="TLS error talking to Https://ops:s3cret_canary@x.example"),
+            delivery(delivery_id="dlv_002", endpoint="HTTPS://u:pw_canary@x.example/hook"))
     parsed = parse_deliveries(con)
     assert parsed.select("endpoint", "error", "error_code").rows() == [
-        ("HTTPS://***@x.example/hook", "TLS error talking to Https://***@x.example", None)]
+        ("https://x.example/hook", "TLS error talking to Https://***@x.example", None),
+        (None, None, "invalid_field_type")]  # a quarantined row keeps no field values

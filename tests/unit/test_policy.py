@@ -78,3 +78,10 @@ def test_a_reviewer_listed_twice_gets_no_double_share():
     for intent_id in (f"i{n}" for n in range(50)):
         assert pc.assign_reviewer(["b", "a", "a", "a"], "t_a", intent_id) == pc.assign_reviewer(["a", "b"], "t_a",
                                                                                                intent_id)
+
+
+def test_a_review_is_never_owned_by_the_intents_own_maker():
+    """Four eyes: the actor who made the intent is left out of its reviewers; alone, no owner."""
+    owners = {pc.assign_reviewer(["usr_maker", "usr_b"], "t_a", f"in_{n}", "usr_maker") for n in range(40)}
+    assert owners == {"usr_b"}
+    assert pc.assign_reviewer(["usr_maker"], "t_a", "in_1", "usr_maker") is None

@@ -60,10 +60,13 @@ def policy_version(tenant_policy: Mapping | None) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(policy)).hexdigest()[:16]
 
 
-def assign_reviewer(reviewers: list[str], tenant_id: str, intent_id: str) -> str | None:
-    if not reviewers:
+def assign_reviewer(reviewers: list[str], tenant_id: str, intent_id: str, actor_id: str | None = None) -> str | None:
+    """The reviewer who owns an intent's review, the same on every run. Never its own
+    maker (four eyes): the intent's actor is left out, and a tenant whose only reviewer
+    made the intent leaves the review without an owner (the summary counts those)."""
+    ordered = sorted(set(reviewers) - {actor_id})  # a reviewer listed twice gets no double share
+    if not ordered:
         return None
-    ordered = sorted(set(reviewers))  # a reviewer listed twice gets no double share
     digest = hashlib.sha256(f"{tenant_id}|{intent_id}".encode()).digest()
     return ordered[int.from_bytes(digest[:8], "big") % len(ordered)]
 
@@ -200,9 +203,9 @@ def _decide_frame(intents: pl.DataFrame, per_tenant: pl.DataFrame, allowed: pl.D
         reason=pl.coalesce("_rejected", "_review", pl.lit(WITHIN_POLICY)),
         limit_minor=limit,
     )
-    reviews = decided.filter(pl.col("outcome") == REVIEW).select("tenant_id", "intent_id", "_reviewers")
+    reviews = decided.filter(pl.col("outcome") == REVIEW).select("tenant_id", "intent_id", "_reviewers", "actor_id")
     owners = pl.DataFrame(
-        [(t, i, assign_reviewer(list(r or []), t, i)) for t, i, r in reviews.iter_rows()],
+        [(t, i, assign_reviewer(list(r or []), t, i, a)) for t, i, r, a in reviews.iter_rows()],
         schema={"tenant_id": pl.String, "intent_id": pl.String, "owner": pl.String}, orient="row",
     )
     return (
@@ -248,7 +251,8 @@ def decide_reference(intents: pl.DataFrame, policies: Mapping) -> pl.DataFrame:
                 used[day_key] += amount
         owner = None
         if outcome == REVIEW:
-            owner = assign_reviewer(list((policy or {}).get("reviewers") or []), tenant, it["intent_id"])
+            owner = assign_reviewer(list((policy or {}).get("reviewers") or []), tenant, it["intent_id"],
+                                    it["actor_id"])
         rows.append((
             tenant, it["intent_id"], it["scope"], it["actor_id"], it["created_at"], outcome, reason,
             version, owner, amount, currency, limit, "svc_policy",
