@@ -85,3 +85,9 @@ def test_a_review_is_never_owned_by_the_intents_own_maker():
     owners = {pc.assign_reviewer(["usr_maker", "usr_b"], "t_a", f"in_{n}", "usr_maker") for n in range(40)}
     assert owners == {"usr_b"}
     assert pc.assign_reviewer(["usr_maker"], "t_a", "in_1", "usr_maker") is None
+
+
+def test_the_review_queue_keeps_the_contract_columns_first_and_the_intents_actor():
+    queue = pc.review_queue(pc.decide(INTENTS, {"tenants": {"t_a": POLICY}}))
+    assert queue.columns[:6] == ["tenant_id", "intent_id", "reason", "owner", "policy_version", "actor_id"]
+    assert queue.select("intent_id", "actor_id").rows() == [("i2", "actor_a"), ("i3", "actor_a")]

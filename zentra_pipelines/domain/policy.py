@@ -261,12 +261,13 @@ def decide_reference(intents: pl.DataFrame, policies: Mapping) -> pl.DataFrame:
 
 
 def review_queue(decisions: pl.DataFrame) -> pl.DataFrame:
-    """Open reviews: the contract's columns first, then what an operator needs."""
+    """Open reviews: the contract's columns first, then what an operator needs (the
+    actor who made the intent stays attached to its review, as the product page says)."""
     return (
         decisions.filter(pl.col("outcome") == REVIEW)
         .select(
             "tenant_id", "intent_id", "reason", "owner", "policy_version",
-            "amount_minor", "currency", "limit_minor",
+            "actor_id", "amount_minor", "currency", "limit_minor",
             pl.col("decided_at").alias("opened_at"),
             pl.lit("open").alias("status"),
         )
