@@ -115,16 +115,15 @@ def tables_fingerprint(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) 
     again, it is not evidence (the packets' own checks and signatures are)."""
     from zentra_pipelines.adapters.code_version import code_version
     from zentra_pipelines.adapters.warehouse import Warehouse
+    from zentra_pipelines.packet_inputs import quote
 
     h = hashlib.sha256(code_version().encode())
     for table in tables:
         if not Warehouse.exists(con, table):
             h.update(f"\n{table} absent".encode())
             continue
-        columns = con.sql(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = $t "
-            "ORDER BY column_index", params={"t": table}).fetchall()
-        row = ", ".join('"' + c.replace('"', '""') + '"' for c, _ in columns)
+        columns = Warehouse.columns(con, table)
+        row = ", ".join(quote(c) for c, _ in columns)
         (n, total), = con.sql(f'SELECT count(*), CAST(sum(hash({row})) AS VARCHAR) FROM "{table}"').fetchall()
         h.update(f"\n{table} {columns} {n} {total}".encode())
     return h.hexdigest()
@@ -139,29 +138,25 @@ def ledger_invariants_recorded(con: duckdb.DuckDBPyConnection) -> list[str]:
 def ledger_invariants_current(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The recorded verdict while the ledger tables are still the ones it judged; judged
     (and recorded) now otherwise: edited since, another warehouse, never checked."""
+    from zentra_pipelines.adapters.warehouse import Warehouse
+
     fingerprint = tables_fingerprint(con, LEDGER_TABLES)
-    _ensure_verdicts(con)
-    stored = con.sql(f'SELECT violations FROM "{VERDICTS}" WHERE "check" = $c AND fingerprint = $f',
-                     params={"c": LEDGER_CHECK, "f": fingerprint}).fetchall()
-    if stored:
-        return json.loads(stored[0][0])
+    stored = Warehouse.read(con, VERDICTS) if Warehouse.exists(con, VERDICTS) else None
+    if stored is not None:
+        stored = stored.filter((pl.col("check") == LEDGER_CHECK) & (pl.col("fingerprint") == fingerprint))
+        if stored.height:
+            return json.loads(stored["violations"][0])
     return _judge_and_record(con, fingerprint)
 
 
 def _judge_and_record(con: duckdb.DuckDBPyConnection, fingerprint: str) -> list[str]:
+    """Judge the ledger and publish the verdict with the fingerprint it holds for (the
+    table has one row: the ledger invariants are the only verdict kept)."""
+    from zentra_pipelines.adapters.warehouse import Warehouse
+
     found = ledger_invariants(con)
-    _ensure_verdicts(con)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute(f'DELETE FROM "{VERDICTS}" WHERE "check" = $c', {"c": LEDGER_CHECK})
-        con.execute(f'INSERT INTO "{VERDICTS}" VALUES ($c, $f, $v)',
-                    {"c": LEDGER_CHECK, "f": fingerprint, "v": json.dumps(found)})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    Warehouse.publish(con, {VERDICTS: pl.DataFrame(
+        [(LEDGER_CHECK, fingerprint, json.dumps(found))],
+        schema={"check": pl.String, "fingerprint": pl.String, "violations": pl.String}, orient="row",
+    )})
     return found
-
-
-def _ensure_verdicts(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f'CREATE TABLE IF NOT EXISTS "{VERDICTS}" ("check" VARCHAR, fingerprint VARCHAR, violations VARCHAR)')

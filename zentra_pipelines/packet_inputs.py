@@ -137,11 +137,7 @@ def _by_tenant_day(con: duckdb.DuckDBPyConnection, select: str, source: str, day
 
 def sealed_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[list[str]]:
     """``[name, type]`` of a table's sealed columns in table order (packet_plan.DROP_COLUMNS left out)."""
-    return [[c, t] for c, t in con.sql(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = $t "
-        "ORDER BY column_index",
-        params={"t": table},
-    ).fetchall() if c not in packet_plan.DROP_COLUMNS]
+    return [[c, t] for c, t in Warehouse.columns(con, table) if c not in packet_plan.DROP_COLUMNS]
 
 
 def quote(name: str) -> str:

@@ -195,6 +195,15 @@ class Warehouse:
             return 0
         return int(con.sql(f'SELECT count(*) FROM "{_table(table)}"').fetchall()[0][0])
 
+    @staticmethod
+    def columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+        """``(name, type)`` of a table's columns in table order, from the catalog."""
+        return con.sql(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = $t "
+            "ORDER BY column_index",
+            params={"t": _table(table)},
+        ).fetchall()
+
     @classmethod
     def count_by(cls, con: duckdb.DuckDBPyConnection, table: str, column: str) -> list[tuple[object, int]]:
         """``(value, rows)`` per value of one column, NULL included, in no particular order
@@ -203,10 +212,7 @@ class Warehouse:
         if not cls.exists(con, table):
             return []
         name = _table(table)
-        if column not in {c for (c,) in con.sql(
-            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = $t",
-            params={"t": name},
-        ).fetchall()}:
+        if column not in {c for c, _ in cls.columns(con, name)}:
             raise ValueError(f"table {name!r} has no column {column!r}")
         quoted = '"' + column.replace('"', '""') + '"'
         return [(k, int(n)) for k, n in con.sql(f'SELECT {quoted}, count(*) FROM "{name}" GROUP BY ALL').fetchall()]
