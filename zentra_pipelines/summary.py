@@ -72,6 +72,18 @@ def _undated_quarantine(con: duckdb.DuckDBPyConnection, sealed: set[str]) -> lis
     return found
 
 
+def _packets_line(con: duckdb.DuckDBPyConnection, packets: pl.DataFrame) -> str:
+    """What the last packets run did; a warehouse from before packets_run kept it in packets."""
+    run = _rows(con, "packets_run")
+    done = packet_outcomes(run if run.height or "created" not in packets.columns else packets)
+    line = f"Audit packets: {packets.height:,} tenant-days, {done.sealed:,} sealed this run"
+    if done.unchanged is not None:
+        line += f", {done.unchanged:,} unchanged (not rebuilt)"
+    if done.rebuilt_same:
+        line += f", {done.rebuilt_same:,} rebuilt to the same content (no new version)"
+    return line
+
+
 def render(con: duckdb.DuckDBPyConnection, home: Path, configured: set[str] | None = None,
            packets_ran: bool = True) -> str:
     """The summary text. ``configured``: the tenants the policies and secrets configure;
@@ -118,17 +130,8 @@ def render(con: duckdb.DuckDBPyConnection, home: Path, configured: set[str] | No
     out.append(f"Replay queue: {Warehouse.count(con, 'replay_queue'):,} events ready to replay")
     packets = _rows(con, "packets")
     if packets.height:
-        # what the last packets run did; a warehouse from before packets_run kept it in packets
-        run = _rows(con, "packets_run")
-        done = packet_outcomes(run if run.height or "created" not in packets.columns else packets)
-        line = f"Audit packets: {packets.height:,} tenant-days, {done.sealed:,} sealed this run"
-        if not packets_ran:
-            line = f"Audit packets: {packets.height:,} tenant-days on record, none sealed this run (no packets step ran)"
-        elif done.unchanged is not None:
-            line += f", {done.unchanged:,} unchanged (not rebuilt)"
-        if packets_ran and done.rebuilt_same:
-            line += f", {done.rebuilt_same:,} rebuilt to the same content (no new version)"
-        out.append(line)
+        out.append(_packets_line(con, packets) if packets_ran else
+                   f"Audit packets: {packets.height:,} tenant-days on record, none sealed this run (no packets step ran)")
         known = set(configured) if configured is not None else set(packets["tenant_id"])
         unsealed = _unsealed_tenants(con, known)
         if unsealed:
