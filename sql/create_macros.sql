@@ -16,8 +16,11 @@ CREATE OR REPLACE TEMP MACRO json_text(s, line_no) AS
 -- downstream would read such a line, or a signed body, differently, so they are not JSON
 -- here either. Outside string literals (replaced by "" first) the only bare words JSON
 -- has are true, false and null, none of which holds "nan" or "inf". The string-stripping
--- pass runs only on the rare lines where a cheap scan finds one of those patterns.
+-- pass runs only on the rare lines where a cheap scan finds one of those patterns where a
+-- value can start (after ':', '[', ',' or at the start, blanks and a sign between): a
+-- plain 'nan|inf' scan matched nearly every line ("tenant" holds "nan"), so the stripping
+-- pass ran on all of them (0.69 s of 0.74 s per 245k callback lines; now 0.25 s in all).
 CREATE OR REPLACE TEMP MACRO json_lenient_only(s) AS
-    regexp_matches(s, '(?i)nan|inf|,[ \t\n\r]*[\]}]')
+    regexp_matches(s, '(?i)(^|[:\[,])[ \t\n\r]*[-+]?(nan|inf)|,[ \t\n\r]*[\]}]')
     AND regexp_matches(regexp_replace(s, '"([^"\\]|\\.)*"', '""', 'g'), '(?i)nan|inf|,[ \t\n\r]*[\]}]');
 CREATE OR REPLACE TEMP MACRO json_strict_valid(s) AS json_valid(s) AND NOT json_lenient_only(s);
