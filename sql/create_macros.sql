@@ -20,7 +20,10 @@ CREATE OR REPLACE TEMP MACRO json_text(s, line_no) AS
 -- value can start (after ':', '[', ',' or at the start, blanks and a sign between): a
 -- plain 'nan|inf' scan matched nearly every line ("tenant" holds "nan"), so the stripping
 -- pass ran on all of them (0.69 s of 0.74 s per 245k callback lines; now 0.25 s in all).
+-- A CASE, not AND: DuckDB evaluates both sides of an AND for every row of a vector, while a
+-- CASE branch runs only for the rows that reach it (1.00 s vs 0.27 s per 245k lines).
 CREATE OR REPLACE TEMP MACRO json_lenient_only(s) AS
-    regexp_matches(s, '(?i)(^|[:\[,])[ \t\n\r]*[-+]?(nan|inf)|,[ \t\n\r]*[\]}]')
-    AND regexp_matches(regexp_replace(s, '"([^"\\]|\\.)*"', '""', 'g'), '(?i)nan|inf|,[ \t\n\r]*[\]}]');
+    CASE WHEN regexp_matches(s, '(?i)(^|[:\[,])[ \t\n\r]*[-+]?(nan|inf)|,[ \t\n\r]*[\]}]')
+         THEN regexp_matches(regexp_replace(s, '"([^"\\]|\\.)*"', '""', 'g'), '(?i)nan|inf|,[ \t\n\r]*[\]}]')
+         ELSE false END;
 CREATE OR REPLACE TEMP MACRO json_strict_valid(s) AS json_valid(s) AND NOT json_lenient_only(s);
