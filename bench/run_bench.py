@@ -85,11 +85,34 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
+#: Drop the kernel's page cache before every measured command (``--keep-page-cache`` to
+#: keep it). On this VM a run started with the page cache holding most of RAM (the earlier
+#: runs' homes and scenarios) pays for reclaiming it on every fresh page: the same 100k
+#: run took 84-100 s with 16 GB cached and 46-48 s after a drop (user and sys time both up
+#: ~1.7x), which made the later, larger sizes of one bench look slower than they are.
+DROP_PAGE_CACHE = True
+
+
+def drop_page_cache() -> bool:
+    """``sync`` then drop clean page-cache pages (root only); whether it was done."""
+    if not DROP_PAGE_CACHE:
+        return False
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
 def run_measured(cmd: list[str], *, env: dict | None = None, stdout=None, cwd: Path | None = None,
                  rss_limit_mib: float | None = None) -> dict:
-    """Run a command; wall seconds, exit code, and the child's own peak RSS and CPU (wait4)."""
+    """Run a command; wall seconds, exit code, and the child's own peak RSS and CPU (wait4).
+    The page cache is dropped first (``drop_page_cache``): every command starts from the
+    same memory state, whatever ran before it."""
     import threading
 
+    dropped = drop_page_cache()
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=stdout if stdout is not None else subprocess.DEVNULL,
@@ -121,6 +144,7 @@ def run_measured(cmd: list[str], *, env: dict | None = None, stdout=None, cwd: P
         "user_s": round(usage.ru_utime, 2),
         "sys_s": round(usage.ru_stime, 2),
         "loadavg_before": round(load_before, 2),
+        "page_cache_dropped": dropped,
         "stderr_tail": b"".join(stderr_chunks).decode("utf-8", "replace")[-2000:],
         **({"killed": killed[0]} if killed else {}),
     }
@@ -588,6 +612,14 @@ def render(results: dict, baseline: dict | None) -> str:
                "end to end on a fresh home in its own process (the CLI's code path: two in-process Dagster runs "
                "and the summary). Wall seconds per step come from Dagster's STEP_START/STEP_SUCCESS events; peak "
                "RSS and CPU from `wait4` on the child. `e2e` is the user's wait: process start to summary printed.")
+    dropped = [r.get("page_cache_dropped") for r in results["runs"].values()]
+    if dropped:
+        out.append("")
+        out.append("Page cache: " + ("dropped before every measured command (`sync; echo 3 > "
+                   "/proc/sys/vm/drop_caches`): inputs are read cold, and no run pays for reclaiming the cache "
+                   "an earlier one filled (on this VM that made a 100k run 1.7-2x slower)." if all(dropped) else
+                   "kept between measured commands (not root, or `--keep-page-cache`): a later run may pay for "
+                   "reclaiming the cache earlier runs filled."))
     out.append("")
 
     # ---- headline
@@ -886,6 +918,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default="latest")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     p.add_argument("--reuse", type=Path, help="re-render from an existing results JSON (no runs)")
+    p.add_argument("--keep-page-cache", action="store_true",
+                   help="do not drop the page cache before each measured command (it needs root)")
     args = p.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -896,6 +930,8 @@ def main(argv: list[str] | None = None) -> int:
         args.results.write_text(render(results, baseline) + "\n")
         return 0
 
+    global DROP_PAGE_CACHE
+    DROP_PAGE_CACHE = not args.keep_page_cache
     sizes = [int(s) for s in args.sizes.split(",") if s]
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     results: dict = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
