@@ -22,6 +22,7 @@ from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import deliveries as delivery_health
 from zentra_pipelines.domain import ledger as ledger_domain
 from zentra_pipelines.domain import packet_plan
+from zentra_pipelines.domain.errors import first_line
 from zentra_pipelines.domain.evidence import PacketInput
 
 #: Tenant-days sealed at once (each holds one packet's tables and bytes in memory).
@@ -36,11 +37,6 @@ def missing_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     """What the packets asset refuses to seal without. ``run_packets`` itself seals from
     what there is (stage-level callers build only some tables, data contracts aside)."""
     return [t for t in SEALED_FROM if not Warehouse.exists(con, t)]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:300]
 
 
 @dataclass(frozen=True)
@@ -253,7 +249,8 @@ def run_packets(
         try:
             result = packet_store.seal(home, inp, signer, recorded[2] if recorded else None)
         except (packet_store.PacketStoreError, OSError) as exc:  # this tenant-day only: the others go on
-            return Refused(key.tenant_id, key.period, (f"not sealed: {_one_line(exc)}",))
+            why = f"{type(exc).__name__}: {first_line(exc, cap=None)}"[:300]
+            return Refused(key.tenant_id, key.period, (f"not sealed: {why}",))
         return (key.tenant_id, key.period, result.version, result.created, True, str(result.path),
                 result.merkle_root, result.key_id, result.manifest_sha256)
 

@@ -37,6 +37,7 @@ from urllib.parse import quote
 import polars as pl
 import sqlalchemy as sa
 
+from zentra_pipelines.domain.errors import first_line
 from zentra_pipelines.domain.ledger import ACCOUNT_SCHEMA, SOURCE_COLUMNS, SOURCE_SCHEMA, parse_utc_timestamp
 
 POSTINGS_TABLE = "ledger_postings"
@@ -342,7 +343,7 @@ def _read(
             frame, path = _fetch(stmt, parsed, engine, names, prefer_arrow, table)
         except (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as err:
             # polars may read through the raw DB-API cursor, whose errors SQLAlchemy never wraps
-            raise LedgerSourceError(f"cannot read the source database: {err.__class__.__name__}: {_first_line(err)}") from err
+            raise LedgerSourceError(f"cannot read the source database: {err.__class__.__name__}: {first_line(err)}") from err
         return _unmask(frame, names), path, literal
     finally:
         engine.dispose()
@@ -431,7 +432,7 @@ def read_posting_ids(url: str, *, prefer_arrow: bool = True) -> pl.DataFrame:
     try:
         frame, _ = _fetch(stmt, parsed, engine, ["posting_id"], prefer_arrow)
     except (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error) as err:
-        raise LedgerSourceError(f"cannot read the source database: {err.__class__.__name__}: {_first_line(err)}") from err
+        raise LedgerSourceError(f"cannot read the source database: {err.__class__.__name__}: {first_line(err)}") from err
     finally:
         engine.dispose()
     return frame.select(pl.col("posting_id").cast(pl.String))
@@ -459,14 +460,9 @@ def check_source(url: str) -> None:
             if missing:
                 raise LedgerSourceError(f"source table {table} lacks column(s): {', '.join(missing)}")
     except sa.exc.SQLAlchemyError as err:
-        raise LedgerSourceError(f"cannot open the source database: {err.__class__.__name__}: {_first_line(err)}") from err
+        raise LedgerSourceError(f"cannot open the source database: {err.__class__.__name__}: {first_line(err)}") from err
     finally:
         engine.dispose()
-
-
-def _first_line(err: Exception) -> str:
-    """The error's first line, capped: enough to act on, never a dump of the statement."""
-    return str(err).splitlines()[0][:200] if str(err) else ""
 
 
 def describe_source(url: str) -> str:

@@ -125,3 +125,10 @@ def render_markdown() -> str:
     ]
     lines += [f"| `{code}` | {scope} | {meaning} |" for code, (scope, meaning) in CATALOGUE.items()]
     return "\n".join(lines) + "\n"
+
+
+def first_line(exc: BaseException, cap: int | None = 200) -> str:
+    """An exception's first line, capped: enough to act on in a one-line error, never a
+    dump of a statement or a traceback ("" for an exception without text)."""
+    text = str(exc)
+    return text.splitlines()[0][:cap] if text else ""

@@ -31,6 +31,7 @@ from dagster_project.defs.contracts.checks import DATA_CONTRACT_STRUCTURE
 from dagster_project.defs.ingest.checks import CALLBACKS_CONSERVED, FILES_BALANCED, ONE_STATE_PER_REF
 from dagster_project.defs.ledger.checks import LEDGER_INVARIANTS
 from zentra_pipelines import data_contracts, evidence_stage, integrity
+from zentra_pipelines.domain.errors import first_line
 
 Invariant = Callable[[duckdb.DuckDBPyConnection], list[str]]
 
@@ -52,7 +53,7 @@ def blocking_failures(con: duckdb.DuckDBPyConnection) -> list[str]:
         try:
             violations = invariant(con)
         except duckdb.CatalogException as exc:  # a table its asset never built: fail closed, say which
-            violations = [f"cannot be judged, {str(exc).splitlines()[0]}: materialize {key.asset_key.to_user_string()}"]
+            violations = [f"cannot be judged, {first_line(exc, cap=None)}: materialize {key.asset_key.to_user_string()}"]
         if violations:
             failed.append(f"{key.asset_key.to_user_string()}/{key.name}: " + "; ".join(violations[:3]))
     return failed
