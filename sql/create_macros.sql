@@ -17,11 +17,11 @@ CREATE OR REPLACE TEMP MACRO json_text(s, line_no) AS
 -- here either. Outside string literals (replaced by "" first) the only bare words JSON
 -- has are true, false and null, none of which holds "nan" or "inf". The string-stripping
 -- pass runs only on the rare lines where a cheap scan finds one of those patterns where a
--- value can start (after ':', '[', ',' or at the start, blanks and a sign between): a
--- plain 'nan|inf' scan matched nearly every line ("tenant" holds "nan"), so the stripping
--- pass ran on all of them (0.69 s of 0.74 s per 245k callback lines; now 0.25 s in all).
--- A CASE, not AND: DuckDB evaluates both sides of an AND for every row of a vector, while a
--- CASE branch runs only for the rows that reach it (1.00 s vs 0.27 s per 245k lines).
+-- value can start (after ':', '[', ',' or at the start, blanks and a sign between; a plain
+-- 'nan|inf' scan matches nearly every line: "tenant" holds "nan"), and it sits in a CASE
+-- branch, which runs only for the rows that reach it: DuckDB evaluates both sides of an
+-- AND for every row of a vector. json_strict_valid over 245k callback lines: 1.09 s with
+-- the narrow scan under an AND, 0.33 s as here.
 CREATE OR REPLACE TEMP MACRO json_lenient_only(s) AS
     CASE WHEN regexp_matches(s, '(?i)(^|[:\[,])[ \t\n\r]*[-+]?(nan|inf)|,[ \t\n\r]*[\]}]')
          THEN regexp_matches(regexp_replace(s, '"([^"\\]|\\.)*"', '""', 'g'), '(?i)nan|inf|,[ \t\n\r]*[\]}]')
