@@ -94,6 +94,12 @@ def test_merkle_root_matches_certificate_transparency_vectors(n: int) -> None:
     assert ev.merkle_root(CT_LEAVES[:n]).hex() == CT_ROOTS[n]
 
 
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 3 * 65536 + 17])
+def test_member_hashes_are_the_plain_and_leaf_hashes_of_the_bytes(size: int) -> None:
+    data = bytes(i % 251 for i in range(size))  # chunk boundaries fall mid-pattern
+    assert ev.member_hashes(data) == (hashlib.sha256(data).hexdigest(), _leaf(data))
+
+
 def test_merkle_leaf_order_matters() -> None:
     assert ev.merkle_root([b"a", b"b"]) != ev.merkle_root([b"b", b"a"])
     # second-preimage resistance: a leaf equal to an inner node's preimage differs

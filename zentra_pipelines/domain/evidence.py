@@ -184,6 +184,28 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     return merkle_root_from_leaf_hashes([merkle_leaf_hash(d) for d in leaves])
 
 
+#: Bytes of a member fed to both of its hashes before the next ones are read.
+_HASH_CHUNK = 64 * 1024
+
+
+def member_hashes(data: bytes) -> tuple[str, bytes]:
+    """(SHA-256 hex, RFC 6962 leaf hash) of one packet member, in one pass over its bytes.
+
+    Both hashes read every byte; fed the same 64 KiB chunk in turn, the second finds it in
+    the CPU cache instead of reading the member from memory again. Over 400 MiB on this
+    project's 2-core VM: 0.86 s against 1.15-1.33 s for two whole passes (at 1M intents
+    the packets' members hold ~16 thread-seconds of the two hashes).
+    """
+    plain = hashlib.sha256()
+    leaf = hashlib.sha256(b"\x00")
+    view = memoryview(data)
+    for start in range(0, len(view), _HASH_CHUNK):
+        chunk = view[start:start + _HASH_CHUNK]
+        plain.update(chunk)
+        leaf.update(chunk)
+    return plain.hexdigest(), leaf.digest()
+
+
 # ----------------------------------------------------------------------------------
 # Canonical JSON
 # ----------------------------------------------------------------------------------
@@ -592,7 +614,8 @@ def build_packet(
         rows[f"data/{name}.parquet"] = rows[f"data/{name}.csv"] = df.height
     files[PUBKEY_NAME] = signer_public_pem
     rows[PUBKEY_NAME] = None
-    digests = {p: sha256_hex(data) for p, data in files.items()}  # each file hashed once
+    hashes = {p: member_hashes(data) for p, data in files.items()}  # each file read once
+    digests = {p: plain for p, (plain, _) in hashes.items()}
 
     checks = _normalised_checks(inp.checks)
     sources = _normalised_sources(inp.source_inputs)
@@ -613,14 +636,15 @@ def build_packet(
         key_kind=key_kind,
     )
     rows[REPORT_NAME] = None
-    digests[REPORT_NAME] = sha256_hex(files[REPORT_NAME])
+    hashes[REPORT_NAME] = member_hashes(files[REPORT_NAME])
+    digests[REPORT_NAME] = hashes[REPORT_NAME][0]
 
     paths = sorted(files)
     entries = [
         {"path": p, "sha256": digests[p], "bytes": len(files[p]), "rows": rows[p]}
         for p in paths
     ]
-    root = merkle_root([files[p] for p in paths]).hex()
+    root = merkle_root_from_leaf_hashes([hashes[p][1] for p in paths]).hex()
 
     manifest = {
         "packet_format": PACKET_FORMAT,
