@@ -29,6 +29,7 @@ import duckdb
 from dagster_project.defs.lifecycle import PACKETS_ASSET
 from dagster_project.defs.partitions import calendar_bounds, range_tags
 from dagster_project.defs.sensors import error_chain, root_message
+from dagster_project.progress import WATCH_LOGGER, StepWatch, progress_hook, step_watch_logger, still_running
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.packet_plan import DAY_COLUMNS
 from zentra_pipelines.evidence_stage import configured_tenants
@@ -134,49 +135,10 @@ class PipelineResult:
         return [e for r in self.results for e in r.all_events]
 
 
-PROGRESS_HOOK = "zentra_progress"
-
-
-def progress_hook(report: Callable[[str], None]) -> dg.HookDefinition:
-    """One line per finished step, for ``zentra run``: at 1M intents a run takes minutes,
-    and whoever started it should see where it is rather than a silent terminal::
-
-        [   63.2 s] ledger done
-        [   68.9 s] check ledger_integrity_invariants on ledger_balances passed
-
-    A check's line says its verdict (a failed ERROR-severity check is what stops the
-    packets); a failed step says FAILED, its reason follows in the run's last lines. The
-    seconds count from the hook's creation (the run's start) and go to ``report`` only,
-    never into a table or a packet."""
-    start = time.monotonic()
-
-    def hook(context: dg.HookContext, events: list[dg.DagsterEvent]) -> dg.HookExecutionResult:
-        at = f"[{time.monotonic() - start:8.1f} s]"
-        for line in _step_outcome(context.step_key, events):
-            report(f"{at} {line}")
-        return dg.HookExecutionResult(hook_name=PROGRESS_HOOK, is_skipped=False)
-
-    return dg.HookDefinition(name=PROGRESS_HOOK, hook_fn=hook)
-
-
-def _step_outcome(step_key: str, events: list[dg.DagsterEvent]) -> list[str]:
-    """What a finished step says: each check's verdict (a failed blocking check fails its
-    step too: the verdict says it all), or the step done or FAILED."""
-    checks = [e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    said = [f"check {c.check_name} on {c.asset_key.to_user_string()} " + (
-        "passed" if c.passed else
-        "FAILED (blocking)" if c.severity == dg.AssetCheckSeverity.ERROR else
-        "warning (reported, not blocking)") for c in checks]
-    materialized = any(e.event_type_value == "ASSET_MATERIALIZATION" for e in events)
-    if checks and not materialized:
-        return said  # a check step
-    failed = any(e.event_type_value == "STEP_FAILURE" for e in events)
-    return said + [f"{step_key} {'FAILED' if failed else 'done'}"]  # an asset (its own checks first)
-
-
 def execute(settings: Settings, instance: dg.DagsterInstance | None = None,
             now: datetime | None = None, progress: Callable[[str], None] | None = None) -> PipelineResult:
-    """Both runs (see the module docstring); ``progress`` receives a line per finished step."""
+    """Both runs (see the module docstring); ``progress`` receives a line per finished step
+    and one per long step still running (``dagster_project.progress``)."""
     # Great Expectations takes seconds to import and set up; build it on a second core
     # while the first stages (DuckDB, Polars: GIL released) run. See data_contracts.prewarm.
     from zentra_pipelines import data_contracts
@@ -185,13 +147,23 @@ def execute(settings: Settings, instance: dg.DagsterInstance | None = None,
         data_contracts.prewarm(on_ready=gc.freeze)
         defs = load_definitions()
         job = defs.resolve_implicit_global_asset_job_def()
-    if progress is not None:
-        job = job.with_hooks({progress_hook(progress)})
     config = run_config(settings)
+    if progress is None:
+        return _execute_runs(settings, job, upstream_keys(defs), config, instance, now)
+    watch, start = StepWatch(), time.monotonic()
+    job = job.with_hooks({progress_hook(progress, start)}).with_logger_defs(
+        {**job.loggers, WATCH_LOGGER: step_watch_logger(watch)})
+    config["loggers"][WATCH_LOGGER] = {}
+    with still_running(watch, progress, start):
+        return _execute_runs(settings, job, upstream_keys(defs), config, instance, now)
+
+
+def _execute_runs(settings: Settings, job: dg.JobDefinition, upstream: list[dg.AssetKey], config: dict,
+                  instance: dg.DagsterInstance | None, now: datetime | None) -> PipelineResult:
     out = PipelineResult()
     with (dg.DagsterInstance.ephemeral() if instance is None else _borrowed(instance)) as inst:
         first = job.execute_in_process(run_config=config, instance=inst, raise_on_error=False,
-                                       asset_selection=upstream_keys(defs))
+                                       asset_selection=upstream)
         out.results.append(first)
         if not first.success or failures(first):
             out.notes.append("audit packets not sealed: the upstream run did not pass")
