@@ -18,7 +18,7 @@ import gc
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -148,13 +148,14 @@ def execute(settings: Settings, instance: dg.DagsterInstance | None = None,
         defs = load_definitions()
         job = defs.resolve_implicit_global_asset_job_def()
     config = run_config(settings)
-    if progress is None:
-        return _execute_runs(settings, job, upstream_keys(defs), config, instance, now)
-    watch, start = StepWatch(), time.monotonic()
-    job = job.with_hooks({progress_hook(progress, start)}).with_logger_defs(
-        {**job.loggers, WATCH_LOGGER: step_watch_logger(watch)})
-    config["loggers"][WATCH_LOGGER] = {}
-    with still_running(watch, progress, start):
+    watching: AbstractContextManager = nullcontext()
+    if progress is not None:
+        watch, start = StepWatch(), time.monotonic()
+        job = job.with_hooks({progress_hook(progress, start)}).with_logger_defs(
+            {**job.loggers, WATCH_LOGGER: step_watch_logger(watch)})
+        config["loggers"][WATCH_LOGGER] = {}
+        watching = still_running(watch, progress, start)
+    with watching:
         return _execute_runs(settings, job, upstream_keys(defs), config, instance, now)
 
 

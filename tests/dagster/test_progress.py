@@ -58,7 +58,6 @@ def test_a_failed_step_says_failed():
     assert _said([broken]) == ["broken FAILED"]
 
 
-
 # ------------------------------------------------------------------ still running ---
 
 

@@ -126,7 +126,6 @@ def test_a_trailing_comma_or_a_nan_is_not_json_though_duckdb_reads_them():
     assert intents.select("line_no", "error_code").rows() == [(1, "malformed_json"), (2, "malformed_json")]
 
 
-
 def test_strict_json_flags_nan_and_infinity_only_where_a_value_starts():
     """The pre-scan looks for NaN/Infinity where a JSON value can start; words holding
     "nan" or "inf" in keys or strings ("tenant", "info") are data, never a reason."""
@@ -139,6 +138,7 @@ def test_strict_json_flags_nan_and_infinity_only_where_a_value_starts():
     ]
     got = [con.sql("SELECT json_strict_valid($s)", params={"s": t}).fetchall()[0][0] for t in texts]
     assert got == [True, False, False, False, False, False, False, True]
+
 
 SETTLEMENT_HEADER = b"provider,provider_ref,tenant_id,currency,gross_minor,fee_minor,net_minor,settled_at,batch_id"
 

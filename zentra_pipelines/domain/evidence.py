@@ -615,7 +615,9 @@ def build_packet(
     files[PUBKEY_NAME] = signer_public_pem
     rows[PUBKEY_NAME] = None
     hashes = {p: member_hashes(data) for p, data in files.items()}  # each file read once
-    digests = {p: plain for p, (plain, _) in hashes.items()}
+
+    def entry(path: str) -> dict[str, object]:
+        return {"path": path, "sha256": hashes[path][0], "bytes": len(files[path]), "rows": rows[path]}
 
     checks = _normalised_checks(inp.checks)
     sources = _normalised_sources(inp.source_inputs)
@@ -628,22 +630,15 @@ def build_packet(
         sources=sources,
         policy_versions=policies,
         counts=counts,
-        file_entries=[
-            {"path": p, "sha256": digests[p], "bytes": len(files[p]), "rows": rows[p]}
-            for p in sorted(files)
-        ],
+        file_entries=[entry(p) for p in sorted(files)],
         key_id=key_id,
         key_kind=key_kind,
     )
     rows[REPORT_NAME] = None
     hashes[REPORT_NAME] = member_hashes(files[REPORT_NAME])
-    digests[REPORT_NAME] = hashes[REPORT_NAME][0]
 
     paths = sorted(files)
-    entries = [
-        {"path": p, "sha256": digests[p], "bytes": len(files[p]), "rows": rows[p]}
-        for p in paths
-    ]
+    entries = [entry(p) for p in paths]
     root = merkle_root_from_leaf_hashes([hashes[p][1] for p in paths]).hex()
 
     manifest = {
@@ -665,9 +660,8 @@ def build_packet(
         "signature": dict(SIGNATURE_DESCRIPTION),
     }
     members = dict(files)
-    members[MANIFEST_NAME] = canonical_json(manifest)
-    digests[MANIFEST_NAME] = sha256_hex(members[MANIFEST_NAME])
-    members[SUMS_NAME] = sha256sums(members, digests)
+    members[MANIFEST_NAME] = canonical_json(manifest)  # hashed by sha256sums, the one member not in ``hashes``
+    members[SUMS_NAME] = sha256sums(members, {p: plain for p, (plain, _) in hashes.items()})
     return members
 
 
