@@ -9,7 +9,7 @@ Why: an incremental run (one new day on a long history) costs more than that day
 and the question for a storage redesign is how much of the difference is rewriting
 published tables whole and how much is reading and recomputing the history. This runs
 the CLI's own code path in this process, with every warehouse write
-(``Warehouse.publish``, ``publish_parts``, ``publish_query``, ``append``) timed, and
+(``Warehouse.publish``, ``publish_parts``, ``keep_and_add``, ``append``) timed, and
 prints the wall seconds per call site (the tables written together) and their total.
 A diagnostic for the bench only: the timing wrappers replace the Warehouse methods for
 this process, which no test or pipeline code does.
@@ -35,7 +35,7 @@ from zentra_pipelines.adapters.warehouse import Warehouse
 WRITERS = {
     "publish": lambda args: ",".join(sorted(args[1])),
     "publish_parts": lambda args: args[1],
-    "publish_query": lambda args: args[1],
+    "keep_and_add": lambda args: args[1],
     "append": lambda args: args[1],
 }
 

@@ -9,7 +9,7 @@
 --     and the number of copies, owned by the first copy's intent;
 --   * deliveries: every attempt whose (tenant_id, event_id) one of the intent's events carries;
 --   * journals: per (tenant_id, intent_id, journal_id) what select_timeline_journals shows (the first
---     entry's actor, key and currency by rowid, the last entry_seq's entry_hash, min posted_at, moved).
+--     entry's actor, key and currency by entry_seq, the last entry_seq's entry_hash, min posted_at, moved).
 -- Grouping is what costs here (~0.8 CPU s at 100k intents, 850k input rows): hashing the picked
 -- values inside the aggregates keeps each group's state to integers.
 -- The fingerprint is a hash of $version and every layer's count and sum. Ordered by tenant_id, intent_id.
@@ -38,7 +38,7 @@ delivery_layer AS (
 journals AS (
     SELECT tenant_id, intent_id, journal_id,
         min(posted_at) AS posted_at,
-        arg_min_null(hash(actor_id, idempotency_key, currency), rowid) AS firsts,
+        arg_min_null(hash(actor_id, idempotency_key, currency), entry_seq) AS firsts,
         arg_max_null(hash(entry_hash), entry_seq) AS entry_hash,
         CAST(coalesce(sum(amount_minor) FILTER (WHERE amount_minor > 0), 0) AS BIGINT) AS moved
     FROM ledger_entries

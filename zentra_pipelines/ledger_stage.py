@@ -40,7 +40,7 @@ import polars as pl
 from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.ledger_source import describe_source, read_posting_ids, read_source
 from zentra_pipelines.adapters.sql_files import load_sql
-from zentra_pipelines.adapters.warehouse import Audit, IntegrityError, Warehouse
+from zentra_pipelines.adapters.warehouse import Audit, InPlace, IntegrityError, Warehouse
 from zentra_pipelines.domain import errors, frames, ledger
 from zentra_pipelines.domain import invariants as inv
 from zentra_pipelines.domain.money import INT64_MAX
@@ -385,6 +385,9 @@ class _Built:
     received: int
     collapsed: int
     scope: AuditScope | None = None
+    #: ledger_entries as an update of the published table (the incremental path): the
+    #: kept prefix's keys and the rechained tail, so the unchanged entries are not rewritten
+    entries_update: InPlace | None = None
 
 
 @dataclass(frozen=True)
@@ -469,7 +472,10 @@ def _published_basis(con: duckdb.DuckDBPyConnection, archived: int, source_accou
     entries = con.sql('SELECT * FROM "ledger_entries"').pl()
     entries = entries.select([pl.col(c).cast(t) for c, t in ledger.ENTRY_SCHEMA.items()])
     if not ledger.in_order(entries, ledger.ENTRY_ORDER):
-        return None  # the prefix/tail split needs the published entry order
+        # updated in place by an incremental run: each tenant's rechained tail was appended
+        entries = entries.sort("tenant_id", "entry_seq", nulls_last=True)
+        if not ledger.in_order(entries, ledger.ENTRY_ORDER):
+            return None  # the prefix/tail split needs the entries in entry order
     audited = _frames_equal(digest, entries_digest(entries), DIGEST_SCHEMA)
     return _Basis(
         entries=entries,
@@ -620,7 +626,8 @@ def _build_incremental(
         scope = AuditScope(tail=chained, seeds=seeds, journals=journals.unique())
     clock["chain"] = time.perf_counter() - t
     clock["rechained"] = float(chained.height)
-    return _Built(entries, quarantine, accounts, received, collapsed, scope)
+    update = InPlace(prefix.select("tenant_id", "entry_seq"), chained)
+    return _Built(entries, quarantine, accounts, received, collapsed, scope, update)
 
 
 
@@ -859,7 +866,8 @@ def _derive_and_publish(
 
     t = time.perf_counter()
     audit = _combine(ledger_audit(built.received, built.collapsed, built.scope), extra_audit)
-    published = Warehouse.publish(con, frames, audit=audit, allow_empty=ALLOW_EMPTY)
+    in_place = {"ledger_entries": built.entries_update} if built.entries_update is not None else None
+    published = Warehouse.publish(con, frames, audit=audit, allow_empty=ALLOW_EMPTY, in_place=in_place)
     clock["audit_publish"] = time.perf_counter() - t
     return entries, built.quarantine, balances, daily, findings, duplicates, after, published
 

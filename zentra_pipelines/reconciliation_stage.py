@@ -247,8 +247,9 @@ def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
     intent's input rows alone, so an intent whose input fingerprint equals the one
     stored with the published timeline keeps its published rows; only the others
     (new, changed, or every intent when no fingerprints were stored or the code changed)
-    are rebuilt, and each tenant's part is the kept rows and the rebuilt ones merged in
-    intent order — the table a full rebuild gives. Nothing changed: nothing is written.
+    are rebuilt; the published rows of the others are dropped and the rebuilt ones added
+    in place: the rows a full rebuild gives, in another physical order (readers sort).
+    Nothing changed: nothing is written.
     The fingerprints are published after the timeline, so a failure between the two
     leaves older fingerprints, which can only mark more intents as changed."""
     for name in (*TIMELINE_COLUMNS, TIMELINE_JOURNALS_FROM):  # every input exists, whether or not a tenant has rows
@@ -276,18 +277,13 @@ def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def _publish_merged(con: duckdb.DuckDBPyConnection, kept: pl.DataFrame, rebuilt: dict[str, pl.DataFrame]) -> int:
-    """Publish the kept intents' published rows and the rebuilt rows merged in the engine
-    (sql/merge_intent_timeline.sql): the kept rows, nearly all of the table on a day's run,
-    never leave DuckDB (at 100k intents reading ~900k of them into Polars, merging and
-    writing them back took 1.25 s; the merge in the engine 0.57 s). Same table as a full
-    rebuild: no intent is on both sides, each side is in timeline order (see the SQL)."""
+    """Keep the kept intents' published rows, drop every other intent's and add the rebuilt
+    rows, in place (``Warehouse.keep_and_add``): the kept rows, nearly all of the table on a
+    day's run, are neither read nor rewritten. The same rows as a full rebuild, as a set:
+    no intent is on both sides."""
     rows = pl.concat([part.cast(TIMELINE_SCHEMA).select(list(TIMELINE_SCHEMA)) for part in rebuilt.values()]
                      ) if rebuilt else pl.DataFrame(schema=TIMELINE_SCHEMA)
-    return Warehouse.publish_query(
-        con, "intent_timeline", load_sql("merge_intent_timeline"),
-        {"_timeline_kept": kept.select("tenant_id", "intent_id"),
-         "_timeline_rebuilt": rows.with_row_index("_pos").with_columns(pl.col("_pos").cast(pl.Int64))},
-    )
+    return Warehouse.keep_and_add(con, "intent_timeline", kept.select("tenant_id", "intent_id"), rows)
 
 
 def _stored_fingerprint_count(con: duckdb.DuckDBPyConnection) -> int:

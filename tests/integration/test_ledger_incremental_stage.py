@@ -39,9 +39,13 @@ from zentra_pipelines.ledger_stage import (
     run_ledger,
 )
 
+#: How each table is read to compare: an incremental run updates ledger_entries in place
+#: (its rechained tails appended), so its rows are compared in chain order.
+ORDER = {"ledger_entries": " ORDER BY tenant_id, entry_seq"}
+
 
 def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
-    return {t: con.sql(f'SELECT * FROM "{t}"').pl() for t in LEDGER_TABLES}
+    return {t: con.sql(f'SELECT * FROM "{t}"' + ORDER.get(t, "")).pl() for t in LEDGER_TABLES}
 
 
 def history_then(tmp_path: Path, change: Callable[[str], None]) -> tuple[LedgerResult, dict, dict]:
@@ -85,6 +89,28 @@ def test_a_new_day_extends_each_chain_and_equals_the_full_recompute(tmp_path: Pa
         "n2", ts(later), "t_beta", "USD")))
     assert "path_incremental" in result.seconds and result.seconds["rechained"] == 4
     assert_same(inc, full)
+
+
+def test_new_days_update_the_entries_in_place_and_the_next_run_builds_on_them(tmp_path: Path) -> None:
+    accounts, postings = make_ledger()
+    url = write_sqlite(tmp_path / "source.sqlite", accounts, postings)
+    oid = "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'ledger_entries'"
+    with Warehouse(tmp_path / "inc").connect() as con:
+        run_ledger(con, url)
+        first = con.sql(oid).fetchall()
+        for day, n in ((30, "n1"), (31, "n2")):
+            add_sqlite(url, journal(n, ts(START + timedelta(days=day))) + journal(f"{n}b", ts(START + timedelta(days=day)), "t_beta"))
+            result = run_ledger(con, url)
+            assert "path_incremental" in result.seconds and result.seconds["rechained"] == 4
+            assert con.sql(oid).fetchall() == first  # not rewritten: its tails were replaced
+        # the physical order is no longer the chain's: each run appended the tails it rechained
+        tail = con.sql("SELECT journal_id FROM ledger_entries").pl()["journal_id"].tail(4).to_list()
+        assert tail == ["j_n2", "j_n2", "j_n2b", "j_n2b"]
+        incremental = tables(con)
+    shutil.copytree(tmp_path / "inc", tmp_path / "full")
+    with Warehouse(tmp_path / "full").connect() as con:
+        run_ledger(con, url, incremental=False)
+        assert_same(incremental, tables(con))
 
 
 def test_a_late_posting_rechains_from_where_it_sorts(tmp_path: Path) -> None:

@@ -105,7 +105,9 @@ def load(con: duckdb.DuckDBPyConnection, tables: dict[str, pl.DataFrame]) -> Non
 
 
 def timeline(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    return con.sql('SELECT * FROM "intent_timeline"').pl()
+    """The published timeline as a set: an incremental run updates it in place, so its
+    physical order is not a full build's."""
+    return con.sql('SELECT * FROM "intent_timeline" ORDER BY ALL').pl()
 
 
 def full_rebuild(tmp_path, tables: dict[str, pl.DataFrame]) -> pl.DataFrame:

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from zentra_pipelines.adapters.warehouse import IntegrityError, Warehouse
+from zentra_pipelines.adapters.warehouse import InPlace, IntegrityError, Warehouse
 
 SCHEMA = {"tenant_id": pl.String, "at": pl.Datetime("us"), "n": pl.Int64}
 
@@ -193,24 +193,57 @@ def test_count_by_refuses_a_column_the_table_does_not_have(con):
         Warehouse.count_by(con, "intent_timeline", 'n" FROM x; --')
 
 
-def test_publish_query_stages_the_query_and_swaps_it_in(con):
-    Warehouse.publish(con, {"intent_timeline": part("t_a", 1, 2)})
-    rows = Warehouse.publish_query(
-        con, "intent_timeline",
-        'SELECT * FROM intent_timeline WHERE n > 1 UNION ALL BY NAME SELECT * FROM _extra ORDER BY tenant_id, n',
-        {"_extra": part("t_b", 3)},
-    )
-    assert rows == 2
-    assert_frame_equal(published(con), pl.concat([part("t_a", 2), part("t_b", 3)]))
-    assert not {t for t in tables(con) if t.startswith("_stage")}
-    assert "_extra" not in {n for (n,) in con.sql("SELECT view_name FROM duckdb_views()").fetchall()}
+def test_keep_and_add_keeps_the_kept_keys_rows_drops_the_others_and_adds(con):
+    Warehouse.publish(con, {"intent_timeline": pl.concat([part("t_a", 1, 2), part("t_b", 3), part("t_c", 4)])})
+    kept = pl.DataFrame({"tenant_id": ["t_a", "t_z"]})
+    rows = Warehouse.keep_and_add(con, "intent_timeline", kept, part("t_b", 5).select("n", "at", "tenant_id"))
+    assert rows == 3
+    assert_frame_equal(published(con), pl.concat([part("t_a", 1, 2), part("t_b", 5)]))
+    assert "_added_rows" not in {n for (n,) in con.sql("SELECT view_name FROM duckdb_views()").fetchall()}
 
 
-def test_a_failing_publish_query_leaves_the_published_table_and_no_stage(con):
+def test_keep_and_add_matches_a_null_key_to_a_null_key(con):
+    frame = pl.concat([part("t_a", 1), part("t_a", 2).with_columns(tenant_id=pl.lit(None, pl.String))])
+    Warehouse.publish(con, {"intent_timeline": frame})
+    Warehouse.keep_and_add(con, "intent_timeline", pl.DataFrame({"tenant_id": [None]}, schema={"tenant_id": pl.String}),
+                           pl.DataFrame(schema=SCHEMA))
+    assert_frame_equal(published(con), frame.slice(1))
+
+
+def test_a_failing_keep_and_add_leaves_the_published_table(con):
     Warehouse.publish(con, {"intent_timeline": part("t_a", 1, 2)})
     with pytest.raises(duckdb.Error):
-        Warehouse.publish_query(con, "intent_timeline", "SELECT * FROM no_such_table", {"_extra": part("t_b", 3)})
+        Warehouse.keep_and_add(con, "intent_timeline", pl.DataFrame({"tenant_id": ["t_b"]}),
+                               part("t_b", 3).with_columns(extra=pl.lit(1)))
     assert_frame_equal(published(con), part("t_a", 1, 2))
+
+
+def test_keep_and_add_refuses_a_key_the_table_lacks(con):
+    Warehouse.publish(con, {"intent_timeline": part("t_a", 1)})
+    with pytest.raises(ValueError, match="no key"):
+        Warehouse.keep_and_add(con, "intent_timeline", pl.DataFrame({'n" FROM x; --': [1]}), part("t_a", 2))
+    assert_frame_equal(published(con), part("t_a", 1))
+
+
+def test_publish_updates_an_in_place_table_with_the_staged_ones(con):
+    Warehouse.publish(con, {"intent_timeline": part("t_a", 1, 2), "intents": part("t_x", 9)})
+    whole = pl.concat([part("t_a", 1), part("t_b", 3)])
+    update = InPlace(pl.DataFrame({"n": [1]}), part("t_b", 3))
+    assert Warehouse.publish(con, {"intent_timeline": whole, "intents": part("t_y", 8)},
+                             in_place={"intent_timeline": update}) == {"intent_timeline": 2, "intents": 1}
+    assert_frame_equal(published(con), whole)
+    assert_frame_equal(con.sql('SELECT * FROM "intents"').pl(), part("t_y", 8))
+
+
+def test_an_in_place_update_that_misses_the_audited_rows_publishes_nothing(con):
+    Warehouse.publish(con, {"intent_timeline": part("t_a", 1, 2), "intents": part("t_x", 9)})
+    whole = pl.concat([part("t_a", 1, 2), part("t_b", 3)])  # what was audited: 3 rows
+    update = InPlace(pl.DataFrame({"n": [1]}), part("t_b", 3))  # leaves 2
+    with pytest.raises(IntegrityError, match="left 2 rows, not the 3 audited"):
+        Warehouse.publish(con, {"intent_timeline": whole, "intents": part("t_y", 8)},
+                          in_place={"intent_timeline": update})
+    assert_frame_equal(published(con), part("t_a", 1, 2))
+    assert_frame_equal(con.sql('SELECT * FROM "intents"').pl(), part("t_x", 9))
     assert not {t for t in tables(con) if t.startswith("_stage")}
 
 

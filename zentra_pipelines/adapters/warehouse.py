@@ -237,24 +237,35 @@ class Warehouse:
         *,
         audit: Audit | None = None,
         allow_empty: frozenset[str] | set[str] = frozenset(),
+        in_place: Mapping[str, InPlace] | None = None,
     ) -> dict[str, int]:
         """Write-audit-publish several tables as one unit.
 
         1. run ``audit`` over the frames and refuse on any violation; 2. write each frame
         to ``_stage_<table>``; 3. swap all staged tables in one transaction. A frame that is empty without being listed in
         ``allow_empty`` is refused: an empty money table is a symptom, not a result.
+
+        ``in_place``: tables among ``frames`` whose frame is the published rows of
+        ``kept`` plus ``added`` (:class:`InPlace`): the frame is audited as usual, but the
+        table is updated in place within the same transaction (``keep_and_add``) instead
+        of being rewritten, and the transaction is refused unless the table then holds
+        exactly the frame's row count.
         """
+        in_place = in_place or {}
         for table in frames:
             _table(table)
+        if set(in_place) - set(frames):
+            raise ValueError(f"in-place tables {sorted(set(in_place) - set(frames))} have no frame")
         empty = [t for t, f in frames.items() if f.height == 0 and t not in allow_empty]
         if empty:
             raise IntegrityError(",".join(sorted(empty)), ["unexpectedly empty input: refusing to publish"])
         violations = audit(frames) if audit else []
         if violations:
             raise IntegrityError(",".join(sorted(frames)), violations)
-        with _staged(con, frames) as staged:
-            for table, frame in frames.items():
-                _stage(con, staged[table], naive_utc(frame), create=True)
+        updates = {t: (update, frames[t].height) for t, update in in_place.items()}
+        with _staged(con, [t for t in frames if t not in in_place], updates) as staged:
+            for table, stage in staged.items():
+                _stage(con, stage, naive_utc(frames[table]), create=True)
         return {t: f.height for t, f in frames.items()}
 
     @staticmethod
@@ -307,38 +318,68 @@ class Warehouse:
         return rows
 
     @staticmethod
-    def publish_query(
-        con: duckdb.DuckDBPyConnection, table: str, query: str, frames: Mapping[str, pl.DataFrame]
+    def keep_and_add(
+        con: duckdb.DuckDBPyConnection, table: str, kept: pl.DataFrame, added: pl.DataFrame
     ) -> int:
-        """Write-publish one table computed by the engine: ``query`` (SQL text from a file,
-        reading the published tables and ``frames``, registered under their names for the
-        query alone) is staged as ``_stage_<table>`` and swapped in like :meth:`publish`.
-        For a table that is mostly its own published rows: they never leave the engine.
-        Returns the rows published; on any failure the published table is left as it was."""
+        """Update a published table in place, in one transaction: the rows whose key
+        (``kept``'s columns, NULL equal to NULL) is among ``kept`` stay, every other row
+        goes, and ``added`` is appended (matched to the table's columns by name).
+
+        For a table that a day's run mostly keeps: staging the kept and the new rows as a
+        new table and swapping it in rewrote and recompressed every kept row (at 100k
+        intents, the timeline step rebuilding 2 days of intents: 1.6-1.75 s that way,
+        1.4-1.5 s in place, of which 0.4-0.5 s is DuckDB's checkpoint of the update).
+        The table is then a set whose physical order is the order of its updates, not a
+        full build's: its readers order what they read (packets sort every table by
+        content). Any failure rolls back, leaving the published table as it was. Returns
+        its rows.
+        """
         name = _table(table)
-        with _staged(con, [name]) as staged:
-            stage = staged[name]
-            for view, frame in frames.items():
-                con.register(view, _arrow_view(naive_utc(frame)))
-            try:
-                con.execute(f'CREATE OR REPLACE TABLE "{stage}" AS\n' + query)
-            finally:
-                for view in frames:
-                    con.unregister(view)
-            (rows,) = con.sql(f'SELECT count(*) FROM "{stage}"').fetchall()[0]
-        return int(rows)
+        _swap(con, {}, {name: (InPlace(kept, added), None)})
+        return int(con.sql(f'SELECT count(*) FROM "{name}"').fetchall()[0][0])
+
+
+@dataclass(frozen=True)
+class InPlace:
+    """An in-place update of a published table: the rows whose key (``kept``'s columns,
+    NULL equal to NULL) is among ``kept`` stay, every other row goes, ``added`` is
+    appended (matched to the table's columns by name)."""
+
+    kept: pl.DataFrame
+    added: pl.DataFrame
+
+
+def _update_in_place(con: duckdb.DuckDBPyConnection, name: str, update: InPlace) -> None:
+    """Apply ``update`` to the published table ``name`` inside the caller's transaction."""
+    key = list(update.kept.columns)
+    if not key or not set(key) <= {c for c, _ in Warehouse.columns(con, name)}:
+        raise ValueError(f"table {name!r} has no key {key!r}")
+    quoted = ['"' + c.replace('"', '""') + '"' for c in key]
+    match = " AND ".join(f"t.{c} IS NOT DISTINCT FROM k.{c}" for c in quoted)
+    con.register("_kept_keys", _arrow_view(update.kept))
+    con.register("_added_rows", _arrow_view(naive_utc(update.added)))
+    try:
+        con.execute(f'DELETE FROM "{name}" AS t WHERE NOT EXISTS (SELECT 1 FROM _kept_keys AS k WHERE {match})')
+        con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM _added_rows')
+    finally:
+        con.unregister("_kept_keys")
+        con.unregister("_added_rows")
 
 
 @contextmanager
-def _staged(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> Iterator[dict[str, str]]:
+def _staged(
+    con: duckdb.DuckDBPyConnection, tables: Iterable[str],
+    updates: Mapping[str, tuple[InPlace, int | None]] | None = None,
+) -> Iterator[dict[str, str]]:
     """``_stage_<table>`` for each of ``tables`` (allowlisted), by table, for the block to
     fill: when it ends without an exception the staged tables replace the published ones
-    in one transaction (``_swap``); they are dropped either way, so a failure leaves the
-    published tables as they were and no stage behind."""
+    in one transaction (``_swap``), which also applies ``updates`` (table -> its in-place
+    update and the rows it must hold after it); the stages are dropped either way, so a
+    failure leaves the published tables as they were and no stage behind."""
     staged = {table: f"_stage_{_table(table)}" for table in tables}
     try:
         yield staged
-        _swap(con, staged)
+        _swap(con, staged, updates or {})
     finally:
         for stage in staged.values():
             con.execute(f'DROP TABLE IF EXISTS "{stage}"')
@@ -385,13 +426,24 @@ def _arrow_view(frame: pl.DataFrame) -> object:
     return frame.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
-def _swap(con: duckdb.DuckDBPyConnection, staged: Mapping[str, str]) -> None:
-    """Replace every published table by its staged one, all in one transaction."""
+def _swap(
+    con: duckdb.DuckDBPyConnection, staged: Mapping[str, str], updates: Mapping[str, tuple[InPlace, int | None]]
+) -> None:
+    """Replace every published table by its staged one and apply the in-place updates,
+    all in one transaction; an updated table left with another row count than expected
+    (a ``kept`` that did not describe the published rows; None: not checked) rolls
+    everything back."""
     con.execute("BEGIN TRANSACTION")
     try:
         for name, stage in staged.items():
             con.execute(f'DROP TABLE IF EXISTS "{name}"')
             con.execute(f'ALTER TABLE "{stage}" RENAME TO "{name}"')
+        for name, (update, rows) in updates.items():
+            _update_in_place(con, _table(name), update)
+            (held,) = con.sql(f'SELECT count(*) FROM "{name}"').fetchall()[0]
+            if rows is not None and held != rows:
+                raise IntegrityError(name, [f"in-place update left {held} rows, not the {rows} audited: "
+                                            "refusing to publish"])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
