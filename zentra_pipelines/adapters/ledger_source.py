@@ -268,8 +268,12 @@ def _rowid_ranges(engine: sa.Engine, table: str, parts: int, min_rows: int) -> l
         columns = con.execute(sa.text("SELECT lower(name) FROM pragma_table_info(:t)"), {"t": table}).scalars()
         if set(columns) & set(_ROWID_NAMES):
             return None
+        # One aggregate per query: SQLite answers a lone min() or max() of the rowid from
+        # the b-tree's ends, but min and max together scan the table (611k postings: 0.46
+        # s against 0.0003 s, on every run).
+        ends = [sa.select(agg(rowid)).select_from(sa.table(table)).scalar_subquery() for agg in (sa.func.min, sa.func.max)]
         try:
-            low, high = con.execute(sa.select(sa.func.min(rowid), sa.func.max(rowid)).select_from(sa.table(table))).one()
+            low, high = con.execute(sa.select(*ends)).one()
         except sa.exc.OperationalError:  # WITHOUT ROWID
             return None
     if not isinstance(low, int) or not isinstance(high, int) or high - low + 1 < max(min_rows, parts):
