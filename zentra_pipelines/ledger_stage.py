@@ -712,6 +712,8 @@ def run_ledger(
     ``incremental`` (the default) they are computed from the published ones and the
     rows this run archived whenever ``_published_basis`` shows that gives the same
     result (``seconds`` says which path ran: ``path_incremental`` or ``path_full``).
+    The incremental path updates ledger_entries in place (each tenant's rechained tail
+    replaced): the same rows, not in a full build's physical order.
     """
     clock: dict[str, float] = {}
     deleted = 0
