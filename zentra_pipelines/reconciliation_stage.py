@@ -257,7 +257,7 @@ def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
     tenants = [t for (t,) in con.sql('SELECT DISTINCT tenant_id FROM "intents" ORDER BY 1').fetchall()]
     fresh = timeline_fingerprints(con)
     kept = _kept_intents(con, fresh, tenants)
-    if kept is None:
+    if kept is None or (kept.height == 0 and fresh.height > 0):  # nothing to keep: the bounded full build
         # The next tenant's part is read and built on a helper thread while this one stages
         # the current part (both mostly outside the GIL); a hand-off: at most two parts
         # alive. The parts stream is closed (its thread stopped) before the reader is.
@@ -293,12 +293,15 @@ def _stored_fingerprint_count(con: duckdb.DuckDBPyConnection) -> int:
 def _kept_intents(con: duckdb.DuckDBPyConnection, fresh: pl.DataFrame, tenants: list) -> pl.DataFrame | None:
     """The (tenant_id, intent_id) whose published timeline rows still hold, or None when
     nothing published can be trusted (no timeline or no fingerprints stored yet, a stored
-    table of another shape) or when a null tenant makes the per-tenant parts overlap."""
+    table of another shape, a timeline of other columns) or when a null tenant makes the
+    per-tenant parts overlap."""
     if None in tenants or not Warehouse.exists(con, "intent_timeline") or not Warehouse.exists(con, TIMELINE_FINGERPRINTS):
         return None
     stored = Warehouse.read(con, TIMELINE_FINGERPRINTS)
     if dict(stored.schema) != TIMELINE_FINGERPRINT_SCHEMA:
         return None
+    if [c for c, _ in Warehouse.columns(con, "intent_timeline")] != list(TIMELINE_SCHEMA):
+        return None  # published by code with other columns: rows cannot be added in place
     return fresh.join(stored, on=list(TIMELINE_FINGERPRINT_SCHEMA), how="semi").select("tenant_id", "intent_id")
 
 

@@ -183,3 +183,22 @@ def test_missing_fingerprint_table_means_full_rebuild(con, tmp_path):
     Warehouse.publish(con, {"intent_timeline": full_rebuild(tmp_path, BASE).with_columns(detail=pl.lit("stale"))})
     stage.run_timeline(con)
     assert_frame_equal(timeline(con), full_rebuild(tmp_path, BASE))
+
+
+def test_a_published_timeline_of_other_columns_is_rebuilt_whole(con, tmp_path, monkeypatch):
+    load(con, BASE)
+    stage.run_timeline(con)
+    # as code that had no `ref` column left it, with fingerprints that still match
+    Warehouse.publish(con, {"intent_timeline": timeline(con).drop("ref")})
+    monkeypatch.setattr(stage, "_timeline_of_intents", None)  # no intent is rebuilt alone
+    stage.run_timeline(con)
+    assert_frame_equal(timeline(con), full_rebuild(tmp_path, BASE))
+
+
+def test_no_intent_kept_means_the_tenant_by_tenant_build(con, tmp_path, monkeypatch):
+    load(con, BASE)
+    stage.run_timeline(con)
+    monkeypatch.setattr(stage, "timeline_version", lambda: "another version")
+    monkeypatch.setattr(stage, "_timeline_of_intents", None)  # every intent changed: built per tenant
+    stage.run_timeline(con)
+    assert_frame_equal(timeline(con), full_rebuild(tmp_path, BASE))
