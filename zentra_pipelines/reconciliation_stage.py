@@ -270,20 +270,12 @@ def run_timeline(con: duckdb.DuckDBPyConnection) -> int:
         changed = fresh.select(key).join(kept, on=key, how="anti")
         if changed.height == 0 and kept.height == _stored_fingerprint_count(con):
             return con.sql('SELECT count(*) FROM "intent_timeline"').fetchall()[0][0]
-        rebuilt = _timeline_of_intents(con, changed) if changed.height else {}
-        rows = _publish_merged(con, kept, rebuilt)
+        # in place (``Warehouse.keep_and_add``): the kept rows, nearly all of the table on a
+        # day's run, are neither read nor rewritten; no intent is both kept and rebuilt
+        rebuilt = _timeline_of_intents(con, changed) if changed.height else pl.DataFrame(schema=TIMELINE_SCHEMA)
+        rows = Warehouse.keep_and_add(con, "intent_timeline", kept, rebuilt)
     Warehouse.publish(con, {TIMELINE_FINGERPRINTS: fresh}, allow_empty={TIMELINE_FINGERPRINTS})
     return rows
-
-
-def _publish_merged(con: duckdb.DuckDBPyConnection, kept: pl.DataFrame, rebuilt: dict[str, pl.DataFrame]) -> int:
-    """Keep the kept intents' published rows, drop every other intent's and add the rebuilt
-    rows, in place (``Warehouse.keep_and_add``): the kept rows, nearly all of the table on a
-    day's run, are neither read nor rewritten. The same rows as a full rebuild, as a set:
-    no intent is on both sides."""
-    rows = pl.concat([part.cast(TIMELINE_SCHEMA).select(list(TIMELINE_SCHEMA)) for part in rebuilt.values()]
-                     ) if rebuilt else pl.DataFrame(schema=TIMELINE_SCHEMA)
-    return Warehouse.keep_and_add(con, "intent_timeline", kept.select("tenant_id", "intent_id"), rows)
 
 
 def _stored_fingerprint_count(con: duckdb.DuckDBPyConnection) -> int:
@@ -329,9 +321,9 @@ def _columns_of_intents(con: duckdb.DuckDBPyConnection, name: str, columns: tupl
     return con.sql(sql).pl()
 
 
-def _timeline_of_intents(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """The timeline rows of the given (tenant_id, intent_id) only, per tenant, read and built
-    for every tenant at once (the changed intents are few). Their inputs alone are read: whole
+def _timeline_of_intents(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
+    """The timeline rows of the given (tenant_id, intent_id) only (``TIMELINE_SCHEMA``), read
+    and built for every tenant at once (the changed intents are few). Their inputs alone are read: whole
     event groups and their deliveries, so each row is the one the whole tenant's build gives;
     the rows come sorted by tenant then as each tenant's part is."""
     con.register(_REDO, keys.select("tenant_id", "intent_id").to_arrow())
@@ -340,8 +332,7 @@ def _timeline_of_intents(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> 
         journals = con.sql(load_sql("select_timeline_journals_of_intents")).pl()
     finally:
         con.unregister(_REDO)
-    rows = _timeline_from(read, journals)
-    return {t: part for (t,), part in rows.partition_by("tenant_id", as_dict=True, maintain_order=True).items()}
+    return _timeline_from(read, journals).cast(TIMELINE_SCHEMA).select(list(TIMELINE_SCHEMA))
 
 
 def _tenant_timeline(con: duckdb.DuckDBPyConnection, tenant: str) -> pl.DataFrame:
