@@ -395,10 +395,10 @@ class _Basis:
     """The published ledger tables, usable as the result for the archive's first
     ``archived`` rows (see ``_published_basis``)."""
 
-    entries: pl.DataFrame
+    entries: pl.DataFrame  # in the table's order: after an in-place update, not entry order
     quarantine: pl.DataFrame
     watermark: pl.DataFrame
-    audited: bool  # the entries are, byte for byte, the frame an earlier audit passed
+    audited: bool  # the entries are the rows of the frame an earlier audit passed (entries_digest)
 
 
 def _build_full(
@@ -471,11 +471,8 @@ def _published_basis(con: duckdb.DuckDBPyConnection, archived: int, source_accou
         return None
     entries = con.sql('SELECT * FROM "ledger_entries"').pl()
     entries = entries.select([pl.col(c).cast(t) for c, t in ledger.ENTRY_SCHEMA.items()])
-    if not ledger.in_order(entries, ledger.ENTRY_ORDER):
-        # updated in place by an incremental run: each tenant's rechained tail was appended
-        entries = entries.sort("tenant_id", "entry_seq", nulls_last=True)
-        if not ledger.in_order(entries, ledger.ENTRY_ORDER):
-            return None  # the prefix/tail split needs the entries in entry order
+    # the digest is a row count and a sum of row hashes: it holds in any row order, so
+    # the entries are put in entry order only by a run that rechains (_in_entry_order)
     audited = _frames_equal(digest, entries_digest(entries), DIGEST_SCHEMA)
     return _Basis(
         entries=entries,
@@ -584,12 +581,14 @@ def _build_incremental(
     # Re-reads collapse within a posting_id, and the touched rows hold every row of
     # theirs: the published tables' collapsed count (received - accepted - quarantined,
     # which their audit checked) changes only by what the touched rows' count changed.
-    published_collapsed = first_new - basis.entries.height - basis.quarantine.height
+    old = _in_entry_order(basis.entries)
+    if old is None:
+        return None  # the prefix/tail split needs the entries in entry order
+    published_collapsed = first_new - old.height - basis.quarantine.height
     collapsed = published_collapsed - ledger.collapsed_rereads(old_touched) + ledger.collapsed_rereads(touched)
     ids = touched.select("posting_id", "journal_id")
     in_touched = pl.col("posting_id").is_in(ids["posting_id"].unique().implode(), nulls_equal=True)
     in_journal = pl.col("journal_id").is_in(ids["journal_id"].unique().implode(), nulls_equal=True)
-    old = basis.entries
     gone = old.select(in_touched.fill_null(False)).to_series()
     quarantine = pl.concat(
         [basis.quarantine.filter(~(in_touched | in_journal).fill_null(False)), quarantine_new], how="vertical"
@@ -629,6 +628,18 @@ def _build_incremental(
     update = InPlace(prefix.select("tenant_id", "entry_seq"), chained)
     return _Built(entries, quarantine, accounts, received, collapsed, scope, update)
 
+
+
+def _in_entry_order(entries: pl.DataFrame) -> pl.DataFrame | None:
+    """The published entries in entry order (``ledger.ENTRY_ORDER``), or None when their
+    chain order is not it. An incremental run updates ledger_entries in place, each
+    tenant's rechained tail added after the kept rows, so the table read back is in
+    entry order only within each of those parts: sorted by (tenant_id, entry_seq) it is
+    the chain's order, which must then be the entry order too."""
+    if ledger.in_order(entries, ledger.ENTRY_ORDER):
+        return entries
+    entries = entries.sort("tenant_id", "entry_seq", nulls_last=True)
+    return entries if ledger.in_order(entries, ledger.ENTRY_ORDER) else None
 
 
 def _interleave_by_tenant(prefix: pl.DataFrame, tail: pl.DataFrame) -> pl.DataFrame:

@@ -212,6 +212,28 @@ def test_a_rerun_with_nothing_new_rewrites_nothing(tmp_path: Path) -> None:
         assert_frame_equal(before[name], after[name])
 
 
+def test_a_rerun_after_an_in_place_update_rewrites_nothing(tmp_path: Path) -> None:
+    """After an incremental run the entries are not in entry order in the table (each
+    tenant's rechained tail was added after the kept rows); the next run with nothing new
+    still shows them unchanged from their digest alone and writes no table."""
+    accounts, postings = make_ledger()
+    url = write_sqlite(tmp_path / "source.sqlite", accounts, postings)
+    with Warehouse(tmp_path / "inc").connect() as con:
+        run_ledger(con, url)
+        add_sqlite(url, journal("n1", ts(START + timedelta(days=30))))
+        assert "path_incremental" in run_ledger(con, url).seconds
+        in_table_order = con.sql("SELECT tenant_id, entry_seq FROM ledger_entries").pl()
+        assert not in_table_order.equals(in_table_order.sort("tenant_id", "entry_seq"))
+        before = tables(con)
+        oids = con.sql("SELECT table_name, table_oid FROM duckdb_tables() ORDER BY 1").fetchall()
+        again = run_ledger(con, url)
+        assert "path_unchanged" in again.seconds and again.new == 0
+        assert con.sql("SELECT table_name, table_oid FROM duckdb_tables() ORDER BY 1").fetchall() == oids
+        after = tables(con)
+    for name in LEDGER_TABLES:
+        assert_frame_equal(before[name], after[name])
+
+
 def test_an_edited_published_entry_is_repaired_by_the_full_recompute(tmp_path: Path) -> None:
     """The incremental path builds on the published entries; if one was edited since,
     the audit refuses that result and the full recompute from the archive publishes."""
