@@ -82,6 +82,20 @@ def test_a_settlement_for_a_failed_payment_is_a_settlement_mismatch():
          "settlement batch b_1 reports gross 1000 EUR for a ref whose provider state is payment.failed")]
 
 
+def test_a_settlement_for_a_payment_only_authorized_is_a_settlement_mismatch():
+    """The provider settles money its own state says was never captured: the ledger
+    posted no capture and still holds it reserved."""
+    settled = ("t_a", "acme", "ref_1", "EUR", 1_000, 6, T0, "b_1")
+    assert _breaks(ledger_captured=False, state_type="payment.authorized", settlement=settled) == [
+        ("settlement_mismatch", "finance_recon",
+         "settlement batch b_1 reports gross 1000 EUR for a ref whose provider state is payment.authorized")]
+
+
+def test_a_settlement_for_a_captured_payment_with_the_same_figures_is_no_break():
+    settled = ("t_a", "acme", "ref_1", "EUR", 1_000, 6, T0, "b_1")
+    assert _breaks(ledger_captured=True, state_type="payment.captured", settlement=settled) == []
+
+
 def test_no_postings_at_all_is_missing_in_ledger():
     assert _breaks(ledger_captured=None) == [
         ("missing_in_ledger", "ledger_ops", "provider reports payment.captured but the ledger has no postings for "

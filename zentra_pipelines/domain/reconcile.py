@@ -286,9 +286,10 @@ def reconcile(
     settled = settlements.join(
         state.select(*pkey, "intent_id", "type", "provider_amount_minor", "provider_currency"), on=pkey, how="left"
     ).join(ledger.select(*key, "ledger_amount_minor", "ledger_fee_minor"), on=key, how="left")
-    # money settled for a payment the provider itself reports failed: the ledger released
-    # it back to the customer, so it went out twice unless someone acts
-    settled_failed = pl.col("type").is_in(FAILED_TYPES).fill_null(False)
+    # money settled for a payment the provider itself reports never captured: failed (the
+    # ledger released it back to the customer, so it went out twice unless someone acts)
+    # or only authorized (the ledger posted no capture: it still holds the money reserved)
+    settled_uncaptured = (pl.col("type").is_not_null() & ~pl.col("type").is_in(CAPTURED_TYPES)).fill_null(False)
     # the provider's fee against the fee the ledger's settle journal posted (with gross
     # equal, net = gross - fee then equals the merchant's credit too)
     fee_differs = (pl.col("ledger_fee_minor").is_not_null() & (pl.col("fee_minor") != pl.col("ledger_fee_minor"))
@@ -297,12 +298,12 @@ def reconcile(
         pl.col("currency") != pl.col("provider_currency"))
     breaks.append(_shape(
         settled.filter(
-            pl.col("provider_amount_minor").is_null() | figures_differ | settled_failed | fee_differs
+            pl.col("provider_amount_minor").is_null() | figures_differ | settled_uncaptured | fee_differs
         ).with_columns(
             reason=pl.when(pl.col("provider_amount_minor").is_null())
             .then(pl.format("settlement batch {} reports {} {} for a ref with no provider state",
                             "batch_id", "gross_minor", "currency"))
-            .when(settled_failed)
+            .when(settled_uncaptured)
             .then(pl.format("settlement batch {} reports gross {} {} for a ref whose provider state is {}",
                             "batch_id", "gross_minor", "currency", "type"))
             .when(figures_differ)
