@@ -477,6 +477,16 @@ def test_intent_view_flags_captured_and_released() -> None:
     ]
 
 
+def test_intent_view_flags_settled_only_when_money_leaves_settlement() -> None:
+    settle = [
+        post("p_int_1_settle_1", "j_int_1_settle", f"{T}:settlement", -100, intent="int_1"),
+        post("p_int_1_settle_2", "j_int_1_settle", f"{T}:merchant:001", 100, intent="int_1"),
+    ]
+    entries = entries_of(*reserve(1, 100), *capture(1, 100), *settle, *reserve(2, 50), *capture(2, 50))
+    view = L.intent_ledger_view(entries, ACCOUNTS)
+    assert view.select("intent_id", "captured", "settled").rows() == [("int_1", True, True), ("int_2", True, False)]
+
+
 def test_findings_report_negative_balances_and_open_clearing() -> None:
     entries = entries_of(
         *reserve(1, 100, at="2026-11-20 10:00:00", customer="0002"),  # overdraws customer 0002

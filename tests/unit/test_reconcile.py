@@ -21,16 +21,19 @@ def _breaks(*, ledger_captured: bool | None, state_type: str | None = "payment.c
             settlement: tuple | None = None, ledger_intent: str = "in_1", ledger_fee: int | None = None,
             columns: tuple[str, ...] = ("break_type", "owner", "reason"), quarantined: str | None = None,
             conflict: bool = False, held: tuple[str, str] | None = None,
-            more_refs: tuple[tuple, ...] = ()) -> list[tuple]:
+            more_refs: tuple[tuple, ...] = (), ledger_settled: bool | None = None) -> list[tuple]:
     """Breaks of intent in_1 (1,000 EUR); ``ledger_captured`` None: no postings at all;
-    ``state_type`` None: no provider state."""
+    ``state_type`` None: no provider state; ``ledger_settled`` None: a settle journal
+    exactly when the ledger captured."""
+    settled = ledger_captured if ledger_settled is None else ledger_settled
     intents = _frame([("t_a", "in_1", 1_000, "EUR", "EUR", T0)],
                      {"tenant_id": S, "intent_id": S, "amount_minor": N, "currency": S, "ledger_currency": S,
                       "created_at": D})
     ledger = _frame([] if ledger_captured is None else [("t_a", ledger_intent, 1_000, "EUR", T0, False,
-                                                         ledger_captured, ledger_fee)],
+                                                         ledger_captured, settled, ledger_fee)],
                     {"tenant_id": S, "intent_id": S, "ledger_amount_minor": N, "ledger_currency": S,
-                     "first_posted_at": D, "released": pl.Boolean, "captured": pl.Boolean, "ledger_fee_minor": N})
+                     "first_posted_at": D, "released": pl.Boolean, "captured": pl.Boolean, "settled": pl.Boolean,
+                     "ledger_fee_minor": N})
     state = _frame(([] if state_type is None else [("t_a", "acme", "ref_1", "in_1", state_type, 1_000, "EUR", T0)])
                    + list(more_refs),
                    {"tenant_id": S, "provider": S, "provider_ref": S, "intent_id": S, "type": S, "amount_minor": N,
@@ -94,6 +97,18 @@ def test_a_settlement_for_a_payment_only_authorized_is_a_settlement_mismatch():
 def test_a_settlement_for_a_captured_payment_with_the_same_figures_is_no_break():
     settled = ("t_a", "acme", "ref_1", "EUR", 1_000, 6, T0, "b_1")
     assert _breaks(ledger_captured=True, state_type="payment.captured", settlement=settled) == []
+
+
+def test_a_settlement_the_ledger_captured_but_never_settled_is_a_settlement_mismatch():
+    settled = ("t_a", "acme", "ref_1", "EUR", 1_000, 6, T0, "b_1")
+    assert _breaks(ledger_captured=True, ledger_settled=False, settlement=settled) == [
+        ("settlement_mismatch", "finance_recon",
+         "settlement batch b_1 reports gross 1000 EUR settled, the ledger captured it but posted no settle journal")]
+
+
+def test_a_settlement_the_ledger_never_captured_is_only_the_missing_capture():
+    settled = ("t_a", "acme", "ref_1", "EUR", 1_000, 6, T0, "b_1")
+    assert [b[0] for b in _breaks(ledger_captured=False, settlement=settled)] == ["missing_in_ledger"]
 
 
 def test_no_postings_at_all_is_missing_in_ledger():

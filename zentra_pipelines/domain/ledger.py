@@ -814,6 +814,7 @@ INTENT_VIEW_SCHEMA: dict[str, pl.DataType] = {
     "first_posted_at": UTC_US,
     "released": pl.Boolean(),
     "captured": pl.Boolean(),
+    "settled": pl.Boolean(),
     "ledger_fee_minor": pl.Int64(),
 }
 
@@ -828,8 +829,9 @@ def intent_ledger_view(entries: pl.DataFrame, accounts: pl.DataFrame) -> pl.Data
     each idempotency_key once (the journal with the lowest journal_id), so a duplicate
     write by the core shows up as a duplicate_journal break, not as a doubled amount.
     ledger_currency is that currency (comma-joined if several, which reconciliation
-    then reports). captured: a posting to a `settlement` account; released: the reserved
-    account nets to zero for the intent and nothing was captured.
+    then reports). captured: a posting to a `settlement` account; settled: a posting out
+    of one (the settle journal pays the merchant and the fees from it); released: the
+    reserved account nets to zero for the intent and nothing was captured.
     """
     key = ["tenant_id", "intent_id"]
     typed = _typed(entries, accounts).filter(pl.col("intent_id").is_not_null())
@@ -840,6 +842,7 @@ def intent_ledger_view(entries: pl.DataFrame, accounts: pl.DataFrame) -> pl.Data
         reserved.any().alias("_has_reserved"),
         pl.col("amount_minor").filter(reserved).cast(pl.Int128).sum().alias("_reserved_net"),
         (pl.col("account_type") == "settlement").any().alias("captured"),
+        ((pl.col("account_type") == "settlement") & (pl.col("amount_minor") < 0)).any().alias("settled"),
     )
     # Each idempotency_key counts once: only its lowest journal_id contributes.
     first_journal = (

@@ -63,7 +63,7 @@ def _shape(frame: pl.DataFrame, break_type: str) -> pl.DataFrame:
 
 def reconcile(
     intents: pl.DataFrame,  # tenant_id, intent_id, amount_minor, currency, ledger_currency, created_at
-    ledger: pl.DataFrame,  # intent_ledger_view: ..., ledger_amount_minor, ledger_currency, first_posted_at, released, captured, ledger_fee_minor
+    ledger: pl.DataFrame,  # intent_ledger_view: ..., ledger_amount_minor, ledger_currency, first_posted_at, released, captured, settled, ledger_fee_minor
     duplicate_journals: pl.DataFrame,  # tenant_id, intent_id, idempotency_key, journal_ids, amount_minor, currency
     provider_state: pl.DataFrame,  # contract provider_state (+ received_at)
     first_callbacks: pl.DataFrame,  # tenant_id, intent_id, first_received_at (accepted callbacks)
@@ -285,7 +285,7 @@ def reconcile(
 
     settled = settlements.join(
         state.select(*pkey, "intent_id", "type", "provider_amount_minor", "provider_currency"), on=pkey, how="left"
-    ).join(ledger.select(*key, "ledger_amount_minor", "ledger_fee_minor"), on=key, how="left")
+    ).join(ledger.select(*key, "ledger_amount_minor", "ledger_fee_minor", "captured", "settled"), on=key, how="left")
     # money settled for a payment the provider itself reports never captured: failed (the
     # ledger released it back to the customer, so it went out twice unless someone acts)
     # or only authorized (the ledger posted no capture: it still holds the money reserved)
@@ -296,9 +296,14 @@ def reconcile(
                    ).fill_null(False)
     figures_differ = (pl.col("gross_minor") != pl.col("provider_amount_minor")) | (
         pl.col("currency") != pl.col("provider_currency"))
+    # settled at the provider, captured in the ledger, but the ledger never paid the money
+    # out of settlement (no settle journal): the merchant's credit and the fee are missing.
+    # An intent the ledger never captured is a missing_in_ledger break already.
+    no_settle_journal = (pl.col("captured") & ~pl.col("settled")).fill_null(False)
     breaks.append(_shape(
         settled.filter(
             pl.col("provider_amount_minor").is_null() | figures_differ | settled_uncaptured | fee_differs
+            | no_settle_journal
         ).with_columns(
             reason=pl.when(pl.col("provider_amount_minor").is_null())
             .then(pl.format("settlement batch {} reports {} {} for a ref with no provider state",
@@ -309,8 +314,11 @@ def reconcile(
             .when(figures_differ)
             .then(pl.format("settlement batch {} reports gross {} {}, provider state {} {}",
                             "batch_id", "gross_minor", "currency", "provider_amount_minor", "provider_currency"))
-            .otherwise(pl.format("settlement batch {} reports fee {} {}, the ledger's settle journal posted fee {}",
-                                 "batch_id", "fee_minor", "currency", "ledger_fee_minor")),
+            .when(fee_differs)
+            .then(pl.format("settlement batch {} reports fee {} {}, the ledger's settle journal posted fee {}",
+                            "batch_id", "fee_minor", "currency", "ledger_fee_minor"))
+            .otherwise(pl.format("settlement batch {} reports gross {} {} settled, the ledger captured it but "
+                                 "posted no settle journal", "batch_id", "gross_minor", "currency")),
             # the currency of the amount columns (the provider's and the ledger's); the
             # settlement's own figures, currency included, are in the reason
             currency=pl.coalesce("provider_currency", "currency"),
