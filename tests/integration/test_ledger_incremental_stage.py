@@ -195,21 +195,28 @@ def test_changed_accounts_take_the_full_path(tmp_path: Path) -> None:
     assert_same(inc, full)
 
 
+def rerun_writes_nothing(con: duckdb.DuckDBPyConnection, url: str) -> LedgerResult:
+    """Run the stage again with nothing new: the unchanged path, no table written (same
+    oids), the same rows; its result."""
+    before = tables(con)
+    oids = con.sql("SELECT table_name, table_oid FROM duckdb_tables() ORDER BY 1").fetchall()
+    again = run_ledger(con, url)
+    assert "path_unchanged" in again.seconds and again.new == 0
+    assert con.sql("SELECT table_name, table_oid FROM duckdb_tables() ORDER BY 1").fetchall() == oids
+    after = tables(con)
+    for name in LEDGER_TABLES:
+        assert_frame_equal(before[name], after[name])
+    return again
+
+
 def test_a_rerun_with_nothing_new_rewrites_nothing(tmp_path: Path) -> None:
     accounts, postings = make_ledger()
     url = write_sqlite(tmp_path / "source.sqlite", accounts, postings)
     with Warehouse(tmp_path / "inc").connect() as con:
         run_ledger(con, url)
-        before = tables(con)
-        oids = con.sql("SELECT table_name, table_oid FROM duckdb_tables() ORDER BY 1").fetchall()
-        again = run_ledger(con, url)
-        assert "path_unchanged" in again.seconds and again.new == 0
-        assert con.sql("SELECT table_name, table_oid FROM duckdb_tables() ORDER BY 1").fetchall() == oids
-        after = tables(con)
+        again = rerun_writes_nothing(con, url)
         full = run_ledger(con, url, incremental=False)  # the same counts, recomputed
         assert again.summary().split("; validated")[1] == full.summary().split("; validated")[1]
-    for name in LEDGER_TABLES:
-        assert_frame_equal(before[name], after[name])
 
 
 def test_a_rerun_after_an_in_place_update_rewrites_nothing(tmp_path: Path) -> None:
@@ -224,14 +231,7 @@ def test_a_rerun_after_an_in_place_update_rewrites_nothing(tmp_path: Path) -> No
         assert "path_incremental" in run_ledger(con, url).seconds
         in_table_order = con.sql("SELECT tenant_id, entry_seq FROM ledger_entries").pl()
         assert not in_table_order.equals(in_table_order.sort("tenant_id", "entry_seq"))
-        before = tables(con)
-        oids = con.sql("SELECT table_name, table_oid FROM duckdb_tables() ORDER BY 1").fetchall()
-        again = run_ledger(con, url)
-        assert "path_unchanged" in again.seconds and again.new == 0
-        assert con.sql("SELECT table_name, table_oid FROM duckdb_tables() ORDER BY 1").fetchall() == oids
-        after = tables(con)
-    for name in LEDGER_TABLES:
-        assert_frame_equal(before[name], after[name])
+        rerun_writes_nothing(con, url)
 
 
 def test_an_edited_published_entry_is_repaired_by_the_full_recompute(tmp_path: Path) -> None:
