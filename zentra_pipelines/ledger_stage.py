@@ -629,7 +629,6 @@ def _build_incremental(
     return _Built(entries, quarantine, accounts, received, collapsed, scope, update)
 
 
-
 def _in_entry_order(entries: pl.DataFrame) -> pl.DataFrame | None:
     """The published entries in entry order (``ledger.ENTRY_ORDER``), or None when their
     chain order is not it. An incremental run updates ledger_entries in place, each

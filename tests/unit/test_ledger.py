@@ -477,14 +477,23 @@ def test_intent_view_flags_captured_and_released() -> None:
     ]
 
 
-def test_intent_view_flags_settled_only_when_money_leaves_settlement() -> None:
+def settled_without_fee_and_captured_only() -> pl.DataFrame:
+    """int_1 captured and settled by a journal with no posting into fees; int_2 captured only."""
     settle = [
         post("p_int_1_settle_1", "j_int_1_settle", f"{T}:settlement", -100, intent="int_1"),
         post("p_int_1_settle_2", "j_int_1_settle", f"{T}:merchant:001", 100, intent="int_1"),
     ]
-    entries = entries_of(*reserve(1, 100), *capture(1, 100), *settle, *reserve(2, 50), *capture(2, 50))
-    view = L.intent_ledger_view(entries, ACCOUNTS)
+    return entries_of(*reserve(1, 100), *capture(1, 100), *settle, *reserve(2, 50), *capture(2, 50))
+
+
+def test_intent_view_flags_settled_only_when_money_leaves_settlement() -> None:
+    view = L.intent_ledger_view(settled_without_fee_and_captured_only(), ACCOUNTS)
     assert view.select("intent_id", "captured", "settled").rows() == [("int_1", True, True), ("int_2", True, False)]
+
+
+def test_intent_view_fee_is_zero_for_a_settle_journal_without_fees_and_null_without_one() -> None:
+    view = L.intent_ledger_view(settled_without_fee_and_captured_only(), ACCOUNTS)
+    assert view.select("intent_id", "ledger_fee_minor").rows() == [("int_1", 0), ("int_2", None)]
 
 
 def test_findings_report_negative_balances_and_open_clearing() -> None:

@@ -99,12 +99,13 @@ def test_a_settlement_for_a_captured_payment_with_the_same_figures_is_no_break()
     assert _breaks(ledger_captured=True, ledger_fee=6, state_type="payment.captured", settlement=settled) == []
 
 
-def test_a_settle_journal_without_a_fee_posting_posted_a_fee_of_zero():
+def test_a_settle_journal_that_posted_a_fee_of_zero_is_compared_with_the_provider_fee():
     settled = ("t_a", "acme", "ref_1", "EUR", 1_000, 6, T0, "b_1")
-    assert _breaks(ledger_captured=True, settlement=settled) == [
+    assert _breaks(ledger_captured=True, ledger_fee=0, settlement=settled) == [
         ("settlement_mismatch", "finance_recon",
          "settlement batch b_1 reports fee 6 EUR, the ledger's settle journal posted fee 0")]
-    assert _breaks(ledger_captured=True, settlement=("t_a", "acme", "ref_1", "EUR", 1_000, 0, T0, "b_1")) == []
+    assert _breaks(ledger_captured=True, ledger_fee=0,
+                   settlement=("t_a", "acme", "ref_1", "EUR", 1_000, 0, T0, "b_1")) == []
 
 
 def test_a_settlement_the_ledger_captured_but_never_settled_is_a_settlement_mismatch():

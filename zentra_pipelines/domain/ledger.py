@@ -830,8 +830,9 @@ def intent_ledger_view(entries: pl.DataFrame, accounts: pl.DataFrame) -> pl.Data
     write by the core shows up as a duplicate_journal break, not as a doubled amount.
     ledger_currency is that currency (comma-joined if several, which reconciliation
     then reports). captured: a posting to a `settlement` account; settled: a posting out
-    of one (the settle journal pays the merchant and the fees from it); released: the
-    reserved account nets to zero for the intent and nothing was captured.
+    of one (the settle journal pays the merchant and the fees from it); ledger_fee_minor:
+    what that journal posted into `fees` (0 when nothing, null with no settle journal);
+    released: the reserved account nets to zero for the intent and nothing was captured.
     """
     key = ["tenant_id", "intent_id"]
     typed = _typed(entries, accounts).filter(pl.col("intent_id").is_not_null())
@@ -884,7 +885,9 @@ def intent_ledger_view(entries: pl.DataFrame, accounts: pl.DataFrame) -> pl.Data
         .join(fees, on=key, how="left")
         .with_columns(
             ledger_amount_minor=pl.col("_amount").cast(pl.Int64, strict=False),
-            ledger_fee_minor=pl.col("_fee").cast(pl.Int64, strict=False),
+            # a settle journal without a posting into fees posted a fee of 0; no settle journal, no fee
+            ledger_fee_minor=pl.when(pl.col("settled")).then(pl.col("_fee").fill_null(0)).otherwise(pl.col("_fee"))
+            .cast(pl.Int64, strict=False),
             ledger_currency=pl.coalesce("_joined", "_cmin"),
             released=pl.col("_has_reserved") & (pl.col("_reserved_net") == 0) & ~pl.col("captured"),
         )

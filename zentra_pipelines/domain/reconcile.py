@@ -291,10 +291,7 @@ def reconcile(
     # or only authorized (the ledger posted no capture: it still holds the money reserved)
     settled_uncaptured = (pl.col("type").is_not_null() & ~pl.col("type").is_in(CAPTURED_TYPES)).fill_null(False)
     # the provider's fee against the fee the ledger's settle journal posted (with gross
-    # equal, net = gross - fee then equals the merchant's credit too); a settle journal
-    # with no posting into fees posted a fee of 0
-    settled = settled.with_columns(ledger_fee_minor=pl.when(pl.col("settled").fill_null(False))
-                                   .then(pl.col("ledger_fee_minor").fill_null(0)).otherwise(pl.col("ledger_fee_minor")))
+    # equal, net = gross - fee then equals the merchant's credit too)
     fee_differs = (pl.col("ledger_fee_minor").is_not_null() & (pl.col("fee_minor") != pl.col("ledger_fee_minor"))
                    ).fill_null(False)
     figures_differ = (pl.col("gross_minor") != pl.col("provider_amount_minor")) | (
