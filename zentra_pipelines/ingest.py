@@ -22,10 +22,10 @@ from zentra_pipelines.adapters import landing
 from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.config import load_webhook_keys
 from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
-from zentra_pipelines.adapters.warehouse import Warehouse
+from zentra_pipelines.adapters.warehouse import InPlace, Warehouse
 from zentra_pipelines.domain import errors
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
-from zentra_pipelines.domain.callbacks import EVENT_KEY, converge
+from zentra_pipelines.domain.callbacks import EVENT_KEY, converge, converge_changes
 from zentra_pipelines.domain.money import IDENTIFIER_PATTERN, currency_exponents
 from zentra_pipelines.domain.prefetch import prefetched
 
@@ -310,28 +310,25 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
     """Verify newly archived callback lines, then converge every judged line.
 
     When the judged lines and the code are those the published tables were built from
-    (``stage_inputs``), nothing is rebuilt: the report is read from those tables.
+    (``stage_inputs``), nothing is rebuilt: the report is read from those tables. When
+    they are those plus the lines of the files verified now, only what those lines can
+    change is converged again (``_publish_changes``).
     """
     keys = load_webhook_keys(secrets_path)
     fingerprint = keys_fingerprint(keys)
+    new_files = _unjudged_callback_files(con)
     verified = verify_new_callbacks(con, keys, fingerprint)
     (received,) = con.sql("SELECT count(*) FROM callback_checked").fetchall()[0]
     # the keys count: lines judged again keep their count and line numbers, not their verdict
-    inputs = stage_inputs.digest(con, "callback_checked", [code_version(), fingerprint])
+    parts = [code_version(), fingerprint]
+    inputs = stage_inputs.digest(con, "callback_checked", parts)
     if stage_inputs.unchanged(con, CALLBACK_INPUTS, inputs, CALLBACK_TABLES):
-        quarantine = Warehouse.read(con, "callbacks_quarantine")
-        accepted, distinct = con.sql(
-            "SELECT count(*), count(DISTINCT (tenant_id, provider, event_id)) FROM callback_events"
-        ).fetchall()[0]
-        (refs,) = con.sql("SELECT count(*) FROM provider_state").fetchall()[0]
-        (conflicts,) = con.sql(
-            "SELECT count(DISTINCT (tenant_id, provider, event_id)) FROM callback_conflicts"
-        ).fetchall()[0]
-        return CallbackReport(
-            verified_now=verified, received=received, accepted=accepted, quarantined=quarantine.height,
-            quarantined_by_code=count_by(quarantine, "error_code"), provider_refs=refs,
-            distinct_events=distinct, duplicates_collapsed=accepted - distinct, conflicts=conflicts,
-        )
+        return _published_report(con, verified, received)
+    if new_files and stage_inputs.unchanged(
+        con, CALLBACK_INPUTS, stage_inputs.digest(con, "callback_checked", parts, without=new_files), CALLBACK_TABLES
+    ):
+        _publish_changes(con, new_files, received, inputs)
+        return _published_report(con, verified, received)
     # handed over without a name here, so converge can release it once split into
     # ok and bad lines (2.45M lines at 1M intents: ~0.7 GB not held to the end)
     result = converge(con.sql("SELECT * FROM callback_checked").pl())
@@ -347,9 +344,7 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
         audit=lambda frames: rows_conserved_violations(
             received, frames["callback_events"].height, frames["callbacks_quarantine"].height, "callbacks"
         ),
-        # provider state may only be empty when no line at all passed verification
-        allow_empty={"callbacks_quarantine", "callback_conflicts"}
-        | ({"callback_events", "provider_state"} if result.events.height == 0 else set()),
+        allow_empty=_callbacks_allow_empty(result.events.height),
     )
     distinct = result.events.select("tenant_id", "provider", "event_id").n_unique() if result.events.height else 0
     return CallbackReport(
@@ -364,3 +359,79 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
         conflicts=result.conflicts.select(EVENT_KEY).n_unique() if result.conflicts.height else 0,
     )
 
+
+def _callbacks_allow_empty(accepted: int) -> set[str]:
+    """Provider state may only be empty when no line at all passed verification."""
+    return {"callbacks_quarantine", "callback_conflicts"} | (
+        {"callback_events", "provider_state"} if accepted == 0 else set())
+
+
+def _publish_changes(con: duckdb.DuckDBPyConnection, new_files: list[str], received: int, inputs: str) -> None:
+    """Publish the convergence of every judged line from the published one, built on every
+    line but those of ``new_files``: the lines those can change are converged again
+    (``converge_changes``), ``callback_events`` has the rows of those events replaced in
+    place, and the other tables (small, or contract tables) are rewritten whole, in a full
+    build's order.
+
+    Why: at 100k intents over 30 days, a day's run converged all 245k lines again (0.4-0.8 s)
+    and rewrote callback_events (245k rows x 22 columns, ~0.9 s staged and checkpointed)
+    for the ~8k lines it added. callback_events is then a set whose physical order is the
+    order of its updates; its readers order what they read, or take values every copy of
+    an event shares.
+    """
+    lines = con.sql(load_sql("select_changed_callback_lines"), params={"files": new_files}).pl()
+    changes = converge_changes(
+        lines, new_files, *(Warehouse.read(con, t) for t in ("provider_state", "callbacks_quarantine",
+                                                             "callback_conflicts"))
+    )
+    con.register("_redone_events", changes.redone)
+    try:
+        (replaced,) = con.sql(
+            "SELECT count(*) FROM callback_events SEMI JOIN _redone_events USING (tenant_id, provider, event_id)"
+        ).fetchall()[0]
+        (published,) = con.sql("SELECT count(*) FROM callback_events").fetchall()[0]
+    finally:
+        con.unregister("_redone_events")
+    result = changes.converged
+    accepted = published - replaced + result.events.height
+    Warehouse.publish(
+        con,
+        {
+            "callbacks_quarantine": result.quarantine,
+            "provider_state": result.state,
+            "callback_conflicts": result.conflicts,
+            CALLBACK_INPUTS: stage_inputs.frame(inputs),
+        },
+        audit=lambda frames: rows_conserved_violations(
+            received, accepted, frames["callbacks_quarantine"].height, "callbacks"
+        ),
+        allow_empty=_callbacks_allow_empty(accepted),
+        in_place={"callback_events": InPlace.replacing(changes.redone, result.events, rows=accepted)},
+    )
+
+
+def _published_report(con: duckdb.DuckDBPyConnection, verified: int, received: int) -> CallbackReport:
+    """The report of the published callback tables, read from them."""
+    quarantine = Warehouse.read(con, "callbacks_quarantine")
+    accepted, distinct = con.sql(
+        "SELECT count(*), count(DISTINCT (tenant_id, provider, event_id)) FROM callback_events"
+    ).fetchall()[0]
+    (refs,) = con.sql("SELECT count(*) FROM provider_state").fetchall()[0]
+    (conflicts,) = con.sql(
+        "SELECT count(DISTINCT (tenant_id, provider, event_id)) FROM callback_conflicts"
+    ).fetchall()[0]
+    return CallbackReport(
+        verified_now=verified, received=received, accepted=accepted, quarantined=quarantine.height,
+        quarantined_by_code=count_by(quarantine, "error_code"), provider_refs=refs,
+        distinct_events=distinct, duplicates_collapsed=accepted - distinct, conflicts=conflicts,
+    )
+
+
+def _unjudged_callback_files(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The archived callback files none of whose lines is judged yet: the files this run's
+    verification adds whole (a file's lines are archived, and judged, in one statement)."""
+    ensure_archive(con)
+    return [sha for (sha,) in con.sql(
+        "SELECT DISTINCT file_sha256 FROM landing_lines WHERE source = 'callbacks' "
+        "AND file_sha256 NOT IN (SELECT file_sha256 FROM callback_checked) ORDER BY 1"
+    ).fetchall()]

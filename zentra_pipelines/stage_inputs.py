@@ -13,7 +13,7 @@ recompute, exactly as before.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import duckdb
 import polars as pl
@@ -23,11 +23,16 @@ from zentra_pipelines.adapters.warehouse import TABLES, Warehouse
 COLUMN = "inputs_sha256"
 
 
-def digest(con: duckdb.DuckDBPyConnection, input_table: str, parts: Iterable[str]) -> str:
+def digest(
+    con: duckdb.DuckDBPyConnection, input_table: str, parts: Iterable[str], without: Collection[str] = ()
+) -> str:
     """sha256 of ``parts`` and of ``input_table``'s rows per file (count and line numbers).
 
     The input tables are append-only and a file's rows are written once, in one
     statement, so a file's row count and line-number sum change whenever its rows do.
+    ``without``: file hashes left out, so that a run can ask whether the published
+    tables were built from exactly the files it had before it added these (the digest
+    the previous run published).
     """
     if input_table not in TABLES:
         raise ValueError(f"table {input_table!r} is not in the warehouse allowlist")
@@ -36,7 +41,10 @@ def digest(con: duckdb.DuckDBPyConnection, input_table: str, parts: Iterable[str
         h.update(part.encode("utf-8") + b"\0")
     if Warehouse.exists(con, input_table):
         for sha, rows, line_sum in con.sql(
-            f'SELECT file_sha256, count(*), sum(line_no) FROM "{input_table}" GROUP BY ALL ORDER BY ALL'
+            f'SELECT file_sha256, count(*), sum(line_no) FROM "{input_table}" '
+            "WHERE file_sha256 IS NULL OR NOT list_contains(CAST($without AS VARCHAR[]), file_sha256) "
+            "GROUP BY ALL ORDER BY ALL",
+            params={"without": sorted(without)},
         ).fetchall():
             h.update(f"{sha}|{rows}|{line_sum}\n".encode())
     return h.hexdigest()

@@ -12,6 +12,9 @@ replays and a 1 MiB line):
   written to disk and pushed through the real ``archive_landing`` + ``run_callbacks`` on a
   fresh DuckDB warehouse: published tables byte-identical (``ORDER BY ALL``), and the verdict
   of a line depends on its content only, never on its position or file.
+* ``test_converging_what_new_files_change_*`` (ZENTRA_CHANGES_EXAMPLES, default 200): the
+  same lines re-split, some files taken as new: converging only what they can change on top
+  of the convergence of the others gives the convergence of every line.
 * ``test_pipeline_*`` (ZENTRA_PIPELINE_EXAMPLES, default 6): callback, intent and delivery
   lines permuted/duplicated/re-split, the whole pipeline run (every stage, packets sealed),
   sometimes twice (postings re-read over the overlap window): provider_state,
@@ -44,10 +47,12 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from tests.reliability._support import (
     STATE_TABLES,
@@ -60,12 +65,14 @@ from tests.reliability._support import (
     read_tables,
     run_stages,
 )
+from zentra_pipelines.adapters.sql_files import load_sql
 from zentra_pipelines.adapters.warehouse import Warehouse
-from zentra_pipelines.domain.callbacks import converge
+from zentra_pipelines.domain.callbacks import EVENT_KEY, converge, converge_changes
 from zentra_pipelines.ingest import archive_landing, run_callbacks
 from zentra_pipelines.packet_verify import verify_packet
 
 CALLBACK_EXAMPLES = knob("ZENTRA_CALLBACK_EXAMPLES", 1000)
+CHANGES_EXAMPLES = knob("ZENTRA_CHANGES_EXAMPLES", 200)
 INGEST_EXAMPLES = knob("ZENTRA_INGEST_EXAMPLES", 20)
 PIPELINE_EXAMPLES = knob("ZENTRA_PIPELINE_EXAMPLES", 6)
 ARRIVAL_EXAMPLES = knob("ZENTRA_ARRIVAL_EXAMPLES", 3)
@@ -181,10 +188,8 @@ def test_reference_sample_exercises_conflicts_duplicates_and_every_trust_failure
     assert any(n > 1 for n in cb_ref.converged.state["events_seen"])  # out-of-order sequences to resolve
 
 
-@settings(max_examples=CALLBACK_EXAMPLES, deadline=None, suppress_health_check=SLOW)
-@given(data=st.data())
-def test_callback_convergence_any_order_duplication_and_split(cb_ref, data):
-    layout = data.draw(layouts(len(cb_ref.lines)))
+def relaid_checked(cb_ref: CallbackReference, layout: Layout) -> tuple[pl.DataFrame, dict[tuple[str, int], int]]:
+    """The reference's judged lines as ``layout`` lands them: (callback_checked, positions)."""
     positions = archived_positions("callbacks", cb_ref.digests, layout)
     keys = sorted(positions)
     shas = {f"callbacks/{name}": file_identity(cb_ref.digests, indices) for name, indices in layout}
@@ -194,6 +199,13 @@ def test_callback_convergence_any_order_duplication_and_split(cb_ref, data):
         line_no=pl.Series([k[1] for k in keys], dtype=pl.Int64),
         file_sha256=pl.Series([shas[k[0]] for k in keys], dtype=pl.String),
     )
+    return checked, positions
+
+
+@settings(max_examples=CALLBACK_EXAMPLES, deadline=None, suppress_health_check=SLOW)
+@given(data=st.data())
+def test_callback_convergence_any_order_duplication_and_split(cb_ref, data):
+    checked, positions = relaid_checked(cb_ref, data.draw(layouts(len(cb_ref.lines))))
     result = converge(checked)
 
     assert result.events.height + result.quarantine.height == checked.height  # nothing vanishes
@@ -202,6 +214,28 @@ def test_callback_convergence_any_order_duplication_and_split(cb_ref, data):
     quarantined = {(r[0], r[1]): r[2] for r in result.quarantine.select("source_file", "line_no", "error_code").iter_rows()}
     for key, index in positions.items():
         assert quarantined.get(key) == cb_ref.code[index], (key, cb_ref.lines[index][:120])
+
+
+@settings(max_examples=CHANGES_EXAMPLES, deadline=None, suppress_health_check=SLOW)
+@given(data=st.data())
+def test_converging_what_new_files_change_gives_the_convergence_of_every_line(cb_ref, data):
+    """A run that adds files to converged ones converges only the lines they can change
+    (``select_changed_callback_lines`` + ``converge_changes``): the same tables as
+    converging every line, with callback_events' other rows kept as they were."""
+    checked, _ = relaid_checked(cb_ref, data.draw(layouts(len(cb_ref.lines))))
+    files = sorted(set(checked["file_sha256"]))
+    new = data.draw(st.lists(st.sampled_from(files), min_size=1, unique=True))
+    before = converge(checked.filter(~pl.col("file_sha256").is_in(new)))
+    con = duckdb.connect()
+    con.register("callback_checked", checked)
+    lines = con.sql(load_sql("select_changed_callback_lines"), params={"files": new}).pl()
+    changes = converge_changes(lines, new, before.state, before.quarantine, before.conflicts)
+    whole = converge(checked)
+    for table in ("state", "quarantine", "conflicts"):
+        assert_frame_equal(getattr(changes.converged, table), getattr(whole, table))
+    line = ["source_file", "line_no", "file_sha256"]
+    kept = before.events.join(changes.redone, on=EVENT_KEY, how="anti")
+    assert_frame_equal(pl.concat([kept, changes.converged.events]).sort(line), whole.events.sort(line))
 
 
 @settings(max_examples=INGEST_EXAMPLES, deadline=None, suppress_health_check=SLOW)

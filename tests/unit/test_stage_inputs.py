@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import timedelta
 
 import duckdb
 import pytest
 from polars.testing import assert_frame_equal
 
-from tests.helpers.callbacks import DEFAULT_SECRETS, flat_body, make_callback, write_landing, write_secrets
+from tests.helpers.callbacks import DEFAULT_SECRETS, T0, flat_body, make_callback, write_landing, write_secrets
 from tests.unit.test_parse_cache import archive, delivery
 from zentra_pipelines import events_stage, stage_inputs
 from zentra_pipelines import ingest as ingest_stage
@@ -118,6 +119,86 @@ def test_callbacks_skip_when_nothing_new_and_rebuild_on_a_new_file(tmp_path, mon
         after = callback_tables(con)
     assert_a_fresh_home_agrees(tmp_path, landing_dir, secrets, replace(second, verified_now=3), after)
     assert second.received == 3 and second.verified_now == 1
+
+
+EVENTS_OID = "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'callback_events'"
+
+
+def sorted_callback_tables(con: duckdb.DuckDBPyConnection) -> dict:
+    """The callback tables, callback_events as a set (an in-place update leaves its rows in
+    another physical order), the others in their physical order (rewritten whole, as a full
+    build orders them)."""
+    return {t: con.sql(f"SELECT * FROM {t}" + (" ORDER BY ALL" if t == "callback_events" else "")).fetchall()
+            for t in CALLBACK_TABLES}
+
+
+def a_day_then_the_next(tmp_path, *, before_second_run=None) -> tuple[list, list, dict, ingest_stage.CallbackReport]:
+    """Two runs on one home: an event with a later copy, one whose later copy conflicts
+    (naming another ref), one untouched; then the copies, a newer event for the first ref and a bad line. Returns the
+    callback_events oid after each run, the tables and the second report."""
+    landing_dir = write_landing(tmp_path, {"a.jsonl": [
+        make_callback(flat_body()),
+        make_callback(flat_body(event_id="evt_0002", intent_id="int_0002", provider_ref="pr_0002")),
+        make_callback(flat_body(event_id="evt_0003", intent_id="int_0003", provider_ref="pr_0003")),
+    ]})
+    secrets = write_secrets(tmp_path)
+    with Warehouse(tmp_path / "home").connect() as con:
+        archive_landing(con, landing_dir)
+        ingest_stage.run_callbacks(con, secrets)
+        first = con.sql(EVENTS_OID).fetchall()
+        write_landing(tmp_path, {"b.jsonl": [
+            make_callback(flat_body(), received_at=T0 + timedelta(hours=1)),
+            # another content naming another ref: pr_0002 loses its only event, pr_0005 gets none
+            make_callback(flat_body(event_id="evt_0002", intent_id="int_0002", provider_ref="pr_0005", amount_minor=1)),
+            make_callback(flat_body(event_id="evt_0004", type="payment.settled", sequence=2)),
+            "{",
+        ]})
+        archive_landing(con, landing_dir)
+        if before_second_run:
+            before_second_run(con)
+        report = ingest_stage.run_callbacks(con, secrets)
+        second = con.sql(EVENTS_OID).fetchall()
+        tables = sorted_callback_tables(con)
+        state = con.sql("SELECT provider_ref, event_id, events_seen FROM provider_state ORDER BY ALL").fetchall()
+        copies = con.sql("SELECT event_id, copies, count(*) FROM callback_events GROUP BY ALL ORDER BY ALL").fetchall()
+    with Warehouse(tmp_path / "fresh").connect() as fresh:
+        archive_landing(fresh, landing_dir)
+        assert ingest_stage.run_callbacks(fresh, secrets) == replace(report, verified_now=7)
+        assert sorted_callback_tables(fresh) == tables
+    assert state == [("pr_0001", "evt_0004", 2), ("pr_0003", "evt_0003", 1)]
+    assert copies == [("evt_0001", 2, 2), ("evt_0003", 1, 1), ("evt_0004", 1, 1)]
+    return first, second, tables, report
+
+
+def test_new_callback_files_update_the_events_in_place_as_a_fresh_home_builds_them(tmp_path):
+    first, second, tables, report = a_day_then_the_next(tmp_path)
+    assert second == first  # updated in place, not rewritten
+    assert (report.accepted, report.quarantined, report.conflicts) == (4, 3, 1)
+    assert [code for *_, code, _detail, _at, _sha in tables["callbacks_quarantine"]] == [
+        "event_conflict", "event_conflict", "malformed_json"]
+
+
+def test_a_new_file_of_bad_lines_only_adds_to_the_quarantine(tmp_path):
+    landing_dir = write_landing(tmp_path, {"a.jsonl": [make_callback(flat_body())]})
+    secrets = write_secrets(tmp_path)
+    with Warehouse(tmp_path / "home").connect() as con:
+        archive_landing(con, landing_dir)
+        first = ingest_stage.run_callbacks(con, secrets)
+        write_landing(tmp_path, {"b.jsonl": ["{", make_callback(flat_body(event_id="evt_0009"), secret="whsec_AAAA")]})
+        archive_landing(con, landing_dir)
+        report = ingest_stage.run_callbacks(con, secrets)
+        tables = sorted_callback_tables(con)
+    assert (report.accepted, report.quarantined, report.provider_refs) == (first.accepted, 2, first.provider_refs)
+    with Warehouse(tmp_path / "fresh").connect() as fresh:
+        archive_landing(fresh, landing_dir)
+        assert ingest_stage.run_callbacks(fresh, secrets) == replace(report, verified_now=3)
+        assert sorted_callback_tables(fresh) == tables
+
+
+def test_callback_events_are_rewritten_whole_when_the_published_tables_were_built_from_other_lines(tmp_path):
+    first, second, _, _ = a_day_then_the_next(
+        tmp_path, before_second_run=lambda con: con.execute("UPDATE callbacks_inputs SET inputs_sha256 = 'other'"))
+    assert second != first
 
 
 def test_settlements_skip_when_nothing_new_and_rebuild_on_a_new_file(monkeypatch):

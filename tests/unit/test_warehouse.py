@@ -235,6 +235,24 @@ def test_publish_updates_an_in_place_table_with_the_staged_ones(con):
     assert_frame_equal(con.sql('SELECT * FROM "intents"').pl(), part("t_y", 8))
 
 
+def test_an_in_place_replacement_drops_the_removed_keys_rows_keeps_the_others_and_adds(con):
+    start = pl.concat([part("t_a", 1), part("t_b", 2), part("t_a", 3).with_columns(tenant_id=pl.lit(None, pl.String))])
+    Warehouse.publish(con, {"intent_timeline": start})
+    removed = pl.DataFrame({"tenant_id": ["t_b", None, "t_z"]}, schema={"tenant_id": pl.String})
+    whole = pl.concat([part("t_a", 1), part("t_b", 4)])
+    assert Warehouse.publish(con, {"intent_timeline": whole},
+                             in_place={"intent_timeline": InPlace.replacing(removed, part("t_b", 4))}) == {
+        "intent_timeline": 2}
+    assert_frame_equal(published(con), whole)
+
+
+def test_an_in_place_update_names_either_kept_or_removed_keys():
+    keys = pl.DataFrame({"n": [1]})
+    for kept, removed in ((None, None), (keys, keys)):
+        with pytest.raises(ValueError, match="either the kept or the removed"):
+            InPlace(kept, part("t_a", 1), removed)
+
+
 def test_an_in_place_update_that_misses_the_audited_rows_publishes_nothing(con):
     Warehouse.publish(con, {"intent_timeline": part("t_a", 1, 2), "intents": part("t_x", 9)})
     whole = pl.concat([part("t_a", 1, 2), part("t_b", 3)])  # what was audited: 3 rows

@@ -245,28 +245,31 @@ class Warehouse:
         to ``_stage_<table>``; 3. swap all staged tables in one transaction. A frame that is empty without being listed in
         ``allow_empty`` is refused: an empty money table is a symptom, not a result.
 
-        ``in_place``: tables among ``frames`` whose frame is the published rows of
-        ``kept`` plus ``added`` (:class:`InPlace`): the frame is audited as usual, but the
-        table is updated in place within the same transaction (``keep_and_add``) instead
-        of being rewritten, and the transaction is refused unless the table then holds
-        exactly the frame's row count.
+        ``in_place``: tables updated in place within the same transaction (``keep_and_add``)
+        instead of being rewritten, each by an :class:`InPlace` update (the rows of
+        ``kept`` plus ``added``, or all but those of ``removed`` plus ``added``). A table
+        among ``frames`` too has there what it becomes, audited as usual; one that is not
+        states its rows after the update (``InPlace.rows``) and the audit must check it
+        by other means. Either way the transaction is refused unless the table then
+        holds exactly that many rows.
         """
         in_place = in_place or {}
-        for table in frames:
+        for table in (*frames, *in_place):
             _table(table)
-        if set(in_place) - set(frames):
-            raise ValueError(f"in-place tables {sorted(set(in_place) - set(frames))} have no frame")
+        unsized = sorted(t for t, update in in_place.items() if t not in frames and update.rows is None)
+        if unsized:
+            raise ValueError(f"in-place tables {unsized} have neither a frame nor their rows")
         empty = [t for t, f in frames.items() if f.height == 0 and t not in allow_empty]
         if empty:
             raise IntegrityError(",".join(sorted(empty)), ["unexpectedly empty input: refusing to publish"])
         violations = audit(frames) if audit else []
         if violations:
             raise IntegrityError(",".join(sorted(frames)), violations)
-        updates = {t: (update, frames[t].height) for t, update in in_place.items()}
+        updates = {t: (update, frames[t].height if t in frames else update.rows) for t, update in in_place.items()}
         with _staged(con, [t for t in frames if t not in in_place], updates) as staged:
             for table, stage in staged.items():
                 _stage(con, stage, naive_utc(frames[table]), create=True)
-        return {t: f.height for t, f in frames.items()}
+        return {t: f.height for t, f in frames.items()} | {t: u.rows for t, u in in_place.items() if t not in frames}
 
     @staticmethod
     def publish_parts(
@@ -343,26 +346,43 @@ class Warehouse:
 class InPlace:
     """An in-place update of a published table: the rows whose key (``kept``'s columns,
     NULL equal to NULL) is among ``kept`` stay, every other row goes, ``added`` is
-    appended (matched to the table's columns by name)."""
+    appended (matched to the table's columns by name). Or, with ``removed`` instead of
+    ``kept`` (:meth:`replacing`): the rows whose key is among ``removed`` go, every
+    other row stays. ``rows``: how many rows the table holds after the update, for a
+    table ``Warehouse.publish`` is given no frame of (the update is all there is of it)."""
 
-    kept: pl.DataFrame
+    kept: pl.DataFrame | None
     added: pl.DataFrame
+    removed: pl.DataFrame | None = None
+    rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kept is None) == (self.removed is None):
+            raise ValueError("an in-place update names either the kept or the removed keys")
+
+    @classmethod
+    def replacing(cls, removed: pl.DataFrame, added: pl.DataFrame, rows: int | None = None) -> InPlace:
+        """Every row whose key (``removed``'s columns) is among ``removed`` goes, ``added``
+        comes in: for a table where a run changes the rows of a few keys only."""
+        return cls(None, added, removed, rows)
 
 
 def _update_in_place(con: duckdb.DuckDBPyConnection, name: str, update: InPlace) -> None:
     """Apply ``update`` to the published table ``name`` inside the caller's transaction."""
-    key = list(update.kept.columns)
+    keys = update.kept if update.kept is not None else update.removed
+    key = list(keys.columns)
     if not key or not set(key) <= {c for c, _ in Warehouse.columns(con, name)}:
         raise ValueError(f"table {name!r} has no key {key!r}")
     quoted = ['"' + c.replace('"', '""') + '"' for c in key]
     match = " AND ".join(f"t.{c} IS NOT DISTINCT FROM k.{c}" for c in quoted)
-    con.register("_kept_keys", _arrow_view(update.kept))
+    gone = "NOT EXISTS" if update.kept is not None else "EXISTS"
+    con.register("_update_keys", _arrow_view(keys))
     con.register("_added_rows", _arrow_view(naive_utc(update.added)))
     try:
-        con.execute(f'DELETE FROM "{name}" AS t WHERE NOT EXISTS (SELECT 1 FROM _kept_keys AS k WHERE {match})')
+        con.execute(f'DELETE FROM "{name}" AS t WHERE {gone} (SELECT 1 FROM _update_keys AS k WHERE {match})')
         con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM _added_rows')
     finally:
-        con.unregister("_kept_keys")
+        con.unregister("_update_keys")
         con.unregister("_added_rows")
 
 

@@ -105,3 +105,45 @@ def converge(checked: pl.DataFrame) -> Convergence:
         .select(STATE_COLUMNS)
     )
     return Convergence(events=events, quarantine=quarantine, state=state, conflicts=conflicts)
+
+
+@dataclass(frozen=True)
+class ConvergedChanges:
+    converged: Convergence  # quarantine, state, conflicts whole; events: the rows of `redone` events
+    redone: pl.DataFrame  # EVENT_KEY of every event converged again: its published rows are replaced
+
+
+def converge_changes(
+    lines: pl.DataFrame, new_files: list[str], state: pl.DataFrame, quarantine: pl.DataFrame,
+    conflicts: pl.DataFrame,
+) -> ConvergedChanges:
+    """What ``converge`` of every judged line gives, from its published result over every
+    line but those of ``new_files`` (``state``, ``quarantine``, ``conflicts``) and
+    ``lines``: every line of the new files and every accepted-so-far line of each event
+    that shares a provider_ref with an event of theirs (``select_changed_callback_lines``).
+
+    Only those events and refs can change: an event's copies, first arrival and conflict
+    are decided by its own lines, a ref's state by the events naming it, and ``lines``
+    holds all of theirs. Their rows are converged again and replace the published ones;
+    the tables come back whole, in ``converge``'s order, except ``events``: the rows of the
+    ``redone`` events only (a conflict now has none).
+    """
+    ok = lines.filter(pl.col("error_code").is_null())
+    new_events = ok.filter(pl.col("file_sha256").is_in(new_files)).select(EVENT_KEY).unique()
+    refs = ok.join(new_events, on=EVENT_KEY, how="semi").select(STATE_KEY).unique()
+    part = converge(lines)
+    line = ["source_file", "line_no", "file_sha256"]
+    redone = ok.select(EVENT_KEY).unique()
+    return ConvergedChanges(
+        converged=Convergence(
+            events=part.events,
+            quarantine=pl.concat([quarantine.join(ok.select(line), on=line, how="anti"), part.quarantine]).sort(line),
+            state=pl.concat(
+                [state.join(refs, on=STATE_KEY, how="anti"), part.state.join(refs, on=STATE_KEY, how="semi")]
+            ).sort(STATE_KEY),
+            conflicts=pl.concat([conflicts.join(redone, on=EVENT_KEY, how="anti"), part.conflicts]).sort(
+                *EVENT_KEY, "intent_id", "provider_ref", nulls_last=True
+            ),
+        ),
+        redone=redone,
+    )
