@@ -830,7 +830,7 @@ def run_ledger(
         balances_rows=balances.height,
         daily_rows=daily.height,
         findings_by_type=_counts(findings, "finding_type"),
-        duplicate_journals=duplicates.height,
+        duplicate_journals=duplicates,
         published=published,
         seconds={k: round(v, 3) for k, v in clock.items()},
         deleted_in_source=deleted,
@@ -859,7 +859,6 @@ def _derive_and_publish(
     findings = ledger.ledger_findings(
         entries, source_accounts, daily, as_of or latest or datetime(1970, 1, 1, tzinfo=timezone.utc)
     )
-    duplicates = ledger.duplicate_journals(entries)
     after = max((w for w in (before, latest) if w is not None), default=None)
     watermark = pl.DataFrame(
         [(source, after, built.received, entries.height)], schema=WATERMARK_SCHEMA, orient="row"
@@ -881,7 +880,15 @@ def _derive_and_publish(
     in_place = {"ledger_entries": built.entries_update} if built.entries_update is not None else None
     published = Warehouse.publish(con, frames, audit=audit, allow_empty=ALLOW_EMPTY, in_place=in_place)
     clock["audit_publish"] = time.perf_counter() - t
-    return entries, built.quarantine, balances, daily, findings, duplicates, after, published
+    return entries, built.quarantine, balances, daily, findings, duplicate_journal_count(con), after, published
+
+
+def duplicate_journal_count(con: duckdb.DuckDBPyConnection) -> int:
+    """How many idempotency keys of the published ledger carry several journals
+    (``ledger.duplicate_journals``), grouped on the few candidate entries the engine finds
+    (``select_duplicate_key_entries``, as reconciliation does) rather than on every entry:
+    at 100k intents over 31 days the whole-ledger group cost a run 0.23 s, for a count."""
+    return ledger.duplicate_journals(con.sql(load_sql("select_duplicate_key_entries")).pl()).height
 
 
 
@@ -936,7 +943,7 @@ def _published_result(
         balances_rows=counts["ledger_balances"],
         daily_rows=counts["daily_balances"],
         findings_by_type=_counts(findings, "finding_type"),
-        duplicate_journals=ledger.duplicate_journals(entries).height,
+        duplicate_journals=duplicate_journal_count(con),
         published={},
     )
     clock["unchanged"] = time.perf_counter() - t

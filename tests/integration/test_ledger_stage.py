@@ -223,6 +223,23 @@ def test_a_new_posting_is_picked_up_incrementally(warehouse: duckdb.DuckDBPyConn
     assert before == [(2,)] and balances.height == 1
 
 
+def test_every_path_counts_a_journal_written_twice_under_one_key(
+    warehouse: duckdb.DuckDBPyConnection, source: str
+) -> None:
+    assert run_ledger(warehouse, source).duplicate_journals == 0
+    late = START + timedelta(days=30)
+    for journal in ("j_dup_a", "j_dup_b"):  # the core wrote one reserve twice
+        add_sqlite(source, [
+            (f"p_{journal}_1", journal, "int_dup", "t_alpha", "t_alpha:customer:0001", "EUR", -500, ts(late), "svc_core", "int_dup:reserve"),
+            (f"p_{journal}_2", journal, "int_dup", "t_alpha", "t_alpha:reserved", "EUR", 500, ts(late), "svc_core", "int_dup:reserve"),
+        ])
+    incremental = run_ledger(warehouse, source)
+    unchanged = run_ledger(warehouse, source)
+    full = run_ledger(warehouse, source, incremental=False)
+    assert (incremental.seconds.get("path_incremental"), unchanged.seconds.get("path_unchanged")) == (1.0, 1.0)
+    assert incremental.duplicate_journals == unchanged.duplicate_journals == full.duplicate_journals == 1
+
+
 def test_a_changed_reread_quarantines_every_copy(warehouse: duckdb.DuckDBPyConnection, source: str) -> None:
     run_ledger(warehouse, source)
     last = warehouse.sql("SELECT posting_id, journal_id FROM ledger_entries ORDER BY posted_at DESC, posting_id LIMIT 1").fetchall()[0]
