@@ -12,7 +12,7 @@ from zentra_pipelines.adapters.config import load_policies
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import policy
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
-from zentra_pipelines.domain.intents import accept_intents
+from zentra_pipelines.domain.intents import KEY, accept_intent_changes, accept_intents
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,19 @@ INTENT_TABLES = ("intents", "intents_quarantine")
 def run_intents(con: duckdb.DuckDBPyConnection) -> IntentReport:
     """Intent lines → intents and their quarantine; skipped (the report read from the
     published tables) when the parsed lines and the code are those the tables were built
-    from (``stage_inputs``)."""
+    from (``stage_inputs``). When they are those plus the lines of the files parsed now,
+    only the intents those lines name are accepted again (``_publish_intent_changes``)."""
+    new_files = intake.unparsed_files(con, "intents", "parse_intents")
     cache = intake.refresh_cache(con, "intents", "parse_intents", "intent_lines")
-    inputs = stage_inputs.digest(con, cache, [intake.parser_version("parse_intents")])
+    parts = [intake.parser_version("parse_intents")]
+    inputs = stage_inputs.digest(con, cache, parts)
     if stage_inputs.unchanged(con, INTENT_INPUTS, inputs, INTENT_TABLES):
-        (received,) = con.sql(f'SELECT count(*) FROM "{cache}"').fetchall()[0]
-        count, copies = con.sql("SELECT count(*), coalesce(sum(copies), 0) FROM intents").fetchall()[0]
-        quarantine = Warehouse.read(con, "intents_quarantine")
-        return IntentReport(received=received, accepted_lines=int(copies), intents=count,
-                            quarantined=quarantine.height, quarantined_by_code=count_by(quarantine, "error_code"))
+        return _published_intent_report(con, cache)
+    if new_files and stage_inputs.unchanged(
+        con, INTENT_INPUTS, stage_inputs.digest(con, cache, parts, without=new_files), INTENT_TABLES
+    ):
+        _publish_intent_changes(con, cache, new_files, inputs)
+        return _published_intent_report(con, cache)
     # any order: accept_intents keeps one of identical copies per key and sorts by key,
     # and its quarantine by line
     parsed = intake.read_cache(con, cache, None)
@@ -68,6 +72,47 @@ def run_intents(con: duckdb.DuckDBPyConnection) -> IntentReport:
         quarantined=quarantine.height,
         quarantined_by_code=count_by(quarantine, "error_code"),
     )
+
+
+def _publish_intent_changes(con: duckdb.DuckDBPyConnection, cache: str, new_files: list[str], inputs: str) -> None:
+    """Publish the intents of every parsed line from the published ones, built on every
+    line but those of ``new_files``: the intents those lines name are accepted again
+    (``accept_intent_changes``) and replace their rows in place; the quarantine (small)
+    is rewritten whole, in a full build's order.
+
+    Why: at 100k intents over 30 days a day's run accepted all ~98k lines again and
+    rewrote the 97k-row table for the ~3k intents it added. The table is then a set whose
+    physical order is the order of its updates: its readers sort, or group by intent.
+    """
+    lines = intake.changed_lines(con, cache, KEY, new_files)
+    intents, quarantine, redone = accept_intent_changes(lines, Warehouse.read(con, "intents_quarantine"))
+    update = Warehouse.replacement(con, "intents", redone, intents)
+    con.register("_redone_intents", redone)
+    try:
+        (replaced_copies,) = con.sql(
+            "SELECT coalesce(sum(copies), 0) FROM intents SEMI JOIN _redone_intents USING (tenant_id, intent_id)"
+        ).fetchall()[0]
+    finally:
+        con.unregister("_redone_intents")
+    (published_copies,) = con.sql("SELECT coalesce(sum(copies), 0) FROM intents").fetchall()[0]
+    accepted_lines = int(published_copies) - int(replaced_copies) + int(intents["copies"].sum())
+    (received,) = con.sql(f'SELECT count(*) FROM "{cache}"').fetchall()[0]
+    Warehouse.publish(
+        con,
+        {"intents_quarantine": quarantine, INTENT_INPUTS: stage_inputs.frame(inputs)},
+        audit=lambda f: rows_conserved_violations(received, accepted_lines, f["intents_quarantine"].height, "intents"),
+        allow_empty={"intents_quarantine"},
+        in_place={"intents": update},
+    )
+
+
+def _published_intent_report(con: duckdb.DuckDBPyConnection, cache: str) -> IntentReport:
+    """The report of the published intent tables, read from them."""
+    (received,) = con.sql(f'SELECT count(*) FROM "{cache}"').fetchall()[0]
+    count, copies = con.sql("SELECT count(*), coalesce(sum(copies), 0) FROM intents").fetchall()[0]
+    quarantine = Warehouse.read(con, "intents_quarantine")
+    return IntentReport(received=received, accepted_lines=int(copies), intents=count,
+                        quarantined=quarantine.height, quarantined_by_code=count_by(quarantine, "error_code"))
 
 
 def run_controls(con: duckdb.DuckDBPyConnection, policies_path: Path) -> ControlReport:

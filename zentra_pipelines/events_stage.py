@@ -17,7 +17,8 @@ from zentra_pipelines import intake, stage_inputs
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain.accounting import count_by
 from zentra_pipelines.domain.deliveries import accept_deliveries, health_and_replay
-from zentra_pipelines.domain.settlements import SettlementParse, judge_lines, settle_rows
+from zentra_pipelines.domain.settlements import KEY as SETTLEMENT_KEY
+from zentra_pipelines.domain.settlements import SettlementParse, judge_lines, settle_changes, settle_rows
 
 #: What a settlement line's verdict depends on besides the line and its file's header.
 SETTLEMENT_JUDGE = "judge_settlements"
@@ -68,14 +69,20 @@ class SourceReport:
 def run_settlements(con: duckdb.DuckDBPyConnection) -> SourceReport:
     """Settlement lines → settlements, their quarantine and conflicting refs; skipped (the
     report read from the published tables) when the judged rows and the code are those
-    the tables were built from (``stage_inputs``)."""
+    the tables were built from (``stage_inputs``). When they are those plus the rows of
+    the files judged now, only the refs those rows name are settled again
+    (``_publish_settlement_changes``)."""
+    version = intake.parser_version(SETTLEMENT_JUDGE)
+    new_files = intake.unjudged_files(con, "settlements", version)
     cache = _refresh_settlements(con)
-    inputs = stage_inputs.digest(con, cache, [intake.parser_version(SETTLEMENT_JUDGE)])
+    inputs = stage_inputs.digest(con, cache, [version])
     if stage_inputs.unchanged(con, SETTLEMENT_INPUTS, inputs, SETTLEMENT_TABLES):
-        quarantine = Warehouse.read(con, "settlements_quarantine")
-        (rows,) = con.sql("SELECT count(*) FROM settlements").fetchall()[0]
-        (conflicts,) = con.sql("SELECT count(*) FROM settlement_conflicts").fetchall()[0]
-        return SourceReport(rows, quarantine.height, count_by(quarantine, "error_code"), conflicts)
+        return _published_settlement_report(con)
+    if new_files and stage_inputs.unchanged(
+        con, SETTLEMENT_INPUTS, stage_inputs.digest(con, cache, [version], without=new_files), SETTLEMENT_TABLES
+    ):
+        _publish_settlement_changes(con, cache, new_files, inputs)
+        return _published_settlement_report(con)
     parsed = _settlements_from(con, cache)
     Warehouse.publish(
         con,
@@ -85,6 +92,33 @@ def run_settlements(con: duckdb.DuckDBPyConnection) -> SourceReport:
     )
     return SourceReport(parsed.settlements.height, parsed.quarantine.height,
                         count_by(parsed.quarantine, "error_code"), parsed.conflicts.height)
+
+
+def _publish_settlement_changes(con: duckdb.DuckDBPyConnection, cache: str, new_files: list[str], inputs: str) -> None:
+    """Publish the settlements of every judged row from the published ones, built on every
+    row but those of ``new_files``: the refs those rows name are settled again
+    (``settle_changes``) and replace their rows in place; the quarantine and the conflicts
+    (small) are rewritten whole, in a full build's order. The table is then a set whose
+    physical order is the order of its updates: its readers sort, or join by ref."""
+    changes, redone = settle_changes(
+        intake.changed_lines(con, cache, SETTLEMENT_KEY, new_files),
+        Warehouse.read(con, "settlements_quarantine"), Warehouse.read(con, "settlement_conflicts"),
+    )
+    Warehouse.publish(
+        con,
+        {"settlements_quarantine": changes.quarantine, "settlement_conflicts": changes.conflicts,
+         SETTLEMENT_INPUTS: stage_inputs.frame(inputs)},
+        allow_empty={"settlements_quarantine", "settlement_conflicts"},
+        in_place={"settlements": Warehouse.replacement(con, "settlements", redone, changes.settlements)},
+    )
+
+
+def _published_settlement_report(con: duckdb.DuckDBPyConnection) -> SourceReport:
+    """The report of the published settlement tables, read from them."""
+    quarantine = Warehouse.read(con, "settlements_quarantine")
+    (rows,) = con.sql("SELECT count(*) FROM settlements").fetchall()[0]
+    (conflicts,) = con.sql("SELECT count(*) FROM settlement_conflicts").fetchall()[0]
+    return SourceReport(rows, quarantine.height, count_by(quarantine, "error_code"), conflicts)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from zentra_pipelines.adapters import landing
 from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.config import load_webhook_keys
 from zentra_pipelines.adapters.sql_files import ensure_macros, load_sql
-from zentra_pipelines.adapters.warehouse import InPlace, Warehouse
+from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import errors
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
 from zentra_pipelines.domain.callbacks import EVENT_KEY, converge, converge_changes
@@ -384,16 +384,8 @@ def _publish_changes(con: duckdb.DuckDBPyConnection, new_files: list[str], recei
         lines, new_files, *(Warehouse.read(con, t) for t in ("provider_state", "callbacks_quarantine",
                                                              "callback_conflicts"))
     )
-    con.register("_redone_events", changes.redone)
-    try:
-        (replaced,) = con.sql(
-            "SELECT count(*) FROM callback_events SEMI JOIN _redone_events USING (tenant_id, provider, event_id)"
-        ).fetchall()[0]
-        (published,) = con.sql("SELECT count(*) FROM callback_events").fetchall()[0]
-    finally:
-        con.unregister("_redone_events")
     result = changes.converged
-    accepted = published - replaced + result.events.height
+    events = Warehouse.replacement(con, "callback_events", changes.redone, result.events)
     Warehouse.publish(
         con,
         {
@@ -403,10 +395,10 @@ def _publish_changes(con: duckdb.DuckDBPyConnection, new_files: list[str], recei
             CALLBACK_INPUTS: stage_inputs.frame(inputs),
         },
         audit=lambda frames: rows_conserved_violations(
-            received, accepted, frames["callbacks_quarantine"].height, "callbacks"
+            received, events.rows, frames["callbacks_quarantine"].height, "callbacks"
         ),
-        allow_empty=_callbacks_allow_empty(accepted),
-        in_place={"callback_events": InPlace.replacing(changes.redone, result.events, rows=accepted)},
+        allow_empty=_callbacks_allow_empty(events.rows),
+        in_place={"callback_events": events},
     )
 
 

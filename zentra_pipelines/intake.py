@@ -13,7 +13,7 @@ missing) is parsed again from the whole archive, exactly as the first run does.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import duckdb
 import polars as pl
@@ -131,12 +131,35 @@ def _pending_files(con: duckdb.DuckDBPyConnection, source: str, cache: str, vers
     inside the caller's transaction)."""
     if not Warehouse.exists(con, cache):
         return None
+    if _stale(con, cache, version):
+        con.execute(f'DROP TABLE "{cache}"')
+        return None
+    return _uncached_files(con, source, cache)
+
+
+def unparsed_files(con: duckdb.DuckDBPyConnection, source: str, sql_name: str) -> list[str] | None:
+    """What ``refresh_cache`` is about to parse, read-only: the archived files of ``source``
+    whose lines are not in its cache yet; None when it would parse every file (no cache,
+    or one another parser version wrote)."""
+    return unjudged_files(con, source, parser_version(sql_name))
+
+
+def unjudged_files(con: duckdb.DuckDBPyConnection, source: str, version: str) -> list[str] | None:
+    """``unparsed_files`` for a cache whose rows carry ``version`` (``refresh_judged``)."""
+    cache = PARSE_CACHES[source]
+    if not Warehouse.exists(con, cache) or _stale(con, cache, version):
+        return None
+    return _uncached_files(con, source, cache)
+
+
+def _stale(con: duckdb.DuckDBPyConnection, cache: str, version: str) -> bool:
     (stale,) = con.execute(
         f'SELECT count(*) FROM "{cache}" WHERE {VERSION_COLUMN} IS DISTINCT FROM $version', {"version": version}
     ).fetchall()[0]
-    if stale:
-        con.execute(f'DROP TABLE "{cache}"')
-        return None
+    return bool(stale)
+
+
+def _uncached_files(con: duckdb.DuckDBPyConnection, source: str, cache: str) -> list[str]:
     return [
         sha for (sha,) in con.execute(
             f'SELECT DISTINCT file_sha256 FROM landing_lines WHERE source = $source '
@@ -144,6 +167,27 @@ def _pending_files(con: duckdb.DuckDBPyConnection, source: str, cache: str, vers
             {"source": source},
         ).fetchall()
     ]
+
+
+def changed_lines(con: duckdb.DuckDBPyConnection, cache: str, key: Sequence[str], files: list[str]) -> pl.DataFrame:
+    """The cached rows a run that added ``files`` judges again, for a source deduplicated by
+    ``key``: every row of those files, and every row judged ok (no error_code) of a key
+    that an ok row of theirs carries (NULL equal to NULL): what accepting those keys
+    again needs, the copies and conflicts of each decided by its own rows. In line order,
+    without the version column. ``cache`` and ``key`` are constants of the caller."""
+    if cache not in PARSE_CACHES.values() or not key or not all(c.isidentifier() for c in key):
+        raise ValueError(f"not a parse cache and key: {cache!r} {key!r}")
+    columns = ", ".join(f'"{c}"' for c in key)
+    match = " AND ".join(f'k."{c}" IS NOT DISTINCT FROM p."{c}"' for c in key)
+    new = "list_contains(CAST($files AS VARCHAR[]), file_sha256)"
+    return con.sql(
+        f'WITH keys AS (SELECT DISTINCT {columns} FROM "{cache}" WHERE error_code IS NULL AND {new}) '
+        f'SELECT * EXCLUDE ({VERSION_COLUMN}) FROM "{cache}" AS p '
+        f"WHERE {new.replace('file_sha256', 'p.file_sha256')} "
+        f"OR (p.error_code IS NULL AND EXISTS (SELECT 1 FROM keys AS k WHERE {match})) "
+        f"ORDER BY {LINE_ORDER}",
+        params={"files": files},
+    ).pl()
 
 
 def archived_lines(con: duckdb.DuckDBPyConnection, source: str, files: list[str] | None = None) -> pl.DataFrame:

@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 
 from tests.helpers.callbacks import DEFAULT_SECRETS, T0, flat_body, make_callback, write_landing, write_secrets
 from tests.unit.test_parse_cache import archive, delivery
-from zentra_pipelines import events_stage, stage_inputs
+from zentra_pipelines import controls, events_stage, stage_inputs
 from zentra_pipelines import ingest as ingest_stage
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import deliveries as dv
@@ -201,6 +201,44 @@ def test_callback_events_are_rewritten_whole_when_the_published_tables_were_buil
     assert second != first
 
 
+INTENT = {"intent_id": "i_1", "tenant_id": "t_1", "scope": "payments", "kind": "payment", "amount_minor": 5,
+          "currency": "EUR", "ledger_currency": "EUR", "corridor": "EUR:SEPA:EUR", "actor_id": "a_1",
+          "created_at": "2026-11-01T10:00:00Z", "primitives": []}
+
+
+def intent_line(**changes: object) -> bytes:
+    return json.dumps({**INTENT, **changes}).encode()
+
+
+def intent_tables(con: duckdb.DuckDBPyConnection) -> dict:
+    """intents as a set (updated in place), the quarantine in its physical order."""
+    return {"intents": con.sql("SELECT * FROM intents ORDER BY ALL").fetchall(),
+            "intents_quarantine": con.sql("SELECT * FROM intents_quarantine").fetchall()}
+
+
+def test_a_new_intent_file_replaces_only_the_intents_it_names_in_place():
+    files = (
+        ("a.jsonl", (intent_line(), intent_line(intent_id="i_2"), intent_line(intent_id="i_3"), b"{")),
+        # a copy of i_1, another body for i_2 (now a conflict), a new i_4, a bad line
+        ("b.jsonl", (intent_line(), intent_line(intent_id="i_2", amount_minor=6), intent_line(intent_id="i_4"), b"[")),
+    )
+    con = duckdb.connect()
+    archive(con, "intents", *files[0][0:1], *files[0][1])
+    controls.run_intents(con)
+    oid = "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'intents'"
+    first = con.sql(oid).fetchall()
+    archive(con, "intents", *files[1][0:1], *files[1][1])
+    report = controls.run_intents(con)
+    assert con.sql(oid).fetchall() == first  # updated in place, not rewritten
+    fresh = duckdb.connect()
+    for name, lines in files:
+        archive(fresh, "intents", name, *lines)
+    assert controls.run_intents(fresh) == report
+    assert intent_tables(fresh) == intent_tables(con)
+    assert con.sql("SELECT intent_id, copies FROM intents ORDER BY 1").fetchall() == [("i_1", 2), ("i_3", 1), ("i_4", 1)]
+    assert (report.received, report.accepted_lines, report.quarantined) == (8, 4, 4)
+
+
 def test_settlements_skip_when_nothing_new_and_rebuild_on_a_new_file(monkeypatch):
     from tests.unit.test_parse_cache import SETTLEMENT_HEADER, settlement
 
@@ -217,9 +255,41 @@ def test_settlements_skip_when_nothing_new_and_rebuild_on_a_new_file(monkeypatch
     archive(fresh, "settlements", "a.csv", SETTLEMENT_HEADER, settlement("r_1"), b"x")
     archive(fresh, "settlements", "b.csv", SETTLEMENT_HEADER, settlement("r_1"), settlement("r_2", net=1))
     assert events_stage.run_settlements(fresh) == second
-    for table in ("settlements", "settlements_quarantine", "settlement_conflicts"):
-        assert_frame_equal(con.sql(f"SELECT * FROM {table}").pl(), fresh.sql(f"SELECT * FROM {table}").pl())
+    assert settlement_tables(con) == settlement_tables(fresh)
     assert second.rows == 1 and second.quarantined == 1 + 1  # r_2: net mismatch; x: malformed
+
+
+def settlement_tables(con: duckdb.DuckDBPyConnection) -> dict:
+    """settlements as a set (updated in place), the quarantine and conflicts in their physical order."""
+    return {t: con.sql(f"SELECT * FROM {t}" + (" ORDER BY ALL" if t == "settlements" else "")).fetchall()
+            for t in ("settlements", "settlements_quarantine", "settlement_conflicts")}
+
+
+def test_a_new_settlement_file_replaces_only_the_refs_it_names_in_place():
+    from tests.unit.test_parse_cache import SETTLEMENT_HEADER, settlement
+
+    files = (
+        ("a.csv", (SETTLEMENT_HEADER, settlement("r_1"), settlement("r_2"), settlement("r_3"), b"x")),
+        # a copy of r_1, another content for r_2 (now a conflict), a new r_4, a bad line
+        ("b.csv", (SETTLEMENT_HEADER, settlement("r_1"), b"p_1,r_2,t_1,EUR,100,20,80,2026-11-01T10:00:00Z,b_1",
+                   settlement("r_4"), b"y")),
+    )
+    con = duckdb.connect()
+    archive(con, "settlements", *files[0][0:1], *files[0][1])
+    events_stage.run_settlements(con)
+    oid = "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'settlements'"
+    first = con.sql(oid).fetchall()
+    archive(con, "settlements", *files[1][0:1], *files[1][1])
+    report = events_stage.run_settlements(con)
+    assert con.sql(oid).fetchall() == first  # updated in place, not rewritten
+    fresh = duckdb.connect()
+    for name, lines in files:
+        archive(fresh, "settlements", name, *lines)
+    assert events_stage.run_settlements(fresh) == report
+    assert settlement_tables(fresh) == settlement_tables(con)
+    assert con.sql("SELECT provider_ref, copies FROM settlements ORDER BY 1").fetchall() == [
+        ("r_1", 2), ("r_3", 1), ("r_4", 1)]
+    assert (report.rows, report.quarantined, report.conflicts) == (3, 4, 1)
 
 
 def test_intents_skip_when_nothing_new_and_rebuild_on_a_new_file(monkeypatch):
@@ -243,8 +313,7 @@ def test_intents_skip_when_nothing_new_and_rebuild_on_a_new_file(monkeypatch):
     archive(fresh, "intents", "a.jsonl", *lines_a)
     archive(fresh, "intents", "b.jsonl", *lines_b)
     assert controls.run_intents(fresh) == second
-    for table in ("intents", "intents_quarantine"):
-        assert_frame_equal(con.sql(f"SELECT * FROM {table}").pl(), fresh.sql(f"SELECT * FROM {table}").pl())
+    assert intent_tables(con) == intent_tables(fresh)
     assert (first.received, first.accepted_lines, first.intents) == (3, 2, 1)
     assert (second.received, second.accepted_lines, second.intents) == (4, 3, 2)
 

@@ -321,6 +321,27 @@ class Warehouse:
         return rows
 
     @staticmethod
+    def replacement(con: duckdb.DuckDBPyConnection, table: str, removed: pl.DataFrame, added: pl.DataFrame) -> InPlace:
+        """``InPlace.replacing(removed, added)`` of a published table, with the rows the
+        table will hold after it (its rows, less those whose key is among ``removed``, plus
+        ``added``) counted now: ``publish`` then refuses the update unless the table holds
+        exactly that many, and the caller's audit can count on it."""
+        name = _table(table)
+        key = list(removed.columns)
+        if not key or not set(key) <= {c for c, _ in Warehouse.columns(con, name)}:
+            raise ValueError(f"table {name!r} has no key {key!r}")
+        match = " AND ".join(f't."{c}" IS NOT DISTINCT FROM k."{c}"' for c in (k.replace('"', '""') for k in key))
+        con.register("_replaced_keys", _arrow_view(removed))
+        try:
+            held, replaced = con.sql(
+                f'SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM _replaced_keys AS k WHERE {match})) '
+                f'FROM "{name}" AS t'
+            ).fetchall()[0]
+        finally:
+            con.unregister("_replaced_keys")
+        return InPlace.replacing(removed, added, rows=int(held) - int(replaced) + added.height)
+
+    @staticmethod
     def keep_and_add(
         con: duckdb.DuckDBPyConnection, table: str, kept: pl.DataFrame, added: pl.DataFrame
     ) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from zentra_pipelines.domain import errors
-from zentra_pipelines.domain.dedupe import quarantine_all, same_as_previous, split_conflicts
+from zentra_pipelines.domain.dedupe import quarantine_all, requarantined, same_as_previous, split_conflicts
 from zentra_pipelines.domain.ledger import in_order
 
 EVENT_KEY = ["tenant_id", "provider", "event_id"]
@@ -132,12 +132,11 @@ def converge_changes(
     new_events = ok.filter(pl.col("file_sha256").is_in(new_files)).select(EVENT_KEY).unique()
     refs = ok.join(new_events, on=EVENT_KEY, how="semi").select(STATE_KEY).unique()
     part = converge(lines)
-    line = ["source_file", "line_no", "file_sha256"]
     redone = ok.select(EVENT_KEY).unique()
     return ConvergedChanges(
         converged=Convergence(
             events=part.events,
-            quarantine=pl.concat([quarantine.join(ok.select(line), on=line, how="anti"), part.quarantine]).sort(line),
+            quarantine=requarantined(quarantine, ok, part.quarantine),
             state=pl.concat(
                 [state.join(refs, on=STATE_KEY, how="anti"), part.state.join(refs, on=STATE_KEY, how="semi")]
             ).sort(STATE_KEY),

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+#: Where a line came from: unique per line, the order of every quarantine.
+LINE_KEY = ["source_file", "line_no", "file_sha256"]
+
 
 @dataclass(frozen=True)
 class Deduped:
@@ -63,7 +66,16 @@ def quarantine_all(
     return pl.concat(
         [judged.filter(pl.col("error_code").is_not_null()).select(columns), conflicts.select(columns)],
         how="vertical_relaxed",
-    ).sort("source_file", "line_no", "file_sha256")
+    ).sort(LINE_KEY)
+
+
+def requarantined(published: pl.DataFrame, redone: pl.DataFrame, quarantine: pl.DataFrame) -> pl.DataFrame:
+    """A published quarantine with the lines judged again replaced: the rows of ``redone``'s
+    lines (``LINE_KEY``) go, ``quarantine`` (what judging them again quarantined) comes in,
+    in the order ``quarantine_all`` gives a whole quarantine."""
+    return pl.concat(
+        [published.join(redone.select(LINE_KEY), on=LINE_KEY, how="anti"), quarantine], how="vertical"
+    ).sort(LINE_KEY)
 
 
 def same_as_previous(keys: list[str]) -> pl.Expr:

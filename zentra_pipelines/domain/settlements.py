@@ -56,7 +56,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 
 from zentra_pipelines.domain import errors, frames
-from zentra_pipelines.domain.dedupe import quarantine_all, split_conflicts
+from zentra_pipelines.domain.dedupe import quarantine_all, requarantined, split_conflicts
 from zentra_pipelines.domain.money import INT64_MAX, INT64_MIN, is_currency, is_identifier
 
 HEADER = "provider,provider_ref,tenant_id,currency,gross_minor,fee_minor,net_minor,settled_at,batch_id"
@@ -189,6 +189,30 @@ def settle_rows(rows: pl.DataFrame) -> SettlementParse:
         columns,
     ).select([pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()])
     return SettlementParse(settlements=settlements, quarantine=quarantine, conflicts=conflicts)
+
+
+def settle_changes(
+    rows: pl.DataFrame, quarantine: pl.DataFrame, conflicts: pl.DataFrame
+) -> tuple[SettlementParse, pl.DataFrame]:
+    """What ``settle_rows`` of every judged row gives, from its published result over
+    every row but those of some new files (``quarantine``, ``conflicts`` and the
+    settlements table) and ``rows``: every row of the new files and every ok row of each
+    key an ok row of theirs carries (``intake.changed_lines``). Only those keys can change
+    (a key's copies and conflict are decided by its own rows, all of them in ``rows``).
+
+    Returns (the settlements of those keys, which replace the published rows of the keys,
+    with the whole quarantine and conflicts in ``settle_rows``' order; the keys).
+    """
+    ok = rows.filter(pl.col("error_code").is_null())
+    part = settle_rows(rows)
+    redone = ok.select(KEY).unique()
+    published = [frame.select([pl.col(c).cast(t) for c, t in schema.items()])
+                 for frame, schema in ((quarantine, QUARANTINE_SCHEMA), (conflicts, CONFLICT_SCHEMA))]
+    return SettlementParse(
+        settlements=part.settlements,
+        quarantine=requarantined(published[0], ok, part.quarantine),
+        conflicts=pl.concat([published[1].join(redone, on=KEY, how="anti"), part.conflicts]).sort(KEY),
+    ), redone
 
 
 def judge_lines(lines: pl.DataFrame) -> pl.DataFrame:
