@@ -57,6 +57,33 @@ def test_a_new_file_rebuilds_like_a_first_run():
     assert report.rows == 2 and report.replay_queue == 1
 
 
+def test_a_new_delivery_file_replaces_only_the_deliveries_it_names_in_place():
+    files = (
+        ("a.jsonl", (delivery(), delivery(delivery_id="dlv_2"), delivery(delivery_id="dlv_3", status_code=500), b"{")),
+        # a copy of dlv_001, another content for dlv_2 (now a conflict), a new dlv_4, a bad line
+        ("b.jsonl", (delivery(), delivery(delivery_id="dlv_2", status_code=503),
+                     delivery(delivery_id="dlv_4", attempt=2, attempted_at="2026-11-01T10:00:05Z"), b"[")),
+    )
+    con = duckdb.connect()
+    archive(con, "deliveries", *files[0][0:1], *files[0][1])
+    events_stage.run_deliveries(con)
+    oid = "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'deliveries'"
+    first = con.sql(oid).fetchall()
+    archive(con, "deliveries", *files[1][0:1], *files[1][1])
+    report = events_stage.run_deliveries(con)
+    assert con.sql(oid).fetchall() == first  # updated in place, not rewritten
+    fresh = duckdb.connect()
+    for name, lines in files:
+        archive(fresh, "deliveries", name, *lines)
+    assert events_stage.run_deliveries(fresh) == report
+    ordered = {"deliveries": " ORDER BY ALL"}  # a set; the others are rewritten whole, in order
+    assert ({t: con.sql(f"SELECT * FROM {t}" + ordered.get(t, "")).fetchall() for t in TABLES}
+            == {t: fresh.sql(f"SELECT * FROM {t}" + ordered.get(t, "")).fetchall() for t in TABLES})
+    assert con.sql("SELECT delivery_id, copies FROM deliveries ORDER BY 1").fetchall() == [
+        ("dlv_001", 2), ("dlv_3", 1), ("dlv_4", 1)]
+    assert (report.rows, report.quarantined, report.replay_queue) == (3, 4, 0)
+
+
 def test_another_recorded_digest_or_a_missing_output_rebuilds(monkeypatch):
     con = duckdb.connect()
     archive(con, "deliveries", "a.jsonl", delivery())
