@@ -53,6 +53,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import cache
@@ -1073,16 +1074,27 @@ def run_data_contracts(con: duckdb.DuckDBPyConnection) -> ContractReport:
     fresh: list[pl.DataFrame] = []
 
     def incremental(eng: _Engine, contract: Contract) -> SourceOutcome | None:
-        if not Warehouse.exists(con, contract.source):
+        if contract.source not in groups:
             return None
-        done = _validate_changed(eng, contract, con, previous.filter(pl.col("source") == contract.source))
+        done = _validate_changed(eng, contract, con, previous.filter(pl.col("source") == contract.source),
+                                 groups[contract.source].result())
         if done is None:
             return None
         outcome, cache_rows = done
         fresh.append(cache_rows)
         return outcome
 
-    report = _validate(table, None, incremental)
+    # Each source's tenant-day fingerprints are grouped by DuckDB on a helper thread while
+    # GX (Python) validates the source before it: at 100k intents over 31 days, 0.5 s of
+    # grouping 1.4M rows that used to wait its turn.
+    with Warehouse.reader(con) as reader:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zentra-contract-fingerprints")
+        try:
+            groups = {c.source: pool.submit(_tenant_day_groups, reader, c)
+                      for c in CONTRACTS if Warehouse.exists(con, c.source)}
+            report = _validate(table, None, incremental)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     cache_frame = pl.concat(fresh) if fresh else pl.DataFrame(schema=CACHE_SCHEMA)
     Warehouse.publish(
         con,
@@ -1138,8 +1150,36 @@ def _rules_digest(source: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _tenant_day_groups(con: duckdb.DuckDBPyConnection, contract: Contract) -> pl.DataFrame | None:
+    """Per tenant-day of a source (``_validate_changed``): its key, tenant_id, day, rows, the
+    hash sum of the row-local rules' columns, the non-null count of each column those rules
+    count (``nn<i>``) and the fingerprint; None when the table is validated whole instead
+    (not exactly its contract's columns and types, no row). Read-only, on any connection
+    to the warehouse: ``run_data_contracts`` computes them on a helper thread, each source's
+    ahead of its validation."""
+    source = contract.source
+    table = _WarehouseTable(con, source)
+    if dict(table.schema) != dict(contract.columns) or table.height == 0 or contract.day_column is None:
+        return None
+    local = [r for r in contract.rules() if _row_local(r)]
+    hashed = ", ".join(f'"{c}"' for c in dict.fromkeys(c for r in local for c in _needs(r)))
+    groups = con.sql(
+        f'SELECT {_day_key(contract)} AS "key", "tenant_id", CAST("{contract.day_column}" AS DATE) AS "day", '
+        f'count(*) AS "rows", CAST(sum(hash({hashed})) AS VARCHAR) AS "hash"'
+        + "".join(f', count("{c}") AS "nn{i}"' for i, c in enumerate(_nonnull_columns(local)))
+        + f' FROM "{source}" GROUP BY ALL'
+    ).pl()
+    return groups.with_columns(
+        fingerprint=pl.format("{}:{}:{}", pl.lit(_rules_digest(source)), pl.col("rows"), pl.col("hash")))
+
+
+def _nonnull_columns(local: Sequence[Rule]) -> list[str]:
+    return list(dict.fromkeys(r.column for r in local if _counts_nonnull(r)))
+
+
 def _validate_changed(
-    eng: _Engine, contract: Contract, con: duckdb.DuckDBPyConnection, cached: pl.DataFrame
+    eng: _Engine, contract: Contract, con: duckdb.DuckDBPyConnection, cached: pl.DataFrame,
+    groups: pl.DataFrame | None,
 ) -> tuple[SourceOutcome, pl.DataFrame] | None:
     """One source, validated in proportion to what changed; ``None`` = validate it whole.
 
@@ -1155,23 +1195,14 @@ def _validate_changed(
     validated whole (where GX's reports of a missing column or a wrong type belong), as
     is a source where GX's counts on the changed rows do not add up as expected.
     """
+    if groups is None:
+        return None
     source = contract.source
     table = _WarehouseTable(con, source)
-    if dict(table.schema) != dict(contract.columns) or table.height == 0 or contract.day_column is None:
-        return None
     t0 = time.perf_counter()
     rules = eng.rules[source]
     local = [r for r in rules.values() if _row_local(r)]
-    hashed = ", ".join(f'"{c}"' for c in dict.fromkeys(c for r in local for c in _needs(r)))
-    nonnull = list(dict.fromkeys(r.column for r in local if _counts_nonnull(r)))
-    groups = con.sql(
-        f'SELECT {_day_key(contract)} AS "key", "tenant_id", CAST("{contract.day_column}" AS DATE) AS "day", '
-        f'count(*) AS "rows", CAST(sum(hash({hashed})) AS VARCHAR) AS "hash"'
-        + "".join(f', count("{c}") AS "nn{i}"' for i, c in enumerate(nonnull))
-        + f' FROM "{source}" GROUP BY ALL'
-    ).pl()
-    groups = groups.with_columns(
-        fingerprint=pl.format("{}:{}:{}", pl.lit(_rules_digest(source)), pl.col("rows"), pl.col("hash")))
+    nonnull = _nonnull_columns(local)
     complete = (
         cached.group_by("key", "fingerprint").agg(pl.len().alias("m"))
         .filter(pl.col("m") == len(local)).select("key", "fingerprint")
