@@ -120,9 +120,11 @@ def run_controls(con: duckdb.DuckDBPyConnection, policies_path: Path) -> Control
     intents = con.sql("SELECT * FROM intents").pl()
     decisions = policy.decide(intents, policies)
     reviews = policy.review_queue(decisions)
+    update = Warehouse.changes(con, "policy_decisions", decisions, list(KEY))
     Warehouse.publish(
         con,
         {"policy_decisions": decisions, "review_queue": reviews},
+        in_place={"policy_decisions": update} if update else None,
         audit=lambda f: [] if f["policy_decisions"].height == intents.height
         else [f"{intents.height} intents but {f['policy_decisions'].height} decisions"],
         allow_empty={"review_queue"} | ({"policy_decisions"} if intents.height == 0 else set()),

@@ -78,7 +78,9 @@ ROUTING_COLUMNS = {
 
 def run_routing(con: duckdb.DuckDBPyConnection) -> RoutingReport:
     routes = routing_decisions(*(_columns(con, name, cols) for name, cols in ROUTING_COLUMNS.items()))
-    Warehouse.publish(con, {"routing_decisions": routes}, allow_empty={"routing_decisions"})
+    update = Warehouse.changes(con, "routing_decisions", routes, ["tenant_id", "intent_id"])
+    Warehouse.publish(con, {"routing_decisions": routes}, allow_empty={"routing_decisions"},
+                      in_place={"routing_decisions": update} if update else None)
     status = count_by(routes, "status")
     return RoutingReport(status.get("routed", 0), status.get("pending", 0), count_by(routes, "rail"))
 

@@ -253,6 +253,30 @@ def test_an_in_place_update_names_either_kept_or_removed_keys():
             InPlace(kept, part("t_a", 1), removed)
 
 
+OID = "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'intent_timeline'"
+
+
+def test_a_rebuild_published_as_its_changes_replaces_only_the_keys_whose_rows_differ(con):
+    Warehouse.publish(con, {"intent_timeline": pl.concat([part("t_a", 1, 2), part("t_b", 3), part("t_c", 4)])})
+    oid = con.sql(OID).fetchall()
+    # t_a keeps 1 but 2 becomes 5, t_b is unchanged, t_c is gone, t_d is new
+    rebuilt = pl.concat([part("t_a", 1, 5), part("t_b", 3), part("t_d", 6)])
+    update = Warehouse.changes(con, "intent_timeline", rebuilt, ["tenant_id"])
+    assert sorted(update.removed["tenant_id"].to_list()) == ["t_a", "t_c", "t_d"]
+    assert_frame_equal(update.added.sort("n"), pl.concat([part("t_a", 1, 5), part("t_d", 6)]))
+    Warehouse.publish(con, {"intent_timeline": rebuilt}, in_place={"intent_timeline": update})
+    assert con.sql(OID).fetchall() == oid
+    assert_frame_equal(published(con).sort("n"), rebuilt.sort("n"))
+
+
+def test_an_unchanged_rebuild_changes_no_row_and_another_schema_is_rewritten(con):
+    Warehouse.publish(con, {"intent_timeline": part("t_a", 1, 2)})
+    same = Warehouse.changes(con, "intent_timeline", part("t_a", 1, 2), ["tenant_id"])
+    assert (same.removed.height, same.added.height, same.rows) == (0, 0, 2)
+    assert Warehouse.changes(con, "intent_timeline", part("t_a", 1).with_columns(extra=pl.lit(1)), ["tenant_id"]) is None
+    assert Warehouse.changes(con, "intents", part("t_a", 1), ["tenant_id"]) is None  # not published
+
+
 def test_an_in_place_update_that_misses_the_audited_rows_publishes_nothing(con):
     Warehouse.publish(con, {"intent_timeline": part("t_a", 1, 2), "intents": part("t_x", 9)})
     whole = pl.concat([part("t_a", 1, 2), part("t_b", 3)])  # what was audited: 3 rows

@@ -341,6 +341,34 @@ class Warehouse:
             con.unregister("_replaced_keys")
         return InPlace.replacing(removed, added, rows=int(held) - int(replaced) + added.height)
 
+    @classmethod
+    def changes(cls, con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame,
+                key: list[str]) -> InPlace | None:
+        """``frame``, a whole new build of a published table, as an in-place update of it:
+        the rows of every key (NULL equal to NULL) whose rows differ between the two are
+        replaced by the frame's; None when the table is not published with the frame's
+        columns and types (``publish`` then rewrites it).
+
+        For a table rebuilt whole every run whose rows mostly come out the same (at 100k
+        intents over 31 days, a day's run rewrote ~97k routing and policy decisions,
+        0.2-0.26 s each, for the ~3k intents it added): reading it back and comparing
+        costs less than writing it. Its physical order becomes that of its updates.
+        """
+        name = _table(table)
+        frame = naive_utc(frame)
+        if not cls.exists(con, name):
+            return None
+        published = con.sql(f'SELECT * FROM "{name}"').pl()
+        if published.schema != frame.schema:
+            return None
+        columns = list(frame.columns)
+        differ = pl.concat([
+            published.join(frame, on=columns, how="anti", nulls_equal=True).select(key),
+            frame.join(published, on=columns, how="anti", nulls_equal=True).select(key),
+        ]).unique()
+        del published
+        return InPlace.replacing(differ, frame.join(differ, on=key, how="semi", nulls_equal=True), rows=frame.height)
+
     @staticmethod
     def keep_and_add(
         con: duckdb.DuckDBPyConnection, table: str, kept: pl.DataFrame, added: pl.DataFrame
