@@ -12,7 +12,8 @@ from zentra_pipelines.adapters.config import load_policies
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import policy
 from zentra_pipelines.domain.accounting import count_by, rows_conserved_violations
-from zentra_pipelines.domain.intents import KEY, accept_intent_changes, accept_intents
+from zentra_pipelines.domain.dedupe import accept_changes
+from zentra_pipelines.domain.intents import KEY, accept_intents
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def run_intents(con: duckdb.DuckDBPyConnection) -> IntentReport:
 def _publish_intent_changes(con: duckdb.DuckDBPyConnection, cache: str, new_files: list[str], inputs: str) -> None:
     """Publish the intents of every parsed line from the published ones, built on every
     line but those of ``new_files``: the intents those lines name are accepted again
-    (``accept_intent_changes``) and replace their rows in place; the quarantine (small)
+    (``dedupe.accept_changes``) and replace their rows in place; the quarantine (small)
     is rewritten whole, in a full build's order.
 
     Why: at 100k intents over 30 days a day's run accepted all ~98k lines again and
@@ -85,7 +86,7 @@ def _publish_intent_changes(con: duckdb.DuckDBPyConnection, cache: str, new_file
     physical order is the order of its updates: its readers sort, or group by intent.
     """
     lines = intake.changed_lines(con, cache, KEY, new_files)
-    intents, quarantine, redone = accept_intent_changes(lines, Warehouse.read(con, "intents_quarantine"))
+    intents, quarantine, redone = accept_changes(accept_intents, lines, Warehouse.read(con, "intents_quarantine"), KEY)
     update = Warehouse.replacement(con, "intents", redone, intents)
     con.register("_redone_intents", redone)
     try:

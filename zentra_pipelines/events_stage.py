@@ -16,8 +16,9 @@ import polars as pl
 from zentra_pipelines import intake, stage_inputs
 from zentra_pipelines.adapters.warehouse import InPlace, Warehouse
 from zentra_pipelines.domain.accounting import count_by
+from zentra_pipelines.domain.dedupe import accept_changes
 from zentra_pipelines.domain.deliveries import KEY as DELIVERY_KEY
-from zentra_pipelines.domain.deliveries import accept_deliveries, accept_delivery_changes, health_and_replay
+from zentra_pipelines.domain.deliveries import QUARANTINE_SCHEMA, accept_deliveries, health_and_replay
 from zentra_pipelines.domain.settlements import KEY as SETTLEMENT_KEY
 from zentra_pipelines.domain.settlements import SettlementParse, judge_lines, settle_changes, settle_rows
 
@@ -174,7 +175,7 @@ def _delivery_changes(
 ) -> tuple[pl.DataFrame, pl.DataFrame, InPlace]:
     """(every delivery, the whole quarantine, the deliveries table's in-place update) from
     the published tables, built on every line but those of ``new_files``: the deliveries
-    those lines name are accepted again (``accept_delivery_changes``) and replace their
+    those lines name are accepted again (``dedupe.accept_changes``) and replace their
     rows; the others are read back from the table (health needs them all).
 
     Why: at 100k intents over 30 days a day's run accepted all ~256k delivery lines again
@@ -182,8 +183,9 @@ def _delivery_changes(
     ~8k it added. The table is then a set whose physical order is the order of its
     updates: its readers sort, or group by event.
     """
-    changed, quarantine, redone = accept_delivery_changes(
-        intake.changed_lines(con, cache, DELIVERY_KEY, new_files), Warehouse.read(con, "deliveries_quarantine")
+    changed, quarantine, redone = accept_changes(
+        accept_deliveries, intake.changed_lines(con, cache, DELIVERY_KEY, new_files),
+        Warehouse.read(con, "deliveries_quarantine").cast(QUARANTINE_SCHEMA), DELIVERY_KEY,
     )
     published = con.sql("SELECT * FROM deliveries").pl()
     deliveries = pl.concat(

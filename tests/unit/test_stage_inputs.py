@@ -57,6 +57,26 @@ def test_a_new_file_rebuilds_like_a_first_run():
     assert report.rows == 2 and report.replay_queue == 1
 
 
+def second_file_updates_in_place(source: str, run, files, table: str, tables) -> tuple[object, duckdb.DuckDBPyConnection]:
+    """``run`` on ``files[0]``, then on ``files[1]`` too, in one warehouse: ``table`` keeps its
+    oid (updated in place, not rewritten), and the report and ``tables(con)`` are a fresh
+    warehouse's given both files at once. Returns (the second report, the warehouse)."""
+    con = duckdb.connect()
+    archive(con, source, files[0][0], *files[0][1])
+    run(con)
+    oid = f"SELECT table_oid FROM duckdb_tables() WHERE table_name = '{table}'"
+    first = con.sql(oid).fetchall()
+    archive(con, source, files[1][0], *files[1][1])
+    report = run(con)
+    assert con.sql(oid).fetchall() == first
+    fresh = duckdb.connect()
+    for name, lines in files:
+        archive(fresh, source, name, *lines)
+    assert run(fresh) == report
+    assert tables(fresh) == tables(con)
+    return report, con
+
+
 def test_a_new_delivery_file_replaces_only_the_deliveries_it_names_in_place():
     files = (
         ("a.jsonl", (delivery(), delivery(delivery_id="dlv_2"), delivery(delivery_id="dlv_3", status_code=500), b"{")),
@@ -64,21 +84,10 @@ def test_a_new_delivery_file_replaces_only_the_deliveries_it_names_in_place():
         ("b.jsonl", (delivery(), delivery(delivery_id="dlv_2", status_code=503),
                      delivery(delivery_id="dlv_4", attempt=2, attempted_at="2026-11-01T10:00:05Z"), b"[")),
     )
-    con = duckdb.connect()
-    archive(con, "deliveries", *files[0][0:1], *files[0][1])
-    events_stage.run_deliveries(con)
-    oid = "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'deliveries'"
-    first = con.sql(oid).fetchall()
-    archive(con, "deliveries", *files[1][0:1], *files[1][1])
-    report = events_stage.run_deliveries(con)
-    assert con.sql(oid).fetchall() == first  # updated in place, not rewritten
-    fresh = duckdb.connect()
-    for name, lines in files:
-        archive(fresh, "deliveries", name, *lines)
-    assert events_stage.run_deliveries(fresh) == report
     ordered = {"deliveries": " ORDER BY ALL"}  # a set; the others are rewritten whole, in order
-    assert ({t: con.sql(f"SELECT * FROM {t}" + ordered.get(t, "")).fetchall() for t in TABLES}
-            == {t: fresh.sql(f"SELECT * FROM {t}" + ordered.get(t, "")).fetchall() for t in TABLES})
+    report, con = second_file_updates_in_place(
+        "deliveries", events_stage.run_deliveries, files, "deliveries",
+        lambda c: {t: c.sql(f"SELECT * FROM {t}" + ordered.get(t, "")).fetchall() for t in TABLES})
     assert con.sql("SELECT delivery_id, copies FROM deliveries ORDER BY 1").fetchall() == [
         ("dlv_001", 2), ("dlv_3", 1), ("dlv_4", 1)]
     assert (report.rows, report.quarantined, report.replay_queue) == (3, 4, 0)
@@ -249,19 +258,7 @@ def test_a_new_intent_file_replaces_only_the_intents_it_names_in_place():
         # a copy of i_1, another body for i_2 (now a conflict), a new i_4, a bad line
         ("b.jsonl", (intent_line(), intent_line(intent_id="i_2", amount_minor=6), intent_line(intent_id="i_4"), b"[")),
     )
-    con = duckdb.connect()
-    archive(con, "intents", *files[0][0:1], *files[0][1])
-    controls.run_intents(con)
-    oid = "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'intents'"
-    first = con.sql(oid).fetchall()
-    archive(con, "intents", *files[1][0:1], *files[1][1])
-    report = controls.run_intents(con)
-    assert con.sql(oid).fetchall() == first  # updated in place, not rewritten
-    fresh = duckdb.connect()
-    for name, lines in files:
-        archive(fresh, "intents", name, *lines)
-    assert controls.run_intents(fresh) == report
-    assert intent_tables(fresh) == intent_tables(con)
+    report, con = second_file_updates_in_place("intents", controls.run_intents, files, "intents", intent_tables)
     assert con.sql("SELECT intent_id, copies FROM intents ORDER BY 1").fetchall() == [("i_1", 2), ("i_3", 1), ("i_4", 1)]
     assert (report.received, report.accepted_lines, report.quarantined) == (8, 4, 4)
 
@@ -301,19 +298,8 @@ def test_a_new_settlement_file_replaces_only_the_refs_it_names_in_place():
         ("b.csv", (SETTLEMENT_HEADER, settlement("r_1"), b"p_1,r_2,t_1,EUR,100,20,80,2026-11-01T10:00:00Z,b_1",
                    settlement("r_4"), b"y")),
     )
-    con = duckdb.connect()
-    archive(con, "settlements", *files[0][0:1], *files[0][1])
-    events_stage.run_settlements(con)
-    oid = "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'settlements'"
-    first = con.sql(oid).fetchall()
-    archive(con, "settlements", *files[1][0:1], *files[1][1])
-    report = events_stage.run_settlements(con)
-    assert con.sql(oid).fetchall() == first  # updated in place, not rewritten
-    fresh = duckdb.connect()
-    for name, lines in files:
-        archive(fresh, "settlements", name, *lines)
-    assert events_stage.run_settlements(fresh) == report
-    assert settlement_tables(fresh) == settlement_tables(con)
+    report, con = second_file_updates_in_place(
+        "settlements", events_stage.run_settlements, files, "settlements", settlement_tables)
     assert con.sql("SELECT provider_ref, copies FROM settlements ORDER BY 1").fetchall() == [
         ("r_1", 2), ("r_3", 1), ("r_4", 1)]
     assert (report.rows, report.quarantined, report.conflicts) == (3, 4, 1)

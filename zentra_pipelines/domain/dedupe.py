@@ -7,6 +7,7 @@ can decide which one wins.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -76,6 +77,25 @@ def requarantined(published: pl.DataFrame, redone: pl.DataFrame, quarantine: pl.
     return pl.concat(
         [published.join(redone.select(LINE_KEY), on=LINE_KEY, how="anti"), quarantine], how="vertical"
     ).sort(LINE_KEY)
+
+
+def accept_changes(
+    accept: Callable[[pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame]], lines: pl.DataFrame,
+    quarantine: pl.DataFrame, key: list[str],
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """What ``accept`` (a source's lines -> (one row per accepted key, quarantine)) of every
+    parsed line gives, from its published result over every line but those of some new
+    files (``quarantine``, and the table of accepted rows) and ``lines``: every line of the
+    new files and every ok line of each key an ok line of theirs carries
+    (``intake.changed_lines``). Only those keys can change: a key's copies and conflict
+    are decided by its own lines, all of them in ``lines``.
+
+    Returns (the accepted rows of those keys, which replace the published rows of the keys;
+    the whole quarantine, in ``quarantine_all``'s order; the keys).
+    """
+    ok = lines.filter(pl.col("error_code").is_null())
+    rows, part = accept(lines)
+    return rows, requarantined(quarantine, ok, part), ok.select(key).unique()
 
 
 def same_as_previous(keys: list[str]) -> pl.Expr:

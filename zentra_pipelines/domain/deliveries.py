@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from zentra_pipelines.domain import errors
-from zentra_pipelines.domain.dedupe import LINE_KEY, Deduped, quarantine_all, requarantined, same_as_previous
+from zentra_pipelines.domain.dedupe import LINE_KEY, Deduped, quarantine_all, same_as_previous
 
 #: Not (yet) in errors.CATALOGUE: one delivery_id reported with two different contents.
 DELIVERY_CONFLICT = errors.DELIVERY_CONFLICT
@@ -184,23 +184,6 @@ def accept_deliveries(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
         QUARANTINE_SCHEMA,
     ).sort(LINE_KEY)
     return deliveries, quarantine
-
-
-def accept_delivery_changes(
-    lines: pl.DataFrame, quarantine: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """What ``accept_deliveries`` of every parsed line gives, from its published result
-    over every line but those of some new files (``quarantine``, and the deliveries table)
-    and ``lines``: every line of the new files and every ok line of each KEY an ok line of
-    theirs carries (``intake.changed_lines``). Only those keys can change (a key's copies
-    and conflict are decided by its own lines, all of them in ``lines``).
-
-    Returns (the deliveries of those keys, which replace the published rows of the keys;
-    the whole quarantine, in ``accept_deliveries``' order; the keys).
-    """
-    ok = lines.filter(pl.col("error_code").is_null())
-    deliveries, part = accept_deliveries(lines)
-    return deliveries, requarantined(_shape(quarantine, QUARANTINE_SCHEMA), ok, part), ok.select(KEY).unique()
 
 
 _same_as_previous = same_as_previous

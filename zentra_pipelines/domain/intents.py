@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from zentra_pipelines.domain import errors
-from zentra_pipelines.domain.dedupe import quarantine_all, requarantined, split_conflicts
+from zentra_pipelines.domain.dedupe import quarantine_all, split_conflicts
 
 KEY = ["tenant_id", "intent_id"]
 INTENT_COLUMNS = [
@@ -34,19 +34,3 @@ def accept_intents(parsed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
     return intents, quarantine
 
-
-def accept_intent_changes(
-    lines: pl.DataFrame, quarantine: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """What ``accept_intents`` of every parsed line gives, from its published result over
-    every line but those of some new files (``quarantine``, and the intents table) and
-    ``lines``: every line of the new files and every ok line of each key an ok line of
-    theirs carries (``intake.changed_lines``). Only those keys can change (a key's copies
-    and conflict are decided by its own lines, all of them in ``lines``).
-
-    Returns (the intents of those keys, which replace the published rows of the keys;
-    the whole quarantine, in ``accept_intents``' order; the keys).
-    """
-    ok = lines.filter(pl.col("error_code").is_null())
-    intents, part = accept_intents(lines)
-    return intents, requarantined(quarantine, ok, part), ok.select(KEY).unique()
