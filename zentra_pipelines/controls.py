@@ -48,9 +48,7 @@ def run_intents(con: duckdb.DuckDBPyConnection) -> IntentReport:
     inputs = stage_inputs.digest(con, cache, parts)
     if stage_inputs.unchanged(con, INTENT_INPUTS, inputs, INTENT_TABLES):
         return _published_intent_report(con, cache)
-    if new_files and stage_inputs.unchanged(
-        con, INTENT_INPUTS, stage_inputs.digest(con, cache, parts, without=new_files), INTENT_TABLES
-    ):
+    if stage_inputs.built_without(con, INTENT_INPUTS, cache, parts, new_files, INTENT_TABLES):
         _publish_intent_changes(con, cache, new_files, inputs)
         return _published_intent_report(con, cache)
     # any order: accept_intents keeps one of identical copies per key and sorts by key,

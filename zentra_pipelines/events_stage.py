@@ -80,9 +80,7 @@ def run_settlements(con: duckdb.DuckDBPyConnection) -> SourceReport:
     inputs = stage_inputs.digest(con, cache, [version])
     if stage_inputs.unchanged(con, SETTLEMENT_INPUTS, inputs, SETTLEMENT_TABLES):
         return _published_settlement_report(con)
-    if new_files and stage_inputs.unchanged(
-        con, SETTLEMENT_INPUTS, stage_inputs.digest(con, cache, [version], without=new_files), SETTLEMENT_TABLES
-    ):
+    if stage_inputs.built_without(con, SETTLEMENT_INPUTS, cache, [version], new_files, SETTLEMENT_TABLES):
         _publish_settlement_changes(con, cache, new_files, inputs)
         return _published_settlement_report(con)
     parsed = _settlements_from(con, cache)
@@ -152,9 +150,7 @@ def run_deliveries(con: duckdb.DuckDBPyConnection) -> DeliveryReport:
         return _delivery_report(rows, Warehouse.read(con, "deliveries_quarantine"),
                                 Warehouse.read(con, "webhook_health"), replay_rows)
     update = None
-    if new_files and stage_inputs.unchanged(
-        con, DELIVERY_INPUTS, stage_inputs.digest(con, cache, parts, without=new_files), DELIVERY_TABLES
-    ):
+    if stage_inputs.built_without(con, DELIVERY_INPUTS, cache, parts, new_files, DELIVERY_TABLES):
         deliveries, quarantine, update = _delivery_changes(con, cache, new_files)
     else:
         deliveries, quarantine = _deliveries_from(con, cache)

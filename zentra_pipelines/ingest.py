@@ -324,9 +324,7 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
     inputs = stage_inputs.digest(con, "callback_checked", parts)
     if stage_inputs.unchanged(con, CALLBACK_INPUTS, inputs, CALLBACK_TABLES):
         return _published_report(con, verified, received)
-    if new_files and stage_inputs.unchanged(
-        con, CALLBACK_INPUTS, stage_inputs.digest(con, "callback_checked", parts, without=new_files), CALLBACK_TABLES
-    ):
+    if stage_inputs.built_without(con, CALLBACK_INPUTS, "callback_checked", parts, new_files, CALLBACK_TABLES):
         _publish_changes(con, new_files, received, inputs)
         return _published_report(con, verified, received)
     # handed over without a name here, so converge can release it once split into

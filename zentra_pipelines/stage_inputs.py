@@ -57,6 +57,17 @@ def unchanged(con: duckdb.DuckDBPyConnection, table: str, inputs: str, outputs: 
     return con.sql(f'SELECT {COLUMN} FROM "{table}"').fetchall() == [(inputs,)]
 
 
+def built_without(
+    con: duckdb.DuckDBPyConnection, table: str, input_table: str, parts: Iterable[str], files: Collection[str] | None,
+    outputs: Iterable[str],
+) -> bool:
+    """Whether ``table`` records the digest of ``input_table`` without ``files`` (and every
+    output table exists): the outputs were built from exactly the other files' rows, so a
+    run that has just added ``files`` may bring them up to date with those files' rows.
+    No files (None: every file is about to be read again) is never such a run."""
+    return bool(files) and unchanged(con, table, digest(con, input_table, parts, without=files or ()), outputs)
+
+
 def frame(inputs: str) -> pl.DataFrame:
     """The one-row table to publish with the outputs."""
     return pl.DataFrame({COLUMN: [inputs]}, schema={COLUMN: pl.String})

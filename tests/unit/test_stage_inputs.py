@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 
 from tests.helpers.callbacks import DEFAULT_SECRETS, T0, flat_body, make_callback, write_landing, write_secrets
 from tests.unit.test_parse_cache import archive, delivery
-from zentra_pipelines import controls, events_stage, stage_inputs
+from zentra_pipelines import controls, events_stage, intake, stage_inputs
 from zentra_pipelines import ingest as ingest_stage
 from zentra_pipelines.adapters.warehouse import Warehouse
 from zentra_pipelines.domain import deliveries as dv
@@ -118,6 +118,22 @@ def test_digest_follows_each_file_rows_and_the_parts():
     archive(con, "deliveries", "b.jsonl", delivery(delivery_id="dlv_2"))
     events_stage.parse_delivery_lines(con)
     assert stage_inputs.digest(con, "deliveries_parsed", ["v1"]) != one
+
+
+def test_outputs_count_as_built_without_files_only_when_the_digest_without_them_is_the_recorded_one():
+    con = duckdb.connect()
+    archive(con, "deliveries", "a.jsonl", delivery())
+    events_stage.run_deliveries(con)
+    archive(con, "deliveries", "b.jsonl", delivery(delivery_id="dlv_2"))
+    events_stage.parse_delivery_lines(con)
+    (b_sha,) = con.sql("SELECT file_sha256 FROM landing_lines WHERE source_file = 'deliveries/b.jsonl'").fetchall()[0]
+    parts = [intake.parser_version("parse_deliveries")]
+    outputs = ("deliveries", "deliveries_quarantine", "webhook_health", "replay_queue")
+    built = [stage_inputs.built_without(con, "deliveries_inputs", "deliveries_parsed", parts, files, outputs)
+             for files in ([b_sha], None, [], [b_sha, "another"])]
+    assert built == [True, False, False, True]  # a file with no rows leaves the digest as it is
+    con.execute("UPDATE deliveries_inputs SET inputs_sha256 = 'other'")
+    assert not stage_inputs.built_without(con, "deliveries_inputs", "deliveries_parsed", parts, [b_sha], outputs)
 
 
 CALLBACK_TABLES = ("callbacks_quarantine", "callback_events", "provider_state", "callback_conflicts")
