@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from zentra_pipelines import stage_inputs
+from zentra_pipelines import intake, stage_inputs
 from zentra_pipelines.adapters import landing
 from zentra_pipelines.adapters.code_version import code_version
 from zentra_pipelines.adapters.config import load_webhook_keys
@@ -316,7 +316,8 @@ def run_callbacks(con: duckdb.DuckDBPyConnection, secrets_path: Path) -> Callbac
     """
     keys = load_webhook_keys(secrets_path)
     fingerprint = keys_fingerprint(keys)
-    new_files = _unjudged_callback_files(con)
+    ensure_archive(con)
+    new_files = intake.uncached_files(con, "callbacks", "callback_checked")
     verified = verify_new_callbacks(con, keys, fingerprint)
     (received,) = con.sql("SELECT count(*) FROM callback_checked").fetchall()[0]
     # the keys count: lines judged again keep their count and line numbers, not their verdict
@@ -415,13 +416,3 @@ def _published_report(con: duckdb.DuckDBPyConnection, verified: int, received: i
         quarantined_by_code=count_by(quarantine, "error_code"), provider_refs=refs,
         distinct_events=distinct, duplicates_collapsed=accepted - distinct, conflicts=conflicts,
     )
-
-
-def _unjudged_callback_files(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The archived callback files none of whose lines is judged yet: the files this run's
-    verification adds whole (a file's lines are archived, and judged, in one statement)."""
-    ensure_archive(con)
-    return [sha for (sha,) in con.sql(
-        "SELECT DISTINCT file_sha256 FROM landing_lines WHERE source = 'callbacks' "
-        "AND file_sha256 NOT IN (SELECT file_sha256 FROM callback_checked) ORDER BY 1"
-    ).fetchall()]

@@ -134,7 +134,7 @@ def _pending_files(con: duckdb.DuckDBPyConnection, source: str, cache: str, vers
     if _stale(con, cache, version):
         con.execute(f'DROP TABLE "{cache}"')
         return None
-    return _uncached_files(con, source, cache)
+    return uncached_files(con, source, cache)
 
 
 def unparsed_files(con: duckdb.DuckDBPyConnection, source: str, sql_name: str) -> list[str] | None:
@@ -149,7 +149,7 @@ def unjudged_files(con: duckdb.DuckDBPyConnection, source: str, version: str) ->
     cache = PARSE_CACHES[source]
     if not Warehouse.exists(con, cache) or _stale(con, cache, version):
         return None
-    return _uncached_files(con, source, cache)
+    return uncached_files(con, source, cache)
 
 
 def _stale(con: duckdb.DuckDBPyConnection, cache: str, version: str) -> bool:
@@ -159,7 +159,12 @@ def _stale(con: duckdb.DuckDBPyConnection, cache: str, version: str) -> bool:
     return bool(stale)
 
 
-def _uncached_files(con: duckdb.DuckDBPyConnection, source: str, cache: str) -> list[str]:
+def uncached_files(con: duckdb.DuckDBPyConnection, source: str, cache: str) -> list[str]:
+    """The archived files of ``source`` none of whose lines is in ``cache`` (a table of
+    per-line results keyed by ``file_sha256``) yet, in hash order: the files a refresh of
+    ``cache`` adds whole (a file's lines are archived, and cached, in one statement)."""
+    if cache not in TABLES:
+        raise ValueError(f"table {cache!r} is not in the warehouse allowlist")
     return [
         sha for (sha,) in con.execute(
             f'SELECT DISTINCT file_sha256 FROM landing_lines WHERE source = $source '

@@ -327,10 +327,7 @@ class Warehouse:
         ``added``) counted now: ``publish`` then refuses the update unless the table holds
         exactly that many, and the caller's audit can count on it."""
         name = _table(table)
-        key = list(removed.columns)
-        if not key or not set(key) <= {c for c, _ in Warehouse.columns(con, name)}:
-            raise ValueError(f"table {name!r} has no key {key!r}")
-        match = " AND ".join(f't."{c}" IS NOT DISTINCT FROM k."{c}"' for c in (k.replace('"', '""') for k in key))
+        match = _key_match(con, name, removed)
         con.register("_replaced_keys", _arrow_view(removed))
         try:
             held, replaced = con.sql(
@@ -416,14 +413,20 @@ class InPlace:
         return cls(None, added, removed, rows)
 
 
-def _update_in_place(con: duckdb.DuckDBPyConnection, name: str, update: InPlace) -> None:
-    """Apply ``update`` to the published table ``name`` inside the caller's transaction."""
-    keys = update.kept if update.kept is not None else update.removed
+def _key_match(con: duckdb.DuckDBPyConnection, name: str, keys: pl.DataFrame) -> str:
+    """SQL matching a row ``t`` of table ``name`` to a row ``k`` of ``keys`` on every column of
+    ``keys`` (NULL equal to NULL); the columns must all be the table's."""
     key = list(keys.columns)
     if not key or not set(key) <= {c for c, _ in Warehouse.columns(con, name)}:
         raise ValueError(f"table {name!r} has no key {key!r}")
     quoted = ['"' + c.replace('"', '""') + '"' for c in key]
-    match = " AND ".join(f"t.{c} IS NOT DISTINCT FROM k.{c}" for c in quoted)
+    return " AND ".join(f"t.{c} IS NOT DISTINCT FROM k.{c}" for c in quoted)
+
+
+def _update_in_place(con: duckdb.DuckDBPyConnection, name: str, update: InPlace) -> None:
+    """Apply ``update`` to the published table ``name`` inside the caller's transaction."""
+    keys = update.kept if update.kept is not None else update.removed
+    match = _key_match(con, name, keys)
     gone = "NOT EXISTS" if update.kept is not None else "EXISTS"
     con.register("_update_keys", _arrow_view(keys))
     con.register("_added_rows", _arrow_view(naive_utc(update.added)))
